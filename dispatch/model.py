@@ -1,0 +1,143 @@
+"""The normalized job vocabulary every vendor adapter produces and every subscriber receives.
+
+A vendor message (callback body, status response, synchronous submit response) becomes one
+:class:`JobUpdate`; the state machine (:mod:`dispatch.state`) turns updates into events whose body is
+the contract in DESIGN.md ("Event contract").
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+
+class JobState(StrEnum):
+    """``queued → running → succeeded | failed``; the last two are terminal."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (JobState.SUCCEEDED, JobState.FAILED)
+
+    @property
+    def rank(self) -> int:
+        """0 queued, 1 running, 2 terminal: a job's rank never decreases."""
+        return {"queued": 0, "running": 1}.get(self.value, 2)
+
+
+EVENT_TYPES: tuple[str, ...] = ("job.queued", "job.running", "job.progress", "job.succeeded", "job.failed")
+DEFAULT_EVENT_TYPES: tuple[str, ...] = ("job.succeeded", "job.failed")
+
+
+@dataclass(frozen=True)
+class Output:
+    """One result file. ``expires_at`` is when the vendor's URL stops working (UTC), if known."""
+
+    url: str
+    mime_type: str | None = None
+    width: int | None = None
+    height: int | None = None
+    expires_at: datetime | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "mime_type": self.mime_type,
+            "width": self.width,
+            "height": self.height,
+            "expires_at": iso(self.expires_at),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Output:
+        return cls(
+            url=data["url"],
+            mime_type=data.get("mime_type"),
+            width=data.get("width"),
+            height=data.get("height"),
+            expires_at=parse_iso(data.get("expires_at")),
+        )
+
+
+@dataclass(frozen=True)
+class JobError:
+    """``code`` keeps the vendor's own code where it has one (APIXO ``failCode``, Artnex ``error``),
+    else a relay code (``vendor_failed``, ``timeout``, ``vendor_rejected``...)."""
+
+    code: str
+    message: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message}
+
+
+@dataclass(frozen=True)
+class JobUpdate:
+    """What one vendor message says about a job, in relay terms.
+
+    ``state`` is ``None`` when the vendor sent a state the adapter does not know; ``raw_state`` always
+    keeps the vendor's own word (``"PROCESSING"``, ``"created"``). ``progress`` is 0-100 or ``None``.
+    Times are timezone-aware UTC datetimes or ``None``; unknown values are ``None``, never guessed.
+
+    Example: ``JobUpdate(state=JobState.SUCCEEDED, raw_state="success", vendor_job_id="task_1",
+    progress=100, outputs=(Output("https://file.apixo.ai/a.jpg", "image/jpeg"),))``
+    """
+
+    state: JobState | None
+    raw_state: str | None = None
+    vendor_job_id: str | None = None
+    progress: int | None = None
+    outputs: tuple[Output, ...] = ()
+    error: JobError | None = None
+    created_at: datetime | None = None
+    completed_at: datetime | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def now_ms() -> int:
+    """Current time as unix milliseconds (the store's time unit)."""
+    return int(datetime.now(UTC).timestamp() * 1000)
+
+
+def iso(value: datetime | None) -> str | None:
+    """``2026-11-22T10:00:32.123Z`` (UTC, milliseconds) or ``None``."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def iso_ms(ms: int | None) -> str | None:
+    """Unix milliseconds to :func:`iso` text."""
+    return None if ms is None else iso(datetime.fromtimestamp(ms / 1000, UTC))
+
+
+def parse_iso(value: str | None) -> datetime | None:
+    """Inverse of :func:`iso`; accepts any ISO-8601 form Python reads, ``Z`` included."""
+    if not value:
+        return None
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def event_id(job_id: str, event_type: str, progress: int | None = None) -> str:
+    """The deterministic event id: the same (job, type, progress %) always gives the same id.
+
+    A vendor's duplicate callback, a poll that finds the same outcome and a replay all carry it, so
+    a subscriber that dedupes on ``webhook-id`` sees each outcome once. ``progress`` only counts for
+    ``job.progress``. Example: ``event_id("job_abc", "job.succeeded") == "evt_…"`` (26 base32 chars).
+    """
+    key = f"{job_id}|{event_type}|{progress if event_type == 'job.progress' else ''}"
+    digest = hashlib.sha256(key.encode()).digest()
+    return "evt_" + base64.b32encode(digest).decode()[:26].lower()

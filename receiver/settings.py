@@ -1,0 +1,91 @@
+"""Relay configuration: environment variables with the ``RELAY_`` prefix, read once at start.
+
+Every variable is listed in README.md ("Configuration"). Example::
+
+    RELAY_DATABASE_URL=sqlite:///var/relay.db RELAY_PUBLIC_URL=https://relay.example.com upscale-relay serve
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from dispatch.errors import ValidationFailed
+
+
+class Settings(BaseSettings):
+    """All relay settings. Durations are in seconds, sizes in bytes."""
+
+    model_config = SettingsConfigDict(env_prefix="RELAY_", extra="ignore", frozen=True)
+
+    database_url: str = "sqlite:///relay.db"
+    public_url: str = "http://127.0.0.1:8000"
+    api_token: SecretStr | None = None
+    secret_key: SecretStr | None = None
+    allow_private_targets: bool = False
+    https_only_targets: bool = False
+
+    useapi_token: SecretStr | None = None
+    useapi_base_url: str = "https://api.useapi.net"
+    apiframe_api_key: SecretStr | None = None
+    apiframe_base_url: str = "https://api.apiframe.ai"
+    apixo_api_key: SecretStr | None = None
+    apixo_base_url: str = "https://api.apixo.ai"
+    artnex_api_key: SecretStr | None = None
+    artnex_base_url: str = "https://api.artnex.ai"
+
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    vendor_timeout: float = Field(default=60.0, gt=0)
+    confirm_unsigned: bool = False
+
+    retry_schedule: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400)
+    retry_jitter: float = Field(default=0.2, ge=0, le=1)
+    delivery_connect_timeout: float = Field(default=5.0, gt=0)
+    delivery_timeout: float = Field(default=15.0, gt=0)
+    delivery_concurrency: int = Field(default=64, ge=1)
+    delivery_per_subscriber: int = Field(default=8, ge=1)
+    lease_seconds: float = Field(default=60.0, gt=0)
+    poll_interval: float = Field(default=0.2, gt=0)
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        if not value.startswith("sqlite:///"):
+            raise ValueError("must be sqlite:///PATH (postgresql:// is not supported yet)")
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @property
+    def sqlite_path(self) -> Path:
+        """The SQLite file named by ``database_url`` (``sqlite:///relay.db`` → ``relay.db``)."""
+        return Path(self.database_url.removeprefix("sqlite:///"))
+
+    def vendor_credential(self, setting: str) -> str | None:
+        """The plain value of a vendor credential setting (``"apixo_api_key"``), or ``None``."""
+        value = getattr(self, setting)
+        return value.get_secret_value() if value is not None else None
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment, with keyword overrides (CLI flags, tests).
+
+    Raises :class:`ValidationFailed` naming each bad variable, e.g.
+    ``RELAY_PUBLIC_URL: must start with http:// or https://``.
+    """
+    from pydantic import ValidationError
+
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = [
+            f"RELAY_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
+        ]
+        raise ValidationFailed("invalid configuration: " + "; ".join(problems), details=problems) from None

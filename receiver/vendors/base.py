@@ -1,0 +1,172 @@
+"""The one protocol every vendor adapter implements, and helpers they share.
+
+An adapter is pure: it builds vendor requests and parses vendor bodies; it never does I/O. The
+submitter (:mod:`receiver.submit`) sends what it builds with httpx, and the ingest pipeline
+(:mod:`receiver.ingest`) stores what it parses.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+from pydantic import BaseModel
+
+from dispatch.errors import PayloadError, UpstreamError
+from dispatch.model import JobUpdate
+
+
+@dataclass(frozen=True)
+class VendorRequest:
+    """An HTTP request to a vendor. ``path`` is relative to the vendor's base URL
+    (``/v1/dreamina/images/upscale``); ``query`` becomes the query string."""
+
+    method: str
+    path: str
+    json: dict[str, Any] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    query: dict[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    """What a successful submit response says: the vendor's job id, and a job update when the
+    response already carries a state (Artnex's synchronous result, Dreamina's ``created`` record)."""
+
+    vendor_job_id: str | None
+    update: JobUpdate | None = None
+
+
+class VendorAdapter(Protocol):
+    """One vendor: its request model, its submit/status requests and its body parsers.
+
+    Attributes:
+        name: the vendor's path segment and API name (``"apixo"``).
+        params_model: strict pydantic model of the vendor's documented upscale fields.
+        reserved_fields: callback fields the relay injects itself; a client sending one gets a 422.
+        synchronous: the submit response is the outcome (Artnex); no callback URL is sent.
+        idempotent_submit: a submit can be safely re-sent (Apiframe's ``Idempotency-Key``).
+        credential_setting: name of the ``Settings`` attribute holding the vendor credential.
+    """
+
+    name: ClassVar[str]
+    params_model: ClassVar[type[BaseModel]]
+    reserved_fields: ClassVar[frozenset[str]]
+    synchronous: ClassVar[bool]
+    idempotent_submit: ClassVar[bool]
+    credential_setting: ClassVar[str]
+    base_url_setting: ClassVar[str]
+
+    def auth_headers(self, credential: str) -> dict[str, str]:
+        """Headers that authenticate a request, e.g. ``{"Authorization": "Bearer user:1-abc"}``."""
+        ...
+
+    def submit_request(self, params: BaseModel, *, callback_url: str | None, job_id: str) -> VendorRequest:
+        """The vendor's upscale request: validated ``params`` plus the callback fields the relay
+        injects (``callback_url`` is ``None`` for synchronous vendors). ``job_id`` is the relay's id,
+        used as an idempotency key where the vendor supports one."""
+        ...
+
+    def parse_submit_response(self, status_code: int, body: bytes, headers: Mapping[str, str]) -> SubmitResult:
+        """Parse a submit response. Raises :class:`UpstreamError` for a vendor error status
+        (see :func:`upstream_error`) and :class:`PayloadError` for a 2xx body that makes no sense."""
+        ...
+
+    def status_request(self, vendor_job_id: str) -> VendorRequest | None:
+        """The vendor's status (poll) request for a job, or ``None`` when there is none (Artnex)."""
+        ...
+
+    def parse_callback(self, body: bytes, headers: Mapping[str, str]) -> JobUpdate:
+        """Parse a raw callback body into a normalized update. Raises :class:`PayloadError`."""
+        ...
+
+    def parse_status(self, status_code: int, body: bytes) -> JobUpdate:
+        """Parse a status (poll) response. Raises :class:`UpstreamError` for an error status and
+        :class:`PayloadError` for a body that cannot be parsed."""
+        ...
+
+    def verify_callback(self, body: bytes, headers: Mapping[str, str], credential: str | None) -> None:
+        """Check the callback's signature over the raw bytes; raises :class:`SignatureInvalid`.
+        Vendors that do not sign (useapi, APIXO) do nothing here."""
+        ...
+
+
+_STATUS_CODES = {
+    400: "vendor_rejected",
+    401: "vendor_unauthorized",
+    402: "insufficient_credits",
+    403: "vendor_forbidden",
+    404: "vendor_not_found",
+    410: "vendor_expired",
+    429: "rate_limited",
+}
+
+
+def upstream_error(
+    status_code: int, message: str | None, headers: Mapping[str, str] | None = None, *, code: str | None = None
+) -> UpstreamError:
+    """Map a vendor error status to an :class:`UpstreamError`.
+
+    ``400 → vendor_rejected``, ``401 → vendor_unauthorized``, ``402 → insufficient_credits``,
+    ``403 → vendor_forbidden``, ``404 → vendor_not_found``, ``410 → vendor_expired``,
+    ``429 → rate_limited`` (retryable), ``5xx → vendor_unavailable`` (retryable). ``code`` overrides
+    the mapped code (a vendor's own code such as Artnex ``invalid_scale``). ``Retry-After`` in seconds
+    is read from ``headers`` when present.
+    """
+    mapped = _STATUS_CODES.get(status_code, "vendor_unavailable" if status_code >= 500 else "vendor_rejected")
+    retry_after: float | None = None
+    if headers is not None:
+        raw = headers.get("retry-after") or headers.get("Retry-After")
+        if raw and raw.strip().isdigit():
+            retry_after = float(raw.strip())
+    return UpstreamError(
+        message or f"vendor answered HTTP {status_code}",
+        code=code or mapped,
+        http_status=status_code,
+        retryable=status_code == 429 or status_code >= 500,
+        retry_after=retry_after,
+    )
+
+
+def load_json(body: bytes) -> Any:
+    """Decode a vendor body as UTF-8 JSON. Raises :class:`PayloadError` naming what is wrong
+    (empty body, not UTF-8, not JSON)."""
+    if not body or not body.strip():
+        raise PayloadError("empty body")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PayloadError(f"body is not UTF-8: {exc}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PayloadError(f"body is not JSON: {exc}") from None
+
+
+def load_object(body: bytes) -> dict[str, Any]:
+    """:func:`load_json` that also requires a JSON object."""
+    data = load_json(body)
+    if not isinstance(data, dict):
+        raise PayloadError(f"body must be a JSON object, got {type(data).__name__}")
+    return data
+
+
+def error_message(body: bytes) -> str | None:
+    """Best-effort human message from a vendor error body (``error``/``message`` keys), else the
+    first 200 characters of the body. Never raises."""
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        text = body[:200].decode("utf-8", "replace").strip()
+        return text or None
+    if isinstance(data, dict):
+        for key in ("message", "error", "failMsg"):
+            value = data.get(key)
+            if isinstance(value, str) and value:
+                return value
+        inner = data.get("data")
+        if isinstance(inner, dict) and isinstance(inner.get("error"), str):
+            return str(inner["error"])
+    return None
