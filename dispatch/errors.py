@@ -113,3 +113,10 @@ class UpstreamError(RelayError):
         self.http_status = http_status
         self.retryable = retryable
         self.retry_after = retry_after
+
+
+class NotConfigured(RelayError):
+    """A feature needs a setting that is not set (a vendor credential such as ``RELAY_APIXO_API_KEY``)."""
+
+    code = "not_configured"
+    status = 503

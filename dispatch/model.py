@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -141,3 +142,11 @@ def event_id(job_id: str, event_type: str, progress: int | None = None) -> str:
     key = f"{job_id}|{event_type}|{progress if event_type == 'job.progress' else ''}"
     digest = hashlib.sha256(key.encode()).digest()
     return "evt_" + base64.b32encode(digest).decode()[:26].lower()
+
+
+def new_id(prefix: str) -> str:
+    """A new time-ordered id: ``prefix`` + ``_`` + 11 hex digits of unix ms + 12 random hex digits.
+
+    Example: ``new_id("job") == "job_19a9f2c3b1e4f0a1b2c3d4e5f6"``; ids sort by creation time.
+    """
+    return f"{prefix}_{now_ms():011x}{secrets.token_hex(6)}"

@@ -68,6 +68,10 @@ class Settings(BaseSettings):
         """The SQLite file named by ``database_url`` (``sqlite:///relay.db`` → ``relay.db``)."""
         return Path(self.database_url.removeprefix("sqlite:///"))
 
+    def vendor_base_url(self, setting: str) -> str:
+        """The base URL setting named ``setting`` (``"apixo_base_url"``), without a trailing slash."""
+        return str(getattr(self, setting)).rstrip("/")
+
     def vendor_credential(self, setting: str) -> str | None:
         """The plain value of a vendor credential setting (``"apixo_api_key"``), or ``None``."""
         value = getattr(self, setting)

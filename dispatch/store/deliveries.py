@@ -1,0 +1,313 @@
+"""Store verbs for subscribers, deliveries (the outbox) and their attempts."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any
+
+from dispatch.errors import Conflict, NotFound
+from dispatch.model import DEFAULT_EVENT_TYPES, new_id, now_ms
+from dispatch.secretbox import SecretBox
+from dispatch.signing import generate_secret
+from dispatch.store.records import Attempt, Delivery, DeliveryWork, Subscriber
+
+_SUB_COLUMNS = "id, url, event_types, description, enabled, created_at, updated_at"
+_DEL_COLUMNS = (
+    "id, event_id, subscriber_id, generation, status, attempts, next_attempt_at, last_status_code,"
+    " last_error, created_at, updated_at"
+)
+
+
+def _subscriber(row: tuple[Any, ...]) -> Subscriber:
+    return Subscriber(
+        id=row[0],
+        url=row[1],
+        event_types=tuple(json.loads(row[2])),
+        description=row[3],
+        enabled=bool(row[4]),
+        created_at=row[5],
+        updated_at=row[6],
+    )
+
+
+def _delivery(row: tuple[Any, ...], attempts: tuple[Attempt, ...] = ()) -> Delivery:
+    return Delivery(*row, attempt_log=attempts)
+
+
+class DeliveryVerbs:
+    """Subscribers and deliveries. Mixed into :class:`dispatch.store.sqlite.SQLiteStore`."""
+
+    conn: sqlite3.Connection
+    box: SecretBox
+
+    if TYPE_CHECKING:  # provided by SQLiteStore
+
+        def transaction(self) -> AbstractContextManager[sqlite3.Connection]: ...
+
+    # subscribers --------------------------------------------------------------------------------
+    def create_subscriber(
+        self,
+        url: str,
+        *,
+        event_types: Sequence[str] = DEFAULT_EVENT_TYPES,
+        description: str | None = None,
+        enabled: bool = True,
+    ) -> tuple[Subscriber, str]:
+        """Create a subscriber; returns it and its new ``whsec_…`` secret (shown only this once).
+        The secret is stored encrypted with the store's :class:`SecretBox`."""
+        secret = generate_secret()
+        now = now_ms()
+        sub_id = new_id("sub")
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO subscribers (id, url, event_types, description, enabled, secret, created_at,"
+                " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (sub_id, url, json.dumps(list(event_types)), description, int(enabled),
+                 self.box.encrypt(secret), now, now),
+            )
+        return self.get_subscriber(sub_id), secret
+
+    def get_subscriber(self, sub_id: str) -> Subscriber:
+        """One live (not deleted) subscriber. Raises :class:`NotFound`."""
+        row = self.conn.execute(
+            f"SELECT {_SUB_COLUMNS} FROM subscribers WHERE id = ? AND deleted_at IS NULL", (sub_id,)
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"subscriber {sub_id} not found")
+        return _subscriber(row)
+
+    def list_subscribers(self) -> list[Subscriber]:
+        """Every live subscriber, oldest first."""
+        rows = self.conn.execute(
+            f"SELECT {_SUB_COLUMNS} FROM subscribers WHERE deleted_at IS NULL ORDER BY created_at, id"
+        ).fetchall()
+        return [_subscriber(r) for r in rows]
+
+    def update_subscriber(self, sub_id: str, **changes: Any) -> Subscriber:
+        """Change ``url``, ``event_types``, ``description`` or ``enabled``. Raises :class:`NotFound`."""
+        allowed = {"url", "event_types", "description", "enabled"}
+        unknown = set(changes) - allowed
+        if unknown:
+            raise ValueError(f"cannot change {sorted(unknown)}")
+        with self.transaction() as conn:
+            self.get_subscriber(sub_id)
+            for name, value in changes.items():
+                if name == "event_types":
+                    value = json.dumps(list(value))
+                elif name == "enabled":
+                    value = int(bool(value))
+                conn.execute(f"UPDATE subscribers SET {name} = ? WHERE id = ?", (value, sub_id))
+            conn.execute("UPDATE subscribers SET updated_at = ? WHERE id = ?", (now_ms(), sub_id))
+        return self.get_subscriber(sub_id)
+
+    def delete_subscriber(self, sub_id: str) -> None:
+        """Delete a subscriber; its pending deliveries are dropped (marked ``dead``), its history kept."""
+        now = now_ms()
+        with self.transaction() as conn:
+            self.get_subscriber(sub_id)
+            conn.execute("UPDATE subscribers SET deleted_at = ?, enabled = 0 WHERE id = ?", (now, sub_id))
+            conn.execute(
+                "UPDATE deliveries SET status = 'dead', last_error = 'subscriber deleted', updated_at = ?,"
+                " next_attempt_at = NULL WHERE subscriber_id = ? AND status IN ('pending', 'retrying')",
+                (now, sub_id),
+            )
+
+    def _secrets(self, sub_id: str, now: int) -> tuple[str, ...]:
+        row = self.conn.execute(
+            "SELECT secret, previous_secret, previous_secret_until FROM subscribers WHERE id = ?", (sub_id,)
+        ).fetchone()
+        secrets = [self.box.decrypt(row[0])]
+        if row[1] and row[2] and row[2] > now:
+            secrets.append(self.box.decrypt(row[1]))
+        return tuple(secrets)
+
+    # deliveries ---------------------------------------------------------------------------------
+    def _enqueue_deliveries(self, event_id: str, event_type: str, now: int) -> int:
+        """One ``pending`` delivery per enabled subscriber that wants ``event_type``."""
+        subs = self.conn.execute(
+            "SELECT id, event_types FROM subscribers WHERE enabled = 1 AND deleted_at IS NULL"
+        ).fetchall()
+        count = 0
+        for sub_id, types in subs:
+            if event_type in json.loads(types):
+                self._insert_delivery(event_id, sub_id, 0, now)
+                count += 1
+        return count
+
+    def _insert_delivery(self, event_id: str, sub_id: str, generation: int, now: int) -> str:
+        delivery_id = new_id("dlv")
+        self.conn.execute(
+            "INSERT OR IGNORE INTO deliveries (id, event_id, subscriber_id, generation, status, attempts,"
+            " next_attempt_at, created_at, updated_at) VALUES (?, ?, ?, ?, 'pending', 0, ?, ?, ?)",
+            (delivery_id, event_id, sub_id, generation, now, now, now),
+        )
+        return delivery_id
+
+    def replay_event(self, event_id: str, subscriber_id: str | None = None) -> list[Delivery]:
+        """Deliver a stored event again (same event id, same body) as a new delivery generation.
+
+        To ``subscriber_id`` if given (whatever its event types), else to every enabled subscriber
+        whose event types include the event's. Raises :class:`NotFound`.
+        """
+        now = now_ms()
+        with self.transaction() as conn:
+            row = conn.execute("SELECT type FROM events WHERE id = ?", (event_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"event {event_id} not found")
+            if subscriber_id is not None:
+                targets = [self.get_subscriber(subscriber_id).id]
+            else:
+                targets = [s.id for s in self.list_subscribers() if s.enabled and row[0] in s.event_types]
+            created = []
+            for sub_id in targets:
+                generation = conn.execute(
+                    "SELECT COALESCE(MAX(generation) + 1, 0) FROM deliveries WHERE event_id = ? AND subscriber_id = ?",
+                    (event_id, sub_id),
+                ).fetchone()[0]
+                created.append(self._insert_delivery(event_id, sub_id, generation, now))
+            return [self.get_delivery(d) for d in created]
+
+    def get_delivery(self, delivery_id: str) -> Delivery:
+        """One delivery with its attempts. Raises :class:`NotFound`."""
+        row = self.conn.execute(f"SELECT {_DEL_COLUMNS} FROM deliveries WHERE id = ?", (delivery_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"delivery {delivery_id} not found")
+        attempts = self.conn.execute(
+            "SELECT number, started_at, duration_ms, status_code, response_headers, response_body, error"
+            " FROM attempts WHERE delivery_id = ? ORDER BY number",
+            (delivery_id,),
+        ).fetchall()
+        log = tuple(Attempt(a[0], a[1], a[2], a[3], json.loads(a[4] or "{}"), a[5] or "", a[6]) for a in attempts)
+        return _delivery(row, log)
+
+    def list_deliveries(
+        self,
+        *,
+        status: str | None = None,
+        subscriber_id: str | None = None,
+        event_id: str | None = None,
+        limit: int = 50,
+    ) -> list[Delivery]:
+        """Newest deliveries first (without attempt logs), optionally filtered."""
+        values = {"status": status, "subscriber_id": subscriber_id, "event_id": event_id}
+        clauses = [f"{k} = ?" for k, v in values.items() if v is not None]
+        args: list[Any] = [v for v in values.values() if v is not None]
+        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        rows = self.conn.execute(
+            f"SELECT {_DEL_COLUMNS} FROM deliveries {where} ORDER BY created_at DESC, id DESC LIMIT ?",
+            (*args, limit),
+        ).fetchall()
+        return [_delivery(r) for r in rows]
+
+    def retry_delivery(self, delivery_id: str) -> Delivery:
+        """Make a ``dead`` or ``retrying`` delivery due now (attempt count kept, schedule restarted
+        from its last step). Raises :class:`NotFound`, or :class:`Conflict` if it already succeeded."""
+        now = now_ms()
+        with self.transaction() as conn:
+            current = self.get_delivery(delivery_id)
+            if current.status == "succeeded":
+                raise Conflict(f"delivery {delivery_id} already succeeded; replay the event instead")
+            conn.execute(
+                "UPDATE deliveries SET status = CASE WHEN attempts = 0 THEN 'pending' ELSE 'retrying' END,"
+                " next_attempt_at = ?, lease_owner = NULL, lease_expires_at = NULL, updated_at = ?"
+                " WHERE id = ?",
+                (now, now, delivery_id),
+            )
+        return self.get_delivery(delivery_id)
+
+    def claim_due_deliveries(
+        self,
+        worker_id: str,
+        *,
+        now: int,
+        limit: int,
+        lease_ms: int,
+        per_subscriber: int = 1_000_000,
+        exclude: Sequence[str] = (),
+    ) -> list[DeliveryWork]:
+        """Lease up to ``limit`` due deliveries to ``worker_id`` until ``now + lease_ms`` (unix ms).
+
+        At most ``per_subscriber`` per subscriber, none for subscribers in ``exclude`` (those the
+        worker already saturates). First attempts come before retries, so a backlog of retries
+        never delays fresh events. An expired lease (its worker died) is claimable again.
+        """
+        marks = ",".join("?" * len(exclude))
+        skip = f"AND subscriber_id NOT IN ({marks})" if exclude else ""
+        with self.transaction() as conn:
+            rows = conn.execute(
+                "UPDATE deliveries SET lease_owner = ?, lease_expires_at = ? WHERE id IN ("
+                " SELECT id FROM (SELECT id, attempts, next_attempt_at, ROW_NUMBER() OVER ("
+                "  PARTITION BY subscriber_id ORDER BY attempts > 0, next_attempt_at) AS rn"
+                "  FROM deliveries WHERE status IN ('pending', 'retrying') AND next_attempt_at <= ?"
+                f"  AND (lease_expires_at IS NULL OR lease_expires_at < ?) {skip})"
+                " WHERE rn <= ? ORDER BY attempts > 0, next_attempt_at LIMIT ?)"
+                " RETURNING id, event_id, subscriber_id, attempts",
+                (worker_id, now + lease_ms, now, now, *exclude, per_subscriber, limit),
+            ).fetchall()
+            work = []
+            for delivery_id, event_id, sub_id, attempts in rows:
+                body = conn.execute("SELECT body FROM events WHERE id = ?", (event_id,)).fetchone()[0]
+                url = conn.execute("SELECT url FROM subscribers WHERE id = ?", (sub_id,)).fetchone()[0]
+                work.append(
+                    DeliveryWork(
+                        delivery_id, event_id, sub_id, url, body.encode(), self._secrets(sub_id, now), attempts
+                    )
+                )
+            return work
+
+    def finish_attempt(
+        self,
+        delivery_id: str,
+        worker_id: str,
+        attempt: Attempt,
+        *,
+        next_attempt_at: int | None,
+    ) -> Delivery:
+        """Record one attempt and its outcome, releasing the lease.
+
+        A 2xx ``status_code`` makes the delivery ``succeeded``; otherwise it is ``retrying`` at
+        ``next_attempt_at`` (unix ms) or ``dead`` when that is ``None``. Raises :class:`Conflict` when
+        ``worker_id`` no longer holds the lease (it expired and another worker took over): the attempt
+        is still recorded.
+        """
+        ok = attempt.status_code is not None and 200 <= attempt.status_code < 300
+        status = "succeeded" if ok else ("retrying" if next_attempt_at is not None else "dead")
+        now = now_ms()
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO attempts (delivery_id, number, started_at, duration_ms, status_code,"
+                " response_headers, response_body, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (delivery_id, attempt.number, attempt.started_at, attempt.duration_ms, attempt.status_code,
+                 json.dumps(attempt.response_headers), attempt.response_body, attempt.error),
+            )
+            cur = conn.execute(
+                "UPDATE deliveries SET status = ?, attempts = MAX(attempts, ?), next_attempt_at = ?,"
+                " last_status_code = ?, last_error = ?, lease_owner = NULL, lease_expires_at = NULL,"
+                " updated_at = ? WHERE id = ? AND lease_owner = ? AND status NOT IN ('succeeded', 'dead')",
+                (status, attempt.number, None if ok else next_attempt_at, attempt.status_code, attempt.error,
+                 now, delivery_id, worker_id),
+            )
+            if cur.rowcount == 0:
+                self.get_delivery(delivery_id)
+                raise Conflict(f"delivery {delivery_id} is no longer leased to {worker_id}")
+        return self.get_delivery(delivery_id)
+
+    def release_leases(self, worker_id: str) -> int:
+        """Give back every lease ``worker_id`` holds (graceful shutdown); returns how many."""
+        with self.transaction() as conn:
+            return conn.execute(
+                "UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL WHERE lease_owner = ?",
+                (worker_id,),
+            ).rowcount
+
+    def next_due_at(self) -> int | None:
+        """Unix ms of the earliest pending or retrying delivery, or ``None`` when there is none."""
+        row = self.conn.execute(
+            "SELECT MIN(next_attempt_at) FROM deliveries WHERE status IN ('pending', 'retrying')"
+        ).fetchone()
+        return row[0] if row else None
+
+

@@ -1,0 +1,312 @@
+"""Store verbs for jobs, raw vendor messages (inbound) and events."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from dispatch.errors import NotFound
+from dispatch.model import JobError, JobState, JobUpdate, Output, event_id, iso_ms, new_id, now_ms
+from dispatch.state import APPLIED, transition
+from dispatch.store.records import Event, IngestResult, Inbound, Job, RawMessage
+
+_JOB_COLUMNS = (
+    "id, vendor, vendor_job_id, status, progress, outputs, error, reference, params, sequence, flags,"
+    " created_at, updated_at, submitted_at, completed_at"
+)
+
+
+def _job(row: sqlite3.Row | tuple[Any, ...]) -> Job:
+    err = json.loads(row[6]) if row[6] else None
+    return Job(
+        id=row[0],
+        vendor=row[1],
+        vendor_job_id=row[2],
+        status=JobState(row[3]),
+        progress=row[4],
+        outputs=tuple(Output.from_json(o) for o in json.loads(row[5] or "[]")),
+        error=JobError(err["code"], err.get("message")) if err else None,
+        reference=row[7],
+        params=json.loads(row[8]),
+        sequence=row[9],
+        flags=tuple(json.loads(row[10] or "[]")),
+        created_at=row[11],
+        updated_at=row[12],
+        submitted_at=row[13],
+        completed_at=row[14],
+    )
+
+
+def _event(row: tuple[Any, ...]) -> Event:
+    return Event(id=row[0], job_id=row[1], type=row[2], sequence=row[3], created_at=row[4], body=row[5])
+
+
+def _inbound(row: tuple[Any, ...]) -> Inbound:
+    return Inbound(
+        id=row[0],
+        job_id=row[1],
+        vendor=row[2],
+        kind=row[3],
+        received_at=row[4],
+        peer=row[5],
+        headers=json.loads(row[6] or "{}"),
+        body=bytes(row[7]),
+        verdict=row[8],
+        error=row[9],
+        event_ids=tuple(json.loads(row[10] or "[]")),
+    )
+
+
+def event_body(job: Job, event_type: str, eid: str, created_at: int) -> str:
+    """The JSON text subscribers receive for ``job`` (DESIGN.md, "Event contract")."""
+    body = {
+        "id": eid,
+        "type": event_type,
+        "timestamp": iso_ms(created_at),
+        "data": {
+            "job_id": job.id,
+            "vendor": job.vendor,
+            "vendor_job_id": job.vendor_job_id,
+            "status": job.status.value,
+            "progress": job.progress,
+            "sequence": job.sequence,
+            "outputs": [o.to_json() for o in job.outputs],
+            "error": job.error.to_json() if job.error else None,
+            "reference": job.reference,
+            "submitted_at": iso_ms(job.submitted_at),
+            "completed_at": iso_ms(job.completed_at),
+        },
+    }
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+
+
+class JobVerbs:
+    """Jobs, inbound messages and events. Mixed into :class:`dispatch.store.sqlite.SQLiteStore`."""
+
+    conn: sqlite3.Connection
+
+    if TYPE_CHECKING:  # provided by SQLiteStore and DeliveryVerbs
+
+        def transaction(self) -> AbstractContextManager[sqlite3.Connection]: ...
+
+        def _enqueue_deliveries(self, event_id: str, event_type: str, now: int) -> int: ...
+
+    # jobs -------------------------------------------------------------------------------------
+    def create_job(
+        self, vendor: str, params: dict[str, Any], *, reference: str | None, token_hash: str | None
+    ) -> Job:
+        """Insert a new ``queued`` job and return it. ``token_hash`` is the SHA-256 hex of its
+        callback token (``None`` for synchronous vendors)."""
+        now = now_ms()
+        job_id = new_id("job")
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO jobs (id, vendor, status, params, reference, token_hash, sequence, flags,"
+                " outputs, created_at, updated_at) VALUES (?, ?, 'queued', ?, ?, ?, 0, '[]', '[]', ?, ?)",
+                (job_id, vendor, json.dumps(params), reference, token_hash, now, now),
+            )
+        return self.get_job(job_id)
+
+    def get_job(self, job_id: str) -> Job:
+        """The job with ``job_id``. Raises :class:`NotFound`."""
+        row = self.conn.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"job {job_id} not found")
+        return _job(row)
+
+    def find_job_by_token(self, vendor: str, token_hash: str) -> Job | None:
+        """The job whose callback token hashes to ``token_hash`` for ``vendor``, or ``None``."""
+        row = self.conn.execute(
+            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE token_hash = ? AND vendor = ?", (token_hash, vendor)
+        ).fetchone()
+        return _job(row) if row else None
+
+    def list_jobs(
+        self, *, vendor: str | None = None, status: str | None = None, limit: int = 50
+    ) -> list[Job]:
+        """Newest jobs first, optionally filtered by vendor and status; at most ``limit``."""
+        where, args = _filters(vendor=vendor, status=status)
+        rows = self.conn.execute(
+            f"SELECT {_JOB_COLUMNS} FROM jobs {where} ORDER BY created_at DESC, id DESC LIMIT ?",
+            (*args, limit),
+        ).fetchall()
+        return [_job(r) for r in rows]
+
+    def mark_submitted(self, job_id: str, vendor_job_id: str | None) -> Job:
+        """Record that the vendor accepted the job (its id), emitting ``job.queued`` once."""
+        now = now_ms()
+        with self.transaction() as conn:
+            job = self.get_job(job_id)
+            conn.execute(
+                "UPDATE jobs SET vendor_job_id = COALESCE(?, vendor_job_id), submitted_at = ?, updated_at = ?"
+                " WHERE id = ?",
+                (vendor_job_id, now, now, job_id),
+            )
+            if job.sequence == 0 and job.status is JobState.QUEUED:
+                self._emit(self.get_job(job_id), (("job.queued", None),), now)
+            return self.get_job(job_id)
+
+    # inbound + state machine -------------------------------------------------------------------
+    def record_message(
+        self,
+        job_id: str,
+        kind: str,
+        raw: RawMessage,
+        update: JobUpdate | None,
+        *,
+        verdict: str | None = None,
+        error: str | None = None,
+    ) -> IngestResult:
+        """Store a raw vendor message and apply its parsed ``update`` to the job, in one transaction.
+
+        ``kind`` is ``callback``, ``response`` or ``poll``. With ``update=None`` the message is kept
+        with ``verdict`` (default ``invalid``) and ``error``, and nothing else changes. Otherwise the
+        state machine decides; new events and their deliveries are written in the same transaction.
+        Raises :class:`NotFound` for an unknown job, :class:`StoreUnavailable` if nothing could be written.
+        """
+        now = now_ms()
+        inbound_id = new_id("in")
+        with self.transaction() as conn:
+            job = self.get_job(job_id)
+            event_ids: tuple[str, ...] = ()
+            if update is None:
+                verdict = verdict or "invalid"
+            else:
+                job, verdict, event_ids = self._apply(job, update, now)
+            conn.execute(
+                "INSERT INTO inbound (id, job_id, vendor, kind, received_at, peer, headers, body, verdict,"
+                " error, event_ids) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    inbound_id, job_id, job.vendor, kind, now, raw.peer, json.dumps(raw.headers),
+                    raw.body, verdict, error, json.dumps(list(event_ids)),
+                ),
+            )
+        return IngestResult(inbound_id, verdict, job, event_ids)
+
+    def _apply(self, job: Job, update: JobUpdate, now: int) -> tuple[Job, str, tuple[str, ...]]:
+        step = transition(job.status, job.progress, update)
+        if step.verdict != APPLIED:
+            if step.verdict in ("conflict", "unknown_state") and step.verdict not in job.flags:
+                self.conn.execute(
+                    "UPDATE jobs SET flags = ?, updated_at = ? WHERE id = ?",
+                    (json.dumps([*job.flags, step.verdict]), now, job.id),
+                )
+                job = self.get_job(job.id)
+            return job, step.verdict, ()
+        outputs = update.outputs or job.outputs
+        error = update.error if step.status is JobState.FAILED else None
+        if step.status is JobState.FAILED and error is None:
+            error = JobError("vendor_failed", None)
+        completed = None
+        if step.status.terminal:
+            completed = int(update.completed_at.timestamp() * 1000) if update.completed_at else now
+        self.conn.execute(
+            "UPDATE jobs SET status = ?, progress = ?, outputs = ?, error = ?, updated_at = ?,"
+            " completed_at = COALESCE(?, completed_at), vendor_job_id = COALESCE(vendor_job_id, ?)"
+            " WHERE id = ?",
+            (
+                step.status.value, step.progress, json.dumps([o.to_json() for o in outputs]),
+                json.dumps(error.to_json()) if error else None, now, completed, update.vendor_job_id,
+                job.id,
+            ),
+        )
+        ids = self._emit(self.get_job(job.id), step.events, now)
+        return self.get_job(job.id), "applied", ids
+
+    def _emit(self, job: Job, events: tuple[tuple[str, int | None], ...], now: int) -> tuple[str, ...]:
+        ids: list[str] = []
+        sequence = job.sequence
+        for event_type, pct in events:
+            eid = event_id(job.id, event_type, pct)
+            if self.conn.execute("SELECT 1 FROM events WHERE id = ?", (eid,)).fetchone():
+                continue
+            sequence += 1
+            snapshot = replace(job, sequence=sequence)
+            if event_type == "job.progress":
+                snapshot = replace(snapshot, progress=pct)
+            self.conn.execute(
+                "INSERT INTO events (id, job_id, type, sequence, created_at, body) VALUES (?, ?, ?, ?, ?, ?)",
+                (eid, job.id, event_type, sequence, now, event_body(snapshot, event_type, eid, now)),
+            )
+            self._enqueue_deliveries(eid, event_type, now)
+            ids.append(eid)
+        if sequence != job.sequence:
+            self.conn.execute("UPDATE jobs SET sequence = ? WHERE id = ?", (sequence, job.id))
+        return tuple(ids)
+
+    def get_inbound(self, inbound_id: str) -> Inbound:
+        """One stored vendor message. Raises :class:`NotFound`."""
+        row = self.conn.execute(f"SELECT {_INBOUND_COLUMNS} FROM inbound WHERE id = ?", (inbound_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"inbound message {inbound_id} not found")
+        return _inbound(row)
+
+    def list_inbound(
+        self, *, job_id: str | None = None, vendor: str | None = None, verdict: str | None = None, limit: int = 50
+    ) -> list[Inbound]:
+        """Newest stored vendor messages first, optionally filtered."""
+        where, args = _filters(job_id=job_id, vendor=vendor, verdict=verdict)
+        rows = self.conn.execute(
+            f"SELECT {_INBOUND_COLUMNS} FROM inbound {where} ORDER BY received_at DESC, id DESC LIMIT ?",
+            (*args, limit),
+        ).fetchall()
+        return [_inbound(r) for r in rows]
+
+    # events -------------------------------------------------------------------------------------
+    def get_event(self, eid: str) -> Event:
+        """One event. Raises :class:`NotFound`."""
+        row = self.conn.execute(
+            "SELECT id, job_id, type, sequence, created_at, body FROM events WHERE id = ?", (eid,)
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"event {eid} not found")
+        return _event(row)
+
+    def list_events(
+        self,
+        *,
+        job_id: str | None = None,
+        vendor: str | None = None,
+        type: str | None = None,
+        since: int | None = None,
+        until: int | None = None,
+        limit: int = 50,
+    ) -> list[Event]:
+        """Events newest first; ``since``/``until`` are unix ms bounds on creation time."""
+        where, args = _filters(**{"e.job_id": job_id, "j.vendor": vendor, "e.type": type})
+        clauses = [where.removeprefix("WHERE ")] if where else []
+        if since is not None:
+            clauses.append("e.created_at >= ?")
+            args.append(since)
+        if until is not None:
+            clauses.append("e.created_at < ?")
+            args.append(until)
+        sql_where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        rows = self.conn.execute(
+            "SELECT e.id, e.job_id, e.type, e.sequence, e.created_at, e.body FROM events e"
+            f" JOIN jobs j ON j.id = e.job_id {sql_where} ORDER BY e.created_at DESC, e.sequence DESC LIMIT ?",
+            (*args, limit),
+        ).fetchall()
+        return [_event(r) for r in rows]
+
+    def iter_job_events(self, job_id: str) -> Iterator[Event]:
+        """A job's events in sequence order."""
+        rows = self.conn.execute(
+            "SELECT id, job_id, type, sequence, created_at, body FROM events WHERE job_id = ? ORDER BY sequence",
+            (job_id,),
+        ).fetchall()
+        return (_event(r) for r in rows)
+
+
+_INBOUND_COLUMNS = "id, job_id, vendor, kind, received_at, peer, headers, body, verdict, error, event_ids"
+
+
+def _filters(**values: object) -> tuple[str, list[object]]:
+    clauses = [f"{name} = ?" for name, value in values.items() if value is not None]
+    args = [value for value in values.values() if value is not None]
+    return ("WHERE " + " AND ".join(clauses)) if clauses else "", args
+

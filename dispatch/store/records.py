@@ -1,0 +1,224 @@
+"""Plain records the store returns. Times are unix milliseconds (``*_at`` fields); ``to_json`` turns
+them into the API's ISO-8601 strings."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from dispatch.model import JobError, JobState, Output, iso_ms
+
+
+@dataclass(frozen=True)
+class Job:
+    """One upscale job. ``outputs`` and ``error`` are the latest normalized values."""
+
+    id: str
+    vendor: str
+    vendor_job_id: str | None
+    status: JobState
+    progress: int | None
+    outputs: tuple[Output, ...]
+    error: JobError | None
+    reference: str | None
+    params: dict[str, Any]
+    sequence: int
+    flags: tuple[str, ...]
+    created_at: int
+    updated_at: int
+    submitted_at: int | None
+    completed_at: int | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "vendor": self.vendor,
+            "vendor_job_id": self.vendor_job_id,
+            "status": self.status.value,
+            "progress": self.progress,
+            "outputs": [o.to_json() for o in self.outputs],
+            "error": self.error.to_json() if self.error else None,
+            "reference": self.reference,
+            "params": self.params,
+            "sequence": self.sequence,
+            "flags": list(self.flags),
+            "created_at": iso_ms(self.created_at),
+            "updated_at": iso_ms(self.updated_at),
+            "submitted_at": iso_ms(self.submitted_at),
+            "completed_at": iso_ms(self.completed_at),
+        }
+
+
+@dataclass(frozen=True)
+class Event:
+    """A stored event; ``body`` is the exact JSON text delivered to subscribers."""
+
+    id: str
+    job_id: str
+    type: str
+    sequence: int
+    created_at: int
+    body: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "job_id": self.job_id,
+            "type": self.type,
+            "sequence": self.sequence,
+            "created_at": iso_ms(self.created_at),
+            "payload": json.loads(self.body),
+        }
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """A raw vendor message as received: ``kind`` is ``callback``, ``response`` (a synchronous or
+    submit response) or ``poll``; ``verdict`` what the relay made of it."""
+
+    id: str
+    job_id: str | None
+    vendor: str
+    kind: str
+    received_at: int
+    peer: str | None
+    headers: dict[str, str]
+    body: bytes
+    verdict: str
+    error: str | None
+    event_ids: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "job_id": self.job_id,
+            "vendor": self.vendor,
+            "kind": self.kind,
+            "received_at": iso_ms(self.received_at),
+            "peer": self.peer,
+            "headers": self.headers,
+            "body": self.body.decode("utf-8", "replace"),
+            "size": len(self.body),
+            "verdict": self.verdict,
+            "error": self.error,
+            "event_ids": list(self.event_ids),
+        }
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    """A subscriber endpoint. Its secret is never part of this record."""
+
+    id: str
+    url: str
+    event_types: tuple[str, ...]
+    description: str | None
+    enabled: bool
+    created_at: int
+    updated_at: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "url": self.url,
+            "event_types": list(self.event_types),
+            "description": self.description,
+            "enabled": self.enabled,
+            "created_at": iso_ms(self.created_at),
+            "updated_at": iso_ms(self.updated_at),
+        }
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One HTTP attempt of a delivery; ``status_code`` is ``None`` for network errors."""
+
+    number: int
+    started_at: int
+    duration_ms: int
+    status_code: int | None
+    response_headers: dict[str, str]
+    response_body: str
+    error: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "number": self.number,
+            "started_at": iso_ms(self.started_at),
+            "duration_ms": self.duration_ms,
+            "status_code": self.status_code,
+            "response_headers": self.response_headers,
+            "response_body": self.response_body,
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One event to one subscriber (per replay ``generation``).
+
+    ``status``: ``pending`` (not tried yet), ``retrying`` (failed, next try at ``next_attempt_at``),
+    ``succeeded``, ``dead`` (schedule exhausted)."""
+
+    id: str
+    event_id: str
+    subscriber_id: str
+    generation: int
+    status: str
+    attempts: int
+    next_attempt_at: int | None
+    last_status_code: int | None
+    last_error: str | None
+    created_at: int
+    updated_at: int
+    attempt_log: tuple[Attempt, ...] = field(default=())
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "event_id": self.event_id,
+            "subscriber_id": self.subscriber_id,
+            "generation": self.generation,
+            "status": self.status,
+            "attempts": self.attempts,
+            "next_attempt_at": iso_ms(self.next_attempt_at),
+            "last_status_code": self.last_status_code,
+            "last_error": self.last_error,
+            "created_at": iso_ms(self.created_at),
+            "updated_at": iso_ms(self.updated_at),
+            "attempt_log": [a.to_json() for a in self.attempt_log],
+        }
+
+
+@dataclass(frozen=True)
+class DeliveryWork:
+    """A claimed delivery, with everything needed to send it: plain secrets (newest first)."""
+
+    delivery_id: str
+    event_id: str
+    subscriber_id: str
+    url: str
+    body: bytes
+    secrets: tuple[str, ...]
+    attempts: int
+
+
+@dataclass(frozen=True)
+class RawMessage:
+    """A vendor message as it arrived: headers lower-cased, body bytes, peer ``host:port``."""
+
+    headers: dict[str, str]
+    body: bytes
+    peer: str | None = None
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What recording one vendor message did: its inbound id, verdict, the job afterwards and the
+    new event ids (empty for duplicates, stale and unknown states)."""
+
+    inbound_id: str
+    verdict: str
+    job: Job | None
+    event_ids: tuple[str, ...]

@@ -1,0 +1,119 @@
+"""The SQLite store: one connection, WAL mode, explicit transactions with nested savepoints.
+
+Every domain verb runs inside :meth:`SQLiteStore.transaction`; nested calls become savepoints, so
+the group-commit runner (:mod:`dispatch.store.runner`) can put many verbs in one transaction and
+still roll back one verb alone. SQLite errors that mean "cannot write now" (disk full, I/O error,
+locked past the busy timeout) become :class:`StoreUnavailable`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from dispatch.errors import StoreUnavailable
+from dispatch.secretbox import SecretBox
+from dispatch.store.deliveries import DeliveryVerbs
+from dispatch.store.jobs import JobVerbs
+from dispatch.store.schema import migrate
+
+BUSY_TIMEOUT_MS = 5000
+
+
+class SQLiteStore(JobVerbs, DeliveryVerbs):
+    """The relay's database on one SQLite file.
+
+    Example::
+
+        store = SQLiteStore.open(Path("relay.db"), SecretBox(key))
+        job = store.create_job("apixo", {"input": {...}}, reference=None, token_hash="…")
+
+    The store is not thread-safe by itself: use it from one thread (the CLI), or through
+    :class:`dispatch.store.runner.StoreRunner` from async code.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, box: SecretBox) -> None:
+        self.conn = conn
+        self.box = box
+        self._depth = 0
+        self._owner: int | None = None
+
+    @classmethod
+    def open(cls, path: Path, box: SecretBox) -> SQLiteStore:
+        """Open (creating if needed) and migrate the database at ``path``.
+
+        Raises :class:`StoreUnavailable` when the file cannot be opened or migrated.
+        """
+        try:
+            if str(path) != ":memory:":
+                path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            migrate(conn)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot open database {path}: {exc}") from exc
+        return cls(conn, box)
+
+    def close(self) -> None:
+        """Close the connection; the store is unusable afterwards."""
+        self.conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A transaction (``BEGIN IMMEDIATE``), or a savepoint when one is already open.
+
+        Commits on success, rolls back on any exception (re-raised). Raises
+        :class:`StoreUnavailable` when SQLite cannot write.
+        """
+        if self._depth == 0:
+            self._owner = threading.get_ident()
+            try:
+                self.conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise StoreUnavailable(f"database unavailable: {exc}") from exc
+            self._depth = 1
+            try:
+                yield self.conn
+                self.conn.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                self._rollback()
+                raise StoreUnavailable(f"database write failed: {exc}") from exc
+            except BaseException:
+                self._rollback()
+                raise
+            finally:
+                self._depth = 0
+            return
+        name = f"sp{self._depth}"
+        self.conn.execute(f"SAVEPOINT {name}")
+        self._depth += 1
+        try:
+            yield self.conn
+            self.conn.execute(f"RELEASE {name}")
+        except BaseException:
+            self.conn.execute(f"ROLLBACK TO {name}")
+            self.conn.execute(f"RELEASE {name}")
+            raise
+        finally:
+            self._depth -= 1
+
+    def _rollback(self) -> None:
+        if self.conn.in_transaction:
+            try:
+                self.conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+
+    def ping(self) -> bool:
+        """True when the database answers a trivial query (readiness)."""
+        try:
+            self.conn.execute("SELECT 1").fetchone()
+        except sqlite3.Error:
+            return False
+        return True

@@ -1,0 +1,163 @@
+"""The delivery worker: claim due deliveries, sign and POST them, record attempts, schedule retries.
+
+Nobody sleeps on a retry: the retry policy returns the next attempt time, which is stored, and any
+worker claims the delivery when it is due. Leases make a killed worker's deliveries claimable again
+once they expire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import socket
+import time
+from collections import defaultdict
+
+from dispatch import __version__
+from dispatch.errors import Conflict, StoreUnavailable
+from dispatch.retry import RetryPolicy, parse_retry_after
+from dispatch.sender import AttemptResult, Sender
+from dispatch.signing import delivery_headers
+from dispatch.store.records import Attempt, DeliveryWork
+from dispatch.store.runner import StoreRunner
+
+log = logging.getLogger("upscale_relay.worker")
+USER_AGENT = f"upscale-relay/{__version__}"
+
+
+class Dispatcher:
+    """Delivers events until stopped.
+
+    ``concurrency`` caps attempts in flight; ``per_subscriber`` caps them per subscriber so one
+    slow endpoint cannot take every slot. ``poll_interval`` (seconds) is how often the store is
+    asked for due work when nobody calls :meth:`wake`. ``lease_seconds`` bounds how long a claimed
+    delivery stays invisible to other workers.
+    """
+
+    def __init__(
+        self,
+        runner: StoreRunner,
+        sender: Sender,
+        *,
+        policy: RetryPolicy,
+        concurrency: int = 64,
+        per_subscriber: int = 8,
+        lease_seconds: float = 60.0,
+        poll_interval: float = 0.2,
+        worker_id: str | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.runner = runner
+        self.sender = sender
+        self.policy = policy
+        self.concurrency = concurrency
+        self.per_subscriber = per_subscriber
+        self.lease_ms = int(lease_seconds * 1000)
+        self.poll_interval = poll_interval
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{random.randrange(16**6):06x}"
+        self.rng = rng or random.Random()
+        self._wake = asyncio.Event()
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._per_sub: dict[str, int] = defaultdict(int)
+
+    def wake(self) -> None:
+        """Look for due work now (new deliveries were just committed). Safe from the loop thread."""
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event, *, grace: float = 10.0) -> None:
+        """Deliver until ``stop`` is set; then stop claiming, let in-flight attempts finish for up
+        to ``grace`` seconds, and release every lease still held."""
+        while not stop.is_set():
+            claimed = 0
+            free = self.concurrency - len(self._inflight)
+            if free > 0:
+                try:
+                    busy = [sub for sub, n in self._per_sub.items() if n >= self.per_subscriber]
+                    work = await self.runner.call(
+                        lambda s: s.claim_due_deliveries(
+                            self.worker_id,
+                            now=int(time.time() * 1000),
+                            limit=free,
+                            lease_ms=self.lease_ms,
+                            per_subscriber=self.per_subscriber,
+                            exclude=busy,
+                        )
+                    )
+                except StoreUnavailable as exc:
+                    log.warning("cannot claim deliveries: %s", exc.message)
+                    work = []
+                for item in work:
+                    self._start(item)
+                claimed = len(work)
+            if claimed == 0 or len(self._inflight) >= self.concurrency:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(_first(self._wake.wait(), stop.wait()), self.poll_interval)
+        if self._inflight:
+            _done, pending = await asyncio.wait(self._inflight, timeout=grace)
+            for task in pending:
+                task.cancel()
+        with contextlib.suppress(StoreUnavailable):
+            await self.runner.call(lambda s: s.release_leases(self.worker_id))
+
+    def _start(self, work: DeliveryWork) -> None:
+        task = asyncio.create_task(self._deliver(work))
+        self._inflight.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._inflight.discard(task)
+        self._wake.set()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("delivery task failed", exc_info=task.exception())
+
+    async def _deliver(self, work: DeliveryWork) -> None:
+        self._per_sub[work.subscriber_id] += 1
+        try:
+            started = int(time.time() * 1000)
+            headers = delivery_headers(
+                work.event_id, work.body, work.secrets, timestamp=int(time.time()), user_agent=USER_AGENT
+            )
+            result = await self.sender.send(work.url, headers, work.body)
+        finally:
+            self._per_sub[work.subscriber_id] -= 1
+            if self._per_sub[work.subscriber_id] <= 0:
+                del self._per_sub[work.subscriber_id]
+        await self._record(work, started, result)
+
+    async def _record(self, work: DeliveryWork, started: int, result: AttemptResult) -> None:
+        number = work.attempts + 1
+        next_at: int | None = None
+        if not result.ok:
+            retry_after = None
+            if result.status_code in (429, 503):
+                retry_after = parse_retry_after(result.retry_after, time.time())
+            at = self.policy.next_attempt_at(number, time.time(), retry_after=retry_after, rng=self.rng)
+            next_at = None if at is None else int(at * 1000)
+        attempt = Attempt(
+            number=number,
+            started_at=started,
+            duration_ms=result.duration_ms,
+            status_code=result.status_code,
+            response_headers=result.response_headers,
+            response_body=result.response_body,
+            error=result.error,
+        )
+        try:
+            await self.runner.call(
+                lambda s: s.finish_attempt(work.delivery_id, self.worker_id, attempt, next_attempt_at=next_at)
+            )
+        except Conflict:
+            log.warning("lease on %s expired during the attempt; another worker owns it", work.delivery_id)
+
+
+async def _first(*aws: object) -> None:
+    tasks = [asyncio.ensure_future(a) for a in aws]  # type: ignore[call-overload]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in tasks:
+            t.cancel()

@@ -1,0 +1,41 @@
+"""``POST /v1/callbacks/{vendor}/{token}``: where vendors call back (no admin token; the URL is the
+capability). Answers exactly 200 once the message, job update, events and deliveries are committed
+(APIXO accepts nothing but 200)."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from dispatch.errors import NotFound
+from dispatch.store.records import RawMessage
+from receiver.api.common import read_body, resources
+from receiver.ingest import ingest_callback
+from receiver.tokens import hash_token
+from receiver.vendors import ADAPTERS
+
+
+async def receive_callback(request: Request) -> JSONResponse:
+    """Authenticate by token, store, parse and apply; 404 (nothing stored) for an unknown vendor or
+    token, 413 over the size limit, 401 for a bad signature, 422 for an unparseable body."""
+    res = resources(request)
+    vendor = request.path_params["vendor"]
+    adapter = ADAPTERS.get(vendor)
+    if adapter is None or adapter.synchronous:
+        raise NotFound("unknown callback URL")
+    token_hash = hash_token(request.path_params["token"])
+    job = await res.runner.call(lambda s: s.find_job_by_token(vendor, token_hash))
+    if job is None:
+        raise NotFound("unknown callback URL")
+    body = await read_body(request, res.settings.max_body_bytes)
+    peer = f"{request.client.host}:{request.client.port}" if request.client else None
+    raw = RawMessage({k.lower(): v for k, v in request.headers.items()}, body, peer)
+    result = await ingest_callback(res.runner, res.settings, adapter, job, raw, on_event=res.wake)
+    return JSONResponse(
+        {"ok": True, "inbound_id": result.inbound_id, "verdict": result.verdict, "event_ids": list(result.event_ids)},
+        status_code=200,
+    )
+
+
+routes = [Route("/v1/callbacks/{vendor}/{token}", receive_callback, methods=["POST"])]

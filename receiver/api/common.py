@@ -1,0 +1,77 @@
+"""Helpers every API module shares: reading JSON bodies into models, the app's resources, paging."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+
+from dispatch.errors import PayloadTooLarge, ValidationFailed
+from dispatch.store.runner import StoreRunner
+from receiver.settings import Settings
+from receiver.submit import Submitter, validation_details
+
+M = TypeVar("M", bound=BaseModel)
+MAX_LIMIT = 500
+
+
+@dataclass
+class Resources:
+    """What the lifespan opens and handlers use (``request.state.resources``)."""
+
+    settings: Settings
+    runner: StoreRunner
+    submitter: Submitter
+    api_token: str
+    wake: Callable[[], None]  # tells an in-process dispatcher that new deliveries exist
+
+
+def resources(request: Request) -> Resources:
+    res: Resources = request.state.resources
+    return res
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing more than ``limit`` bytes before reading it whole.
+
+    Raises :class:`PayloadTooLarge` when ``Content-Length`` or the streamed size exceeds ``limit``.
+    """
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"body of {declared} bytes is over the {limit}-byte limit")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"body is over the {limit}-byte limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def parse_json(request: Request, model: type[M], limit: int = 1_048_576) -> M:
+    """Read a JSON body into ``model``. Raises :class:`ValidationFailed` naming the bad fields."""
+    body = await read_body(request, limit)
+    try:
+        data = json.loads(body or b"{}")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValidationFailed(f"body is not valid JSON: {exc}") from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        details = validation_details(exc)
+        raise ValidationFailed(f"{details[0]['field']}: {details[0]['message']}", details=details) from None
+
+
+def query_limit(request: Request, default: int = 50) -> int:
+    """``?limit=N`` as an int in 1..500. Raises :class:`ValidationFailed`."""
+    raw = request.query_params.get("limit")
+    if raw is None:
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+        raise ValidationFailed(f"limit: must be a whole number from 1 to {MAX_LIMIT}")
+    return int(raw)

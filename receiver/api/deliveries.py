@@ -1,0 +1,45 @@
+"""``GET /v1/deliveries``, ``GET /v1/deliveries/{id}`` (with attempts), ``POST /v1/deliveries/{id}/retry``."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from receiver.api.common import query_limit, resources
+
+
+async def list_deliveries(request: Request) -> JSONResponse:
+    """Newest first; filters ``status`` (pending, retrying, succeeded, dead), ``subscriber_id``, ``event_id``."""
+    res = resources(request)
+    q = request.query_params
+    limit = query_limit(request)
+    rows = await res.runner.call(
+        lambda s: s.list_deliveries(
+            status=q.get("status"), subscriber_id=q.get("subscriber_id"), event_id=q.get("event_id"), limit=limit
+        )
+    )
+    return JSONResponse({"data": [d.to_json() for d in rows]})
+
+
+async def get_delivery(request: Request) -> JSONResponse:
+    res = resources(request)
+    delivery_id = request.path_params["id"]
+    delivery = await res.runner.call(lambda s: s.get_delivery(delivery_id))
+    return JSONResponse(delivery.to_json())
+
+
+async def retry_delivery(request: Request) -> JSONResponse:
+    """Make a dead or retrying delivery due now: 202 with the delivery; 409 if it already succeeded."""
+    res = resources(request)
+    delivery_id = request.path_params["id"]
+    delivery = await res.runner.call(lambda s: s.retry_delivery(delivery_id))
+    res.wake()
+    return JSONResponse(delivery.to_json(), status_code=202)
+
+
+routes = [
+    Route("/v1/deliveries", list_deliveries, methods=["GET"]),
+    Route("/v1/deliveries/{id}", get_delivery, methods=["GET"]),
+    Route("/v1/deliveries/{id}/retry", retry_delivery, methods=["POST"]),
+]

@@ -1,0 +1,70 @@
+"""``GET /v1/events``, ``GET /v1/events/{id}``, ``POST /v1/events/{id}/replay``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from dispatch.errors import ValidationFailed
+from dispatch.model import parse_iso
+from receiver.api.common import parse_json, query_limit, resources
+
+
+class ReplayRequest(BaseModel):
+    """``{"subscriber_id": "sub_…"}`` to replay to one subscriber; ``{}`` for every matching one."""
+
+    model_config = ConfigDict(extra="forbid")
+    subscriber_id: str | None = None
+
+
+def _time_param(request: Request, name: str) -> int | None:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    try:
+        parsed: datetime | None = parse_iso(raw)
+    except ValueError:
+        raise ValidationFailed(f"{name}: not an ISO-8601 time: {raw!r}") from None
+    return None if parsed is None else int(parsed.timestamp() * 1000)
+
+
+async def list_events(request: Request) -> JSONResponse:
+    """Events newest first; filters ``job_id``, ``vendor``, ``type``, ``since``, ``until`` (ISO-8601), ``limit``."""
+    res = resources(request)
+    q = request.query_params
+    since, until, limit = _time_param(request, "since"), _time_param(request, "until"), query_limit(request)
+    events = await res.runner.call(
+        lambda s: s.list_events(
+            job_id=q.get("job_id"), vendor=q.get("vendor"), type=q.get("type"), since=since, until=until, limit=limit
+        )
+    )
+    return JSONResponse({"data": [e.to_json() for e in events]})
+
+
+async def get_event(request: Request) -> JSONResponse:
+    """One event with its delivered payload."""
+    res = resources(request)
+    eid = request.path_params["id"]
+    event = await res.runner.call(lambda s: s.get_event(eid))
+    return JSONResponse(event.to_json())
+
+
+async def replay_event(request: Request) -> JSONResponse:
+    """Re-deliver an event (same id and body): 202 with the new deliveries."""
+    res = resources(request)
+    eid = request.path_params["id"]
+    body = await parse_json(request, ReplayRequest)
+    deliveries = await res.runner.call(lambda s: s.replay_event(eid, body.subscriber_id))
+    res.wake()
+    return JSONResponse({"data": [d.to_json() for d in deliveries]}, status_code=202)
+
+
+routes = [
+    Route("/v1/events", list_events, methods=["GET"]),
+    Route("/v1/events/{id}", get_event, methods=["GET"]),
+    Route("/v1/events/{id}/replay", replay_event, methods=["POST"]),
+]

@@ -1,0 +1,65 @@
+"""``GET /v1/inbound``, ``GET /v1/inbound/{id}``, ``POST /v1/inbound/{id}/reprocess``: raw vendor messages."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from dispatch.errors import PayloadError, SignatureInvalid, ValidationFailed
+from dispatch.store.records import RawMessage
+from receiver.api.common import query_limit, resources
+from receiver.vendors import get_adapter
+
+
+async def list_inbound(request: Request) -> JSONResponse:
+    """Newest first; filters ``job_id``, ``vendor``, ``verdict``, ``limit``."""
+    res = resources(request)
+    q = request.query_params
+    limit = query_limit(request)
+    rows = await res.runner.call(
+        lambda s: s.list_inbound(job_id=q.get("job_id"), vendor=q.get("vendor"), verdict=q.get("verdict"), limit=limit)
+    )
+    return JSONResponse({"data": [i.to_json() for i in rows]})
+
+
+async def get_inbound(request: Request) -> JSONResponse:
+    res = resources(request)
+    inbound_id = request.path_params["id"]
+    row = await res.runner.call(lambda s: s.get_inbound(inbound_id))
+    return JSONResponse(row.to_json())
+
+
+async def reprocess_inbound(request: Request) -> JSONResponse:
+    """Re-run a stored callback through the current adapter; the result is stored as a new inbound
+    message (kind ``reprocess``) and applied like any callback. 200 with the new message."""
+    res = resources(request)
+    inbound_id = request.path_params["id"]
+    original = await res.runner.call(lambda s: s.get_inbound(inbound_id))
+    if original.job_id is None or original.kind != "callback":
+        raise ValidationFailed(f"inbound message {inbound_id} is not a callback of a known job")
+    adapter = get_adapter(original.vendor)
+    raw = RawMessage(original.headers, original.body, original.peer)
+    job_id = original.job_id
+    try:
+        adapter.verify_callback(raw.body, raw.headers, res.settings.vendor_credential(adapter.credential_setting))
+        update = adapter.parse_callback(raw.body, raw.headers)
+    except (PayloadError, SignatureInvalid) as exc:
+        message = exc.message
+        verdict = "rejected" if isinstance(exc, SignatureInvalid) else "invalid"
+        result = await res.runner.call(
+            lambda s: s.record_message(job_id, "reprocess", raw, None, verdict=verdict, error=message)
+        )
+    else:
+        result = await res.runner.call(lambda s: s.record_message(job_id, "reprocess", raw, update))
+        if result.event_ids:
+            res.wake()
+    row = await res.runner.call(lambda s: s.get_inbound(result.inbound_id))
+    return JSONResponse(row.to_json())
+
+
+routes = [
+    Route("/v1/inbound", list_inbound, methods=["GET"]),
+    Route("/v1/inbound/{id}", get_inbound, methods=["GET"]),
+    Route("/v1/inbound/{id}/reprocess", reprocess_inbound, methods=["POST"]),
+]

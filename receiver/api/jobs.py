@@ -1,0 +1,61 @@
+"""``POST /v1/jobs``, ``GET /v1/jobs``, ``GET /v1/jobs/{id}``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from receiver.api.common import parse_json, query_limit, resources
+
+
+class JobCreate(BaseModel):
+    """``{"vendor": "apixo", "params": {...}, "reference": "order-42"}``."""
+
+    model_config = ConfigDict(extra="forbid")
+    vendor: str = Field(min_length=1, max_length=64)
+    params: dict[str, Any]
+    reference: str | None = Field(default=None, max_length=256)
+
+
+async def create_job(request: Request) -> JSONResponse:
+    """Submit a job: 202 with the job (already terminal for Artnex, or ``failed`` with the vendor's
+    error); 422 for bad params before any vendor call; 404 for an unknown vendor."""
+    res = resources(request)
+    body = await parse_json(request, JobCreate)
+    job = await res.submitter.create_job(body.vendor, body.params, body.reference)
+    return JSONResponse(job.to_json(), status_code=202)
+
+
+async def list_jobs(request: Request) -> JSONResponse:
+    """Newest jobs first; filters ``vendor``, ``status``, ``limit``."""
+    res = resources(request)
+    q = request.query_params
+    limit = query_limit(request)
+    jobs = await res.runner.call(lambda s: s.list_jobs(vendor=q.get("vendor"), status=q.get("status"), limit=limit))
+    return JSONResponse({"data": [j.to_json() for j in jobs]})
+
+
+async def get_job(request: Request) -> JSONResponse:
+    """One job with its inbound messages and events."""
+    res = resources(request)
+    job_id = request.path_params["id"]
+
+    def read(store: Any) -> dict[str, Any]:
+        job = store.get_job(job_id)
+        out: dict[str, Any] = job.to_json()
+        out["inbound"] = [i.to_json() for i in store.list_inbound(job_id=job_id, limit=500)]
+        out["events"] = [e.to_json() for e in store.iter_job_events(job_id)]
+        return out
+
+    return JSONResponse(await res.runner.call(read))
+
+
+routes = [
+    Route("/v1/jobs", create_job, methods=["POST"]),
+    Route("/v1/jobs", list_jobs, methods=["GET"]),
+    Route("/v1/jobs/{id}", get_job, methods=["GET"]),
+]

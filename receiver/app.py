@@ -1,0 +1,136 @@
+"""The Starlette app factory. Resources (store runner, httpx client, dispatcher) live in the lifespan.
+
+Example::
+
+    app = create_app(load_settings(), run_worker=True)
+    uvicorn.run(app, host="127.0.0.1", port=8000)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from dispatch.retry import RetryPolicy
+from dispatch.secretbox import SecretBox, load_or_create_key
+from dispatch.sender import Sender
+from dispatch.store.runner import StoreRunner
+from dispatch.store.sqlite import SQLiteStore
+from dispatch.worker import Dispatcher
+from receiver.api import callbacks, deliveries, events, inbound, jobs, subscribers
+from receiver.api.common import Resources
+from receiver.auth import AdminAuthMiddleware
+from receiver.errors import HANDLERS
+from receiver.settings import Settings
+from receiver.submit import Submitter
+
+
+def key_file_for(settings: Settings) -> Path:
+    """Where the generated secret key lives: beside the SQLite file (``relay.db`` → ``relay.db.key``)."""
+    path = settings.sqlite_path
+    return path.with_name(path.name + ".key")
+
+
+def open_store(settings: Settings) -> SQLiteStore:
+    """Open the configured store with its secret box. Raises :class:`StoreUnavailable` or
+    :class:`ValidationFailed` (bad ``RELAY_SECRET_KEY``)."""
+    secret = settings.secret_key.get_secret_value() if settings.secret_key else None
+    box = SecretBox(load_or_create_key(secret, key_file_for(settings)))
+    return SQLiteStore.open(settings.sqlite_path, box)
+
+
+def make_dispatcher(settings: Settings, runner: StoreRunner, sender: Sender) -> Dispatcher:
+    """A dispatcher configured from ``settings``."""
+    return Dispatcher(
+        runner,
+        sender,
+        policy=RetryPolicy(schedule=tuple(settings.retry_schedule), jitter=settings.retry_jitter),
+        concurrency=settings.delivery_concurrency,
+        per_subscriber=settings.delivery_per_subscriber,
+        lease_seconds=settings.lease_seconds,
+        poll_interval=settings.poll_interval,
+    )
+
+
+def make_sender(settings: Settings) -> Sender:
+    return Sender(
+        connect_timeout=settings.delivery_connect_timeout,
+        total_timeout=settings.delivery_timeout,
+        allow_private=settings.allow_private_targets,
+        https_only=settings.https_only_targets,
+    )
+
+
+async def healthz(request: Request) -> JSONResponse:
+    """Liveness: the process answers."""
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> JSONResponse:
+    """Readiness: the database answers (503 otherwise)."""
+    res: Resources = request.state.resources
+    ok = await res.runner.call(lambda s: s.ping())
+    return JSONResponse({"status": "ok" if ok else "unavailable"}, status_code=200 if ok else 503)
+
+
+def create_app(settings: Settings, *, run_worker: bool = True) -> Starlette:
+    """Build the relay app. ``run_worker`` runs the delivery dispatcher inside the app's lifespan.
+
+    When ``settings.api_token`` is unset a random token is generated; read it from
+    ``app.state.api_token`` (``upscale-relay serve`` prints it once).
+    """
+    api_token = settings.api_token.get_secret_value() if settings.api_token else secrets.token_urlsafe(32)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Resources]]:
+        runner = StoreRunner(open_store(settings))
+        runner.start()
+        stop = asyncio.Event()
+        worker_task: asyncio.Task[None] | None = None
+        wake = _noop
+        try:
+            async with httpx.AsyncClient(follow_redirects=False) as client, make_sender(settings) as sender:
+                if run_worker:
+                    dispatcher = make_dispatcher(settings, runner, sender)
+                    worker_task = asyncio.create_task(dispatcher.run(stop))
+                    wake = dispatcher.wake
+                submitter = Submitter(settings, runner, client, on_event=wake)
+                yield {"resources": Resources(settings, runner, submitter, api_token, wake)}
+                stop.set()
+                if worker_task is not None:
+                    await worker_task
+        finally:
+            runner.stop()
+
+    routes = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        *jobs.routes,
+        *callbacks.routes,
+        *events.routes,
+        *inbound.routes,
+        *subscribers.routes,
+        *deliveries.routes,
+    ]
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(AdminAuthMiddleware, token=api_token)],
+        exception_handlers=HANDLERS,  # type: ignore[arg-type]
+        lifespan=lifespan,
+    )
+    app.state.api_token = api_token
+    return app
+
+
+def _noop() -> None:
+    return None

@@ -1,0 +1,348 @@
+"""``upscale-relay``: a thin click layer over the library (sqlite-utils style).
+
+Inspection commands open the store directly, so they need no running server. Every command's help
+has a one-line summary and an example.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from dispatch.errors import RelayError
+from dispatch.model import DEFAULT_EVENT_TYPES, EVENT_TYPES
+from dispatch.ssrf import check_url
+from dispatch.store.sqlite import SQLiteStore
+from receiver.settings import Settings, load_settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+console = Console()
+
+
+def relay_errors(fn: F) -> F:
+    """Turn a :class:`RelayError` into a clean ``Error: message`` and exit status 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except RelayError as exc:
+            raise click.ClickException(exc.message) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _settings(ctx: click.Context) -> Settings:
+    overrides: dict[str, Any] = ctx.find_root().obj or {}
+    return load_settings(**overrides)
+
+
+@contextmanager
+def _store(ctx: click.Context) -> Iterator[SQLiteStore]:
+    from receiver.app import open_store
+
+    store = open_store(_settings(ctx))
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def _emit(rows: list[dict[str, Any]], columns: list[str], as_json: bool, title: str) -> None:
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row, ensure_ascii=False))
+        return
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(_cell(row.get(c)) for c in columns))
+    console.print(table)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON lines instead of a table.")
+limit_option = click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
+
+
+@click.group()
+@click.option("--database", "database_url", help="Override RELAY_DATABASE_URL, e.g. sqlite:///relay.db.")
+@click.version_option(package_name="upscale-relay")
+@click.pass_context
+def cli(ctx: click.Context, database_url: str | None) -> None:
+    """upscale-relay: webhook receiver and signed event fan-out for AI image-upscale vendors.
+
+    Example: upscale-relay demo
+    """
+    ctx.obj = {"database_url": database_url} if database_url else {}
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), help="Default: $PORT, else 8000.")
+@click.option("--no-worker", is_flag=True, help="Do not run the delivery dispatcher in this process.")
+@click.pass_context
+@relay_errors
+def serve(ctx: click.Context, host: str, port: int | None, no_worker: bool) -> None:
+    """Run the HTTP relay (and the delivery dispatcher).
+
+    Example: RELAY_PUBLIC_URL=https://relay.example.com upscale-relay serve --port 8000
+    """
+    import uvicorn
+
+    from receiver.app import create_app
+
+    settings = _settings(ctx)
+    if port is None:
+        port = int(os.environ.get("PORT", "8000"))
+    app = create_app(settings, run_worker=not no_worker)
+    if settings.api_token is None:
+        click.echo(f"RELAY_API_TOKEN was not set; this run's admin token is: {app.state.api_token}", err=True)
+    uvicorn.run(app, host=host, port=port, log_level="info", h11_max_incomplete_event_size=65536)
+
+
+@cli.command()
+@click.option("--grace", default=10.0, show_default=True, help="Seconds in-flight attempts get on SIGTERM.")
+@click.pass_context
+@relay_errors
+def worker(ctx: click.Context, grace: float) -> None:
+    """Run the delivery dispatcher alone (no HTTP).
+
+    Example: upscale-relay worker
+    """
+    from receiver.app import make_dispatcher, make_sender, open_store
+    from dispatch.store.runner import StoreRunner
+
+    settings = _settings(ctx)
+
+    async def main() -> None:
+        runner = StoreRunner(open_store(settings))
+        runner.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            async with make_sender(settings) as sender:
+                dispatcher = make_dispatcher(settings, runner, sender)
+                click.echo(f"worker {dispatcher.worker_id} delivering", err=True)
+                await dispatcher.run(stop, grace=grace)
+        finally:
+            runner.stop()
+
+    asyncio.run(main())
+
+
+@cli.command()
+@click.option("--timeout", default=30.0, show_default=True, help="Seconds before the demo gives up.")
+@click.option("--keep", is_flag=True, help="Keep the demo's SQLite file and print its path.")
+@relay_errors
+def demo(timeout: float, keep: bool) -> None:
+    """Run the relay end to end against fake vendors and a verifying subscriber, on loopback.
+
+    Example: upscale-relay demo
+    """
+    from receiver.demo import run_demo
+
+    sys.exit(0 if run_demo(timeout=timeout, keep=keep, console=console) else 1)
+
+
+# jobs -------------------------------------------------------------------------------------------
+@cli.group()
+def jobs() -> None:
+    """Inspect jobs. Example: upscale-relay jobs list --vendor apixo"""
+
+
+@jobs.command("list")
+@click.option("--vendor")
+@click.option("--status", type=click.Choice(["queued", "running", "succeeded", "failed"]))
+@limit_option
+@json_option
+@click.pass_context
+@relay_errors
+def jobs_list(ctx: click.Context, vendor: str | None, status: str | None, limit: int, as_json: bool) -> None:
+    """List jobs, newest first. Example: upscale-relay jobs list --status failed"""
+    with _store(ctx) as store:
+        rows = [j.to_json() for j in store.list_jobs(vendor=vendor, status=status, limit=limit)]
+    _emit(rows, ["id", "vendor", "vendor_job_id", "status", "progress", "reference", "created_at"], as_json, "jobs")
+
+
+@jobs.command("show")
+@click.argument("job_id")
+@click.pass_context
+@relay_errors
+def jobs_show(ctx: click.Context, job_id: str) -> None:
+    """Show one job with its callbacks and events as JSON. Example: upscale-relay jobs show job_…"""
+    with _store(ctx) as store:
+        out = store.get_job(job_id).to_json()
+        out["inbound"] = [i.to_json() for i in store.list_inbound(job_id=job_id, limit=500)]
+        out["events"] = [e.to_json() for e in store.iter_job_events(job_id)]
+    click.echo(json.dumps(out, indent=2, ensure_ascii=False))
+
+
+# events -----------------------------------------------------------------------------------------
+@cli.group()
+def events() -> None:
+    """Inspect events. Example: upscale-relay events list --type job.failed"""
+
+
+@events.command("list")
+@click.option("--job", "job_id")
+@click.option("--vendor")
+@click.option("--type", "event_type", type=click.Choice(EVENT_TYPES))
+@limit_option
+@json_option
+@click.pass_context
+@relay_errors
+def events_list(
+    ctx: click.Context, job_id: str | None, vendor: str | None, event_type: str | None, limit: int, as_json: bool
+) -> None:
+    """List events, newest first. Example: upscale-relay events list --job job_…"""
+    with _store(ctx) as store:
+        rows = [
+            e.to_json() for e in store.list_events(job_id=job_id, vendor=vendor, type=event_type, limit=limit)
+        ]
+    _emit(rows, ["id", "type", "job_id", "sequence", "created_at"], as_json, "events")
+
+
+@events.command("show")
+@click.argument("event_id")
+@click.pass_context
+@relay_errors
+def events_show(ctx: click.Context, event_id: str) -> None:
+    """Show one event and its payload as JSON. Example: upscale-relay events show evt_…"""
+    with _store(ctx) as store:
+        out = store.get_event(event_id).to_json()
+        out["deliveries"] = [d.to_json() for d in store.list_deliveries(event_id=event_id, limit=500)]
+    click.echo(json.dumps(out, indent=2, ensure_ascii=False))
+
+
+@cli.command()
+@click.argument("event_id")
+@click.option("--subscriber", "subscriber_id", help="Replay to this subscriber only.")
+@click.pass_context
+@relay_errors
+def replay(ctx: click.Context, event_id: str, subscriber_id: str | None) -> None:
+    """Deliver a stored event again, with the same event id. Example: upscale-relay replay evt_…"""
+    with _store(ctx) as store:
+        created = store.replay_event(event_id, subscriber_id)
+    click.echo(f"queued {len(created)} deliver{'y' if len(created) == 1 else 'ies'} of {event_id}")
+    for d in created:
+        click.echo(f"  {d.id} → {d.subscriber_id} (generation {d.generation})")
+
+
+# subscribers ------------------------------------------------------------------------------------
+@cli.group()
+def subscribers() -> None:
+    """Manage subscribers. Example: upscale-relay subscribers add https://app.example.com/hooks"""
+
+
+@subscribers.command("add")
+@click.argument("url")
+@click.option(
+    "--event-type", "event_types", multiple=True, type=click.Choice(EVENT_TYPES),
+    help=f"Repeatable; default: {', '.join(DEFAULT_EVENT_TYPES)}.",
+)
+@click.option("--description")
+@click.option("--disabled", is_flag=True)
+@click.pass_context
+@relay_errors
+def subscribers_add(
+    ctx: click.Context, url: str, event_types: tuple[str, ...], description: str | None, disabled: bool
+) -> None:
+    """Add a subscriber and print its secret (shown only now). Example: upscale-relay subscribers add URL"""
+    settings = _settings(ctx)
+    check_url(url, allow_private=settings.allow_private_targets, https_only=settings.https_only_targets)
+    with _store(ctx) as store:
+        sub, secret = store.create_subscriber(
+            url, event_types=event_types or DEFAULT_EVENT_TYPES, description=description, enabled=not disabled
+        )
+    click.echo(f"{sub.id} {sub.url}")
+    click.echo(f"secret: {secret}")
+
+
+@subscribers.command("list")
+@json_option
+@click.pass_context
+@relay_errors
+def subscribers_list(ctx: click.Context, as_json: bool) -> None:
+    """List subscribers. Example: upscale-relay subscribers list --json"""
+    with _store(ctx) as store:
+        rows = [s.to_json() for s in store.list_subscribers()]
+    _emit(rows, ["id", "url", "event_types", "enabled", "description"], as_json, "subscribers")
+
+
+@subscribers.command("remove")
+@click.argument("subscriber_id")
+@click.pass_context
+@relay_errors
+def subscribers_remove(ctx: click.Context, subscriber_id: str) -> None:
+    """Delete a subscriber; its pending deliveries end. Example: upscale-relay subscribers remove sub_…"""
+    with _store(ctx) as store:
+        store.delete_subscriber(subscriber_id)
+    click.echo(f"removed {subscriber_id}")
+
+
+# deliveries -------------------------------------------------------------------------------------
+@cli.group()
+def deliveries() -> None:
+    """Inspect and retry deliveries. Example: upscale-relay deliveries list --status dead"""
+
+
+@deliveries.command("list")
+@click.option("--status", type=click.Choice(["pending", "retrying", "succeeded", "dead"]))
+@click.option("--subscriber", "subscriber_id")
+@click.option("--event", "event_id")
+@limit_option
+@json_option
+@click.pass_context
+@relay_errors
+def deliveries_list(
+    ctx: click.Context, status: str | None, subscriber_id: str | None, event_id: str | None, limit: int,
+    as_json: bool,
+) -> None:
+    """List deliveries, newest first. Example: upscale-relay deliveries list --status dead"""
+    with _store(ctx) as store:
+        rows = [
+            d.to_json()
+            for d in store.list_deliveries(status=status, subscriber_id=subscriber_id, event_id=event_id, limit=limit)
+        ]
+    _emit(
+        rows, ["id", "event_id", "subscriber_id", "status", "attempts", "last_status_code", "next_attempt_at"],
+        as_json, "deliveries",
+    )
+
+
+@deliveries.command("retry")
+@click.argument("delivery_id")
+@click.pass_context
+@relay_errors
+def deliveries_retry(ctx: click.Context, delivery_id: str) -> None:
+    """Make a dead or retrying delivery due now. Example: upscale-relay deliveries retry dlv_…"""
+    with _store(ctx) as store:
+        d = store.retry_delivery(delivery_id)
+    click.echo(f"{d.id} is {d.status}, due now")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli()

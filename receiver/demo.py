@@ -1,0 +1,179 @@
+"""``upscale-relay demo``: the whole relay on loopback, against fake vendors and a real subscriber.
+
+Starts the fake vendor server, a subscriber that verifies every delivery's Standard Webhooks
+signature, and the relay on a fresh SQLite file; submits one upscale job to each of the five vendors
+plus one that fails; shows live progress; prints a table per job. Succeeds only if every job reached
+its expected terminal state and every event was delivered and verified.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from dispatch.signing import verify
+from fixtures.fake_vendors import FakeConfig, create_fake_vendors
+from fixtures.fake_vendors.config import DREAMINA_SOURCE_JOB, LTX_SOURCE_JOB, SOURCE_IMAGE, SOURCE_IMAGE_FAIL
+from fixtures.harness import serve_factory, serve_in_thread
+from fixtures.subscriber import create_subscriber
+from receiver.app import create_app
+from receiver.settings import Settings
+
+
+@dataclass(frozen=True)
+class DemoJob:
+    """One job the demo submits and the terminal state it expects."""
+
+    label: str
+    vendor: str
+    params: dict[str, Any]
+    expect: str
+
+
+DEMO_JOBS = (
+    DemoJob("LTX Studio", "ltxstudio", {"jobId": LTX_SOURCE_JOB}, "succeeded"),
+    DemoJob("Dreamina", "dreamina", {"jobid": DREAMINA_SOURCE_JOB, "upscaleResolution": "4k"}, "succeeded"),
+    DemoJob(
+        "Apiframe",
+        "apiframe",
+        {"model": "topaz-image-upscale", "topazUpscaleParams": {"image": SOURCE_IMAGE, "upscale_factor": 2}},
+        "succeeded",
+    ),
+    DemoJob("APIXO", "apixo", {"input": {"image_urls": [SOURCE_IMAGE], "resolution": "4k"}}, "succeeded"),
+    DemoJob("Artnex", "artnex", {"image": SOURCE_IMAGE, "scale": 2}, "succeeded"),
+    DemoJob("APIXO (failing)", "apixo", {"input": {"image_urls": [SOURCE_IMAGE_FAIL]}}, "failed"),
+)
+
+
+def demo_settings(db: Path, public_url: str, vendors_url: str, fake: FakeConfig, api_token: str) -> Settings:
+    """Relay settings for the demo: loopback subscribers allowed, fast retries, fake vendor URLs."""
+    return Settings(
+        database_url=f"sqlite:///{db}",
+        public_url=public_url,
+        api_token=api_token,  # type: ignore[arg-type]
+        allow_private_targets=True,
+        useapi_token=fake.useapi_token,  # type: ignore[arg-type]
+        useapi_base_url=vendors_url,
+        apiframe_api_key=fake.apiframe_api_key,  # type: ignore[arg-type]
+        apiframe_base_url=vendors_url,
+        apixo_api_key=fake.apixo_api_key,  # type: ignore[arg-type]
+        apixo_base_url=vendors_url,
+        artnex_api_key=fake.artnex_api_key,  # type: ignore[arg-type]
+        artnex_base_url=vendors_url,
+        retry_schedule=(0.2, 0.5, 1.0),
+        poll_interval=0.05,
+    )
+
+
+def run_demo(*, timeout: float = 30.0, keep: bool = False, console: Console | None = None) -> bool:
+    """Run the demo; returns True when every job and every delivery came out as expected.
+
+    ``timeout`` is in seconds. With ``keep`` the SQLite file is kept and its path printed.
+    """
+    console = console or Console()
+    workdir = Path(tempfile.mkdtemp(prefix="upscale-relay-demo-"))
+    secret_box: list[str] = []
+
+    def check_signature(body: bytes, headers: Mapping[str, str]) -> None:
+        verify(secret_box[0], headers, body)
+
+    fake = FakeConfig(callback_delay=0.05, apixo_retry_scale=0.01)
+    api_token = secrets.token_urlsafe(24)
+    sub_app, sub_log = create_subscriber(check_signature)
+    started = time.monotonic()
+    try:
+        with serve_in_thread(create_fake_vendors(fake)) as vendors, serve_in_thread(sub_app) as subscriber:
+            factory = lambda url: create_app(  # noqa: E731
+                demo_settings(workdir / "relay.db", url, vendors.url, fake, api_token)
+            )
+            with serve_factory(factory) as relay, httpx.Client(
+                base_url=relay.url, headers={"Authorization": f"Bearer {api_token}"}, timeout=30
+            ) as client:
+                console.print(f"relay {relay.url} · fake vendors {vendors.url} · subscriber {subscriber.url}")
+                created = _ok(client.post("/v1/subscribers", json={
+                    "url": f"{subscriber.url}/hooks/demo",
+                    "event_types": ["job.queued", "job.running", "job.progress", "job.succeeded", "job.failed"],
+                    "description": "demo subscriber (verifies signatures)",
+                }))
+                secret_box.append(created["secret"])
+                ids = [_ok(client.post("/v1/jobs", json={"vendor": j.vendor, "params": j.params,
+                                                         "reference": f"demo-{n}"}))["id"]
+                       for n, j in enumerate(DEMO_JOBS, 1)]
+                rows = _watch(client, ids, sub_log, console, deadline=started + timeout)
+        ok = all(r["ok"] for r in rows)
+        console.print(_table(rows, final=True))
+        elapsed = time.monotonic() - started
+        verdict = "[green]all jobs reached their expected state; every event delivered and verified"
+        console.print((verdict if ok else "[red]demo FAILED: see the table above") + f" ({elapsed:.1f} s)")
+        if keep:
+            console.print(f"database kept at {workdir / 'relay.db'}")
+        return ok
+    finally:
+        if not keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _ok(response: httpx.Response) -> dict[str, Any]:
+    if response.status_code >= 300:
+        raise RuntimeError(f"{response.request.method} {response.request.url} → {response.status_code}: {response.text}")
+    data: dict[str, Any] = response.json()
+    return data
+
+
+def _watch(client: httpx.Client, ids: list[str], sub_log: Any, console: Console, *, deadline: float) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    with Live(console=console, refresh_per_second=10, transient=True) as live:
+        while True:
+            rows = [_row(spec, _ok(client.get(f"/v1/jobs/{jid}")), sub_log) for spec, jid in zip(DEMO_JOBS, ids, strict=True)]
+            live.update(_table(rows, final=False))
+            if all(r["ok"] for r in rows) or time.monotonic() > deadline:
+                return rows
+            time.sleep(0.1)
+
+
+def _row(spec: DemoJob, job: dict[str, Any], sub_log: Any) -> dict[str, Any]:
+    received = sub_log.by_event_id()
+    event_ids = [e["id"] for e in job["events"]]
+    delivered = bool(event_ids) and all(eid in received for eid in event_ids)
+    verified = delivered and all(all(d.verified for d in received[eid]) for eid in event_ids)
+    outputs = job["outputs"]
+    result = outputs[0]["url"] if outputs else (f"{job['error']['code']}: {job['error']['message']}" if job["error"] else "-")
+    callbacks = sum(1 for i in job["inbound"] if i["kind"] == "callback")
+    return {
+        "label": spec.label,
+        "vendor_job_id": job["vendor_job_id"] or "-",
+        "status": job["status"],
+        "expect": spec.expect,
+        "progress": job["progress"],
+        "result": result,
+        "callbacks": callbacks,
+        "events": len(event_ids),
+        "delivered": delivered,
+        "verified": verified,
+        "ok": job["status"] == spec.expect and delivered and verified,
+    }
+
+
+def _table(rows: list[dict[str, Any]], *, final: bool) -> Table:
+    table = Table(title="upscale-relay demo" + ("" if final else " (running…)"))
+    for column in ("vendor", "vendor job id", "state", "output URL or error", "callbacks", "events",
+                   "delivered", "verified"):
+        table.add_column(column, overflow="fold")
+    for r in rows:
+        colour = "green" if r["ok"] else ("yellow" if not final else "red")
+        table.add_row(
+            r["label"], r["vendor_job_id"], f"[{colour}]{r['status']}[/]", r["result"], str(r["callbacks"]),
+            str(r["events"]), "yes" if r["delivered"] else "no", "yes" if r["verified"] else "no",
+        )
+    return table

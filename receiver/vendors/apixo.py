@@ -1,0 +1,355 @@
+"""APIXO Image Upscaler: ``POST /api/v1/generateTask/image-upscaler``, ``GET /api/v1/statusTask/...``.
+
+Source: the APIXO "Image Upscaler" model page (VENDORS.md §4, seed:003), with
+https://apixo.ai/docs/api-reference/webhooks, https://apixo.ai/docs/api-reference/status-task and
+https://apixo.ai/docs/api-reference/response-format.
+
+- Auth: ``Authorization: Bearer <key>``. No idempotency key: a re-sent submit starts a second task.
+- Submit ``{"request_type": "callback", "callback_url": "https://…", "input": {"image_urls": [URL],
+  "resolution": "4k", "output_format": "jpg"}}`` → ``{"code": 200, "message": "success",
+  "data": {"taskId": "task_12345678"}}``.
+- Status answers and callbacks share one envelope ``{code, message, data: {taskId, state, resultJson?,
+  failCode?, failMsg?, createTime?, completeTime?, costTime?}}``. The envelope's ``code``/``message`` say
+  200/"success" even for a failed task, so only ``data`` decides the outcome. ``resultJson`` is a JSON
+  *string* ``'{"resultUrls": [URL]}'``; times are epoch **milliseconds**; result URLs expire 24 h after
+  completion. ``pending → queued``, ``processing → running``, ``success → succeeded``,
+  ``failed → failed`` (code ``failCode``, opaque and possibly with spaces such as ``"Unknown error"``).
+- Callbacks are not signed; the relay's per-job callback token authenticates them.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, field_validator
+
+from dispatch.errors import PayloadError, UpstreamError
+from dispatch.model import JobError, JobState, JobUpdate, Output
+from receiver.vendors.base import (
+    SubmitResult,
+    VendorAdapter,
+    VendorRequest,
+    error_message,
+    load_object,
+    upstream_error,
+)
+
+MODEL_ID = "image-upscaler"
+SUBMIT_PATH = f"/api/v1/generateTask/{MODEL_ID}"
+STATUS_PATH = f"/api/v1/statusTask/{MODEL_ID}"
+#: Result URLs stop working 24 h after ``completeTime`` (https://apixo.ai/docs/api-reference/response-format).
+RESULT_TTL = timedelta(hours=24)
+
+_STRICT = ConfigDict(extra="forbid", strict=True)
+_RESOLUTIONS = ("2k", "4k", "8k")
+_FORMATS = {"jpg": "jpg", "jpeg": "jpg", "png": "png", "webp": "webp"}
+
+
+class ApixoInput(BaseModel):
+    """The upscaler's ``input`` object.
+
+    Example: ``{"image_urls": ["https://example.com/input.jpg"], "resolution": "8K",
+    "output_format": "jpeg"}`` → resolution ``"8k"``, output_format ``"jpg"``.
+
+    - ``mode``: only ``"image-to-image"`` (APIXO's default when omitted).
+    - ``image_urls``: exactly one non-empty image URL.
+    - ``resolution``: ``2k``, ``4k`` (default) or ``8k``, any case, stored lower-case.
+    - ``output_format``: ``jpg`` (default), ``png`` or ``webp``; ``jpeg`` is stored as ``jpg``.
+    """
+
+    model_config = _STRICT
+
+    mode: Literal["image-to-image"] | None = None
+    image_urls: list[str]
+    resolution: str = "4k"
+    output_format: str = "jpg"
+
+    @field_validator("image_urls")
+    @classmethod
+    def _one_image(cls, value: list[str]) -> list[str]:
+        if len(value) != 1:
+            raise ValueError(f"must contain exactly 1 image URL, got {len(value)}")
+        if not value[0].strip():
+            raise ValueError("must not contain an empty string")
+        return value
+
+    @field_validator("resolution")
+    @classmethod
+    def _resolution(cls, value: str) -> str:
+        if value.lower() not in _RESOLUTIONS:
+            raise ValueError("must be one of '2k', '4k', '8k' (any case)")
+        return value.lower()
+
+    @field_validator("output_format")
+    @classmethod
+    def _output_format(cls, value: str) -> str:
+        if value.lower() not in _FORMATS:
+            raise ValueError("must be one of 'jpg', 'png', 'webp' ('jpeg' is read as 'jpg')")
+        return _FORMATS[value.lower()]
+
+
+class ApixoUpscaleRequest(BaseModel):
+    """The client's ``params`` for APIXO: ``{"input": {...}}`` (see :class:`ApixoInput`).
+    ``request_type`` and ``callback_url`` belong to the relay."""
+
+    model_config = _STRICT
+
+    input: ApixoInput
+
+
+_STATES = {
+    "pending": JobState.QUEUED,
+    "processing": JobState.RUNNING,
+    "success": JobState.SUCCEEDED,
+    "failed": JobState.FAILED,
+}
+_MIME_BY_EXTENSION = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp"}
+
+
+def _kind(value: Any) -> str:
+    """JSON name of a value's type, for error messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    return {int: "integer", float: "number", str: "string", list: "array", dict: "object"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def _invalid(path: str, problem: str) -> PayloadError:
+    """``PayloadError("data.state: missing", details={"field": "data.state"})``."""
+    return PayloadError(f"{path}: {problem}", details={"field": path})
+
+
+def _load(body: bytes) -> dict[str, Any]:
+    try:
+        return load_object(body)
+    except (ValueError, RecursionError) as exc:  # huge integers, absurd nesting
+        raise PayloadError(f"body is not usable JSON: {type(exc).__name__}") from None
+
+
+def _required_str(data: dict[str, Any], key: str) -> str:
+    path = f"data.{key}"
+    if data.get(key) is None:
+        raise _invalid(path, "missing (expected a non-empty string)")
+    value = data[key]
+    if not isinstance(value, str) or not value:
+        raise _invalid(
+            path, f"expected a non-empty string, got {'an empty string' if value == '' else _kind(value)}"
+        )
+    return value
+
+
+def _optional_str(data: dict[str, Any], key: str) -> str | None:
+    value = data.get(key)
+    if value is None or isinstance(value, str):
+        return value or None
+    raise _invalid(f"data.{key}", f"expected a string, got {_kind(value)}")
+
+
+def _optional_ms(data: dict[str, Any], key: str) -> int | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _invalid(f"data.{key}", f"expected an integer (epoch milliseconds), got {_kind(value)}")
+    return value
+
+
+def _ms_time(data: dict[str, Any], key: str) -> datetime | None:
+    value = _optional_ms(data, key)
+    if value is None:
+        return None
+    try:
+        return datetime.fromtimestamp(value / 1000, UTC)
+    except (OverflowError, OSError, ValueError):
+        raise _invalid(f"data.{key}", f"epoch milliseconds out of range: {value}") from None
+
+
+def _mime_type(url: str) -> str | None:
+    try:
+        path = urlsplit(url).path
+    except ValueError:
+        return None
+    return _MIME_BY_EXTENSION.get(posixpath.splitext(path)[1].lower())
+
+
+def _result_urls(data: dict[str, Any]) -> list[str]:
+    """``json.loads(data.resultJson)["resultUrls"]``: a non-empty list of URL strings."""
+    raw = data.get("resultJson")
+    if not isinstance(raw, str):
+        raise _invalid("data.resultJson", f"expected a JSON string on a success task, got {_kind(raw)}")
+    try:
+        parsed = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise _invalid("data.resultJson", f"is not JSON: {raw[:60]!r}") from None
+    if not isinstance(parsed, dict):
+        raise _invalid(
+            "data.resultJson", f'expected a JSON object {{"resultUrls": [...]}}, got {_kind(parsed)}'
+        )
+    urls = parsed.get("resultUrls")
+    if not isinstance(urls, list) or not urls or not all(isinstance(url, str) and url for url in urls):
+        raise _invalid("data.resultJson", "resultUrls: expected a non-empty array of URL strings")
+    return urls
+
+
+def _job_update(obj: dict[str, Any]) -> JobUpdate:
+    """One normalized update from a status answer or callback body (same envelope)."""
+    data = obj.get("data")
+    if not isinstance(data, dict):
+        raise _invalid("data", f"expected an object, got {_kind(data) if 'data' in obj else 'nothing'}")
+    task_id = _required_str(data, "taskId")
+    raw_state = _required_str(data, "state")
+    state = _STATES.get(raw_state)
+    created_at = _ms_time(data, "createTime")
+    completed_at = _ms_time(data, "completeTime")
+    cost_ms = _optional_ms(data, "costTime")
+    fail_code = _optional_str(data, "failCode")
+    fail_message = _optional_str(data, "failMsg")
+    extra: dict[str, Any] = {} if cost_ms is None else {"costTime": cost_ms}
+
+    outputs: tuple[Output, ...] = ()
+    error: JobError | None = None
+    progress: int | None = None
+    if state is JobState.SUCCEEDED:
+        expires_at = None
+        if completed_at is not None:
+            try:
+                expires_at = completed_at + RESULT_TTL
+            except OverflowError:
+                expires_at = None
+        outputs = tuple(Output(url, _mime_type(url), expires_at=expires_at) for url in _result_urls(data))
+        progress = 100
+    elif state is JobState.FAILED:
+        error = JobError(fail_code or "vendor_failed", fail_message)
+    return JobUpdate(
+        state=state,
+        raw_state=raw_state,
+        vendor_job_id=task_id,
+        progress=progress,
+        outputs=outputs,
+        error=error,
+        created_at=created_at,
+        completed_at=completed_at,
+        extra=extra,
+    )
+
+
+def _error_text(body: bytes) -> str | None:
+    """``{"code": 400, "message": "Invalid request", "data": {"error": "Missing …"}}`` →
+    ``"Invalid request: Missing …"``; otherwise :func:`base.error_message`. Never raises."""
+    try:
+        data = load_object(body)
+    except (ValueError, RecursionError, PayloadError):
+        data = {}
+    message = data.get("message")
+    inner = data.get("data")
+    detail = inner.get("error") if isinstance(inner, dict) else None
+    if isinstance(message, str) and message and isinstance(detail, str) and detail:
+        return f"{message}: {detail}"
+    try:
+        return error_message(body)
+    except (ValueError, RecursionError):
+        return body[:200].decode("utf-8", "replace").strip() or None
+
+
+def _envelope_error(obj: dict[str, Any], headers: Mapping[str, str] | None) -> UpstreamError | None:
+    """An error for an HTTP 2xx envelope whose ``code`` is an integer other than 200, else ``None``."""
+    code = obj.get("code")
+    if isinstance(code, bool) or not isinstance(code, int) or code == 200:
+        return None
+    message = obj.get("message")
+    return upstream_error(code, message if isinstance(message, str) and message else None, headers)
+
+
+class ApixoAdapter:
+    """APIXO Image Upscaler: async, unsigned callbacks (one per task, retried up to 3 times)."""
+
+    name: ClassVar[str] = "apixo"
+    params_model: ClassVar[type[BaseModel]] = ApixoUpscaleRequest
+    reserved_fields: ClassVar[frozenset[str]] = frozenset({"request_type", "callback_url"})
+    synchronous: ClassVar[bool] = False
+    idempotent_submit: ClassVar[bool] = False
+    credential_setting: ClassVar[str] = "apixo_api_key"
+    base_url_setting: ClassVar[str] = "apixo_base_url"
+
+    def auth_headers(self, credential: str) -> dict[str, str]:
+        """``{"Authorization": "Bearer <key>"}``."""
+        return {"Authorization": f"Bearer {credential}"}
+
+    def submit_request(self, params: BaseModel, *, callback_url: str | None, job_id: str) -> VendorRequest:
+        """``POST /api/v1/generateTask/image-upscaler`` with ``{"request_type": "callback",
+        "callback_url": callback_url, "input": {...}}`` (``"async"`` and no URL when ``callback_url`` is
+        ``None``). ``job_id`` is unused: APIXO has no idempotency key.
+
+        Raises ``TypeError`` if ``params`` is not an :class:`ApixoUpscaleRequest`.
+        """
+        if not isinstance(params, ApixoUpscaleRequest):
+            raise TypeError(f"expected ApixoUpscaleRequest, got {type(params).__name__}")
+        body: dict[str, Any] = {"request_type": "async"}
+        if callback_url is not None:
+            body = {"request_type": "callback", "callback_url": callback_url}
+        body["input"] = params.input.model_dump(exclude_none=True)
+        return VendorRequest("POST", SUBMIT_PATH, json=body)
+
+    def parse_submit_response(
+        self, status_code: int, body: bytes, headers: Mapping[str, str]
+    ) -> SubmitResult:
+        """``{"code": 200, "message": "success", "data": {"taskId": "task_12345678"}}`` →
+        ``SubmitResult("task_12345678", None)``.
+
+        Raises :class:`UpstreamError` for a non-2xx status, or for a 2xx envelope without ``taskId``
+        whose ``code`` is not 200 (mapped like an HTTP status); :class:`PayloadError` for any other 2xx
+        body without ``data.taskId``.
+        """
+        if not 200 <= status_code < 300:
+            raise upstream_error(status_code, _error_text(body), headers)
+        obj = _load(body)
+        data = obj.get("data")
+        task_id = data.get("taskId") if isinstance(data, dict) else None
+        if isinstance(task_id, str) and task_id:
+            return SubmitResult(task_id, None)
+        envelope_error = _envelope_error(obj, headers)
+        if envelope_error is not None:
+            raise envelope_error
+        raise _invalid("data.taskId", "missing from the submit response (expected a non-empty string)")
+
+    def status_request(self, vendor_job_id: str) -> VendorRequest:
+        """``GET /api/v1/statusTask/image-upscaler?taskId=<id>``."""
+        return VendorRequest("GET", STATUS_PATH, query={"taskId": vendor_job_id})
+
+    def parse_callback(self, body: bytes, headers: Mapping[str, str]) -> JobUpdate:
+        """A callback body (same envelope as a status answer), e.g. ``{"code": 200, "data": {"taskId":
+        "task_abc123xyz", "state": "failed", "failCode": "CONTENT_VIOLATION", "failMsg": "…",
+        "createTime": 1704067200000, "completeTime": 1704067205000}}`` → failed, code
+        ``CONTENT_VIOLATION``. The envelope ``code`` is ignored. Raises :class:`PayloadError`."""
+        return _job_update(_load(body))
+
+    def parse_status(self, status_code: int, body: bytes) -> JobUpdate:
+        """A status answer, e.g. ``data.state == "success"`` with ``resultJson``
+        ``'{"resultUrls":["https://file.apixo.ai/upscaled-image.jpg"]}'`` → succeeded, progress 100, one
+        ``image/jpeg`` output expiring 24 h after ``completeTime``.
+
+        Raises :class:`UpstreamError` for a non-2xx status or a 2xx envelope with no ``data`` object and
+        a ``code`` other than 200; :class:`PayloadError` for a body that cannot be parsed.
+        """
+        if not 200 <= status_code < 300:
+            raise upstream_error(status_code, _error_text(body), None)
+        obj = _load(body)
+        if not isinstance(obj.get("data"), dict):
+            envelope_error = _envelope_error(obj, None)
+            if envelope_error is not None:
+                raise envelope_error
+        return _job_update(obj)
+
+    def verify_callback(self, body: bytes, headers: Mapping[str, str], credential: str | None) -> None:
+        """Nothing to check: APIXO documents no callback signature."""
+
+
+ADAPTER: VendorAdapter = ApixoAdapter()

@@ -1,0 +1,224 @@
+"""Artnex image upscale: ``POST /v1/upscale``, synchronous.
+
+Source: https://docs.artnex.app/api/upscale (VENDORS.md §5, seed:004), with
+https://docs.artnex.app/api/overview and https://docs.artnex.app/api/authentication.
+
+- Auth: ``Authorization: Bearer <key>``. No callback, no status endpoint, no idempotency key.
+- Request ``{"image": "https://…" | "data:image/png;base64,…", "scale": 2}``.
+- The HTTP response is the outcome: ``200 {"success": true, "image_url": "https://cdn.artnex.ai/…/
+  upscaled.jpg", "request_id": "req_ups_abc123xyz", "credits_used": 100}`` (``image_url`` available 24 h),
+  or an error ``{"success": false, "error": "invalid_scale", "message": "…"}`` with 400/401/402/422/429/
+  500. ``429 rate_limit_exceeded`` is the plan's *daily* quota, so it is not retryable.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import posixpath
+import re
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from dispatch.errors import PayloadError, UpstreamError
+from dispatch.model import JobState, JobUpdate, Output, utcnow
+from receiver.vendors.base import (
+    SubmitResult,
+    VendorAdapter,
+    VendorRequest,
+    error_message,
+    load_object,
+    upstream_error,
+)
+
+SUBMIT_PATH = "/v1/upscale"
+#: Largest accepted input image, in bytes (decoded size of a data URI): 10 MB = 10 * 1024 * 1024.
+MAX_IMAGE_BYTES = 10 * 1024 * 1024
+#: ``image_url`` is "available for 24 hours" after the response.
+RESULT_TTL = timedelta(hours=24)
+
+_DATA_URI_PREFIX = re.compile(r"data:image/(jpeg|png|webp);base64", re.IGNORECASE)
+_SNAKE_CASE = re.compile(r"[a-z][a-z0-9_]*")
+_MIME_BY_EXTENSION = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp"}
+
+
+class ArtnexUpscaleRequest(BaseModel):
+    """The client's ``params`` for Artnex.
+
+    Example: ``{"image": "https://example.com/product-photo.jpg", "scale": 4}``.
+
+    - ``image``: an ``https://`` URL, or a ``data:image/(jpeg|png|webp);base64,…`` URI whose decoded
+      image is at most 10 MB (10,485,760 bytes). ``http://`` and other schemes are refused.
+    - ``scale``: a number > 0, default 2 ("common values" 2 and 4). Artnex does not document the
+      supported range; a value it refuses comes back as the ``invalid_scale`` error.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+    image: str
+    scale: float = Field(default=2, gt=0)
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, value: str) -> str:
+        prefix, comma, payload = value.partition(",")
+        if comma and _DATA_URI_PREFIX.fullmatch(prefix):
+            try:
+                size = len(base64.b64decode(payload, validate=True))
+            except (binascii.Error, ValueError):
+                raise ValueError("data URI payload is not valid base64") from None
+            if size > MAX_IMAGE_BYTES:
+                raise ValueError(f"image is {size} bytes; Artnex accepts at most {MAX_IMAGE_BYTES} (10 MB)")
+            return value
+        try:
+            parts = urlsplit(value)
+        except ValueError:
+            parts = None
+        if parts is None or parts.scheme.lower() != "https" or not parts.netloc:
+            raise ValueError("must be an https:// URL or a data:image/(jpeg|png|webp);base64,… URI")
+        return value
+
+
+def _kind(value: Any) -> str:
+    """JSON name of a value's type, for error messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    return {int: "integer", float: "number", str: "string", list: "array", dict: "object"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def _invalid(path: str, problem: str) -> PayloadError:
+    """``PayloadError("image_url: missing", details={"field": "image_url"})``."""
+    return PayloadError(f"{path}: {problem}", details={"field": path})
+
+
+def _mime_type(url: str) -> str | None:
+    try:
+        path = urlsplit(url).path
+    except ValueError:
+        return None
+    return _MIME_BY_EXTENSION.get(posixpath.splitext(path)[1].lower())
+
+
+def _error(status_code: int, data: dict[str, Any], body: bytes, headers: Mapping[str, str]) -> UpstreamError:
+    """``{"success": false, "error": "invalid_scale", "message": "…"}`` → UpstreamError with code
+    ``invalid_scale`` (the relay's status mapping when ``error`` is not a snake_case word)."""
+    code = data.get("error")
+    code = code if isinstance(code, str) and _SNAKE_CASE.fullmatch(code) else None
+    message = data.get("message")
+    if not isinstance(message, str) or not message:
+        try:
+            message = error_message(body)
+        except (ValueError, RecursionError):
+            message = None
+    if status_code == 429:
+        code = code or "rate_limit_exceeded"
+        message = f"Artnex daily quota exhausted: {message or 'rate limit exceeded'}"
+    exc = upstream_error(status_code, message, headers, code=code)
+    if status_code == 429:
+        exc.retryable = False  # a daily quota: retrying within the day only fails again
+    return exc
+
+
+class ArtnexAdapter:
+    """Artnex upscale: synchronous, the submit response is the job's outcome.
+
+    ``clock`` gives the response time (UTC) used for ``completed_at`` and the 24 h ``expires_at``.
+    """
+
+    name: ClassVar[str] = "artnex"
+    params_model: ClassVar[type[BaseModel]] = ArtnexUpscaleRequest
+    reserved_fields: ClassVar[frozenset[str]] = frozenset()
+    synchronous: ClassVar[bool] = True
+    idempotent_submit: ClassVar[bool] = False
+    credential_setting: ClassVar[str] = "artnex_api_key"
+    base_url_setting: ClassVar[str] = "artnex_base_url"
+
+    def __init__(self, clock: Callable[[], datetime] = utcnow) -> None:
+        self._clock = clock
+
+    def auth_headers(self, credential: str) -> dict[str, str]:
+        """``{"Authorization": "Bearer <key>"}`` (the ``Bearer`` prefix is required)."""
+        return {"Authorization": f"Bearer {credential}"}
+
+    def submit_request(self, params: BaseModel, *, callback_url: str | None, job_id: str) -> VendorRequest:
+        """``POST /v1/upscale`` with ``{"image": …, "scale": …}``; ``callback_url`` and ``job_id`` are
+        unused (no callback, no idempotency key). Raises ``TypeError`` for a foreign params model."""
+        if not isinstance(params, ArtnexUpscaleRequest):
+            raise TypeError(f"expected ArtnexUpscaleRequest, got {type(params).__name__}")
+        return VendorRequest("POST", SUBMIT_PATH, json=params.model_dump())
+
+    def parse_submit_response(
+        self, status_code: int, body: bytes, headers: Mapping[str, str]
+    ) -> SubmitResult:
+        """The outcome. ``200 {"success": true, "image_url": "https://…/upscaled.jpg", "request_id":
+        "req_ups_abc123xyz", "credits_used": 100}`` → ``SubmitResult("req_ups_abc123xyz", update)`` with
+        ``update`` succeeded, progress 100, one ``image/jpeg`` output expiring 24 h from now,
+        ``completed_at`` now, ``extra={"credits_used": 100}``.
+
+        Raises :class:`UpstreamError` for a non-2xx status or ``success: false`` (code = the body's
+        snake_case ``error``, e.g. ``invalid_scale``; 429 → ``rate_limit_exceeded``, not retryable);
+        :class:`PayloadError` for a 2xx body that is not such an object.
+        """
+        if not 200 <= status_code < 300:
+            try:
+                data = load_object(body)
+            except (ValueError, RecursionError, PayloadError):
+                data = {}
+            raise _error(status_code, data, body, headers)
+        try:
+            data = load_object(body)
+        except (ValueError, RecursionError) as exc:
+            raise PayloadError(f"body is not usable JSON: {type(exc).__name__}") from None
+        success = data.get("success")
+        if not isinstance(success, bool):
+            raise _invalid(
+                "success", f"expected a boolean, got {_kind(success) if 'success' in data else 'nothing'}"
+            )
+        if not success:
+            raise _error(status_code, data, body, headers)
+        image_url = data.get("image_url")
+        if not isinstance(image_url, str) or not image_url:
+            raise _invalid("image_url", f"expected a non-empty string, got {_kind(image_url)}")
+        request_id = data.get("request_id")
+        if request_id is not None and not isinstance(request_id, str):
+            raise _invalid("request_id", f"expected a string, got {_kind(request_id)}")
+        credits_used = data.get("credits_used")
+        if credits_used is not None and (isinstance(credits_used, bool) or not isinstance(credits_used, int)):
+            raise _invalid("credits_used", f"expected an integer, got {_kind(credits_used)}")
+        now = self._clock()
+        update = JobUpdate(
+            state=JobState.SUCCEEDED,
+            raw_state="success",
+            vendor_job_id=request_id or None,
+            progress=100,
+            outputs=(Output(image_url, _mime_type(image_url), expires_at=now + RESULT_TTL),),
+            completed_at=now,
+            extra={} if credits_used is None else {"credits_used": credits_used},
+        )
+        return SubmitResult(request_id or None, update)
+
+    def status_request(self, vendor_job_id: str) -> None:
+        """``None``: Artnex has no status endpoint."""
+        return None
+
+    def parse_callback(self, body: bytes, headers: Mapping[str, str]) -> JobUpdate:
+        """Always raises :class:`PayloadError`: Artnex does not call back."""
+        raise PayloadError("artnex does not call back")
+
+    def parse_status(self, status_code: int, body: bytes) -> JobUpdate:
+        """Always raises :class:`PayloadError`: Artnex has no status endpoint to poll."""
+        raise PayloadError("artnex does not call back")
+
+    def verify_callback(self, body: bytes, headers: Mapping[str, str], credential: str | None) -> None:
+        """Nothing to check: Artnex sends no callbacks."""
+
+
+ADAPTER: VendorAdapter = ArtnexAdapter()

@@ -1,0 +1,176 @@
+"""The SQLite store's domain verbs on a real database file."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from dispatch.errors import Conflict, NotFound
+from dispatch.model import JobError, JobState, JobUpdate, Output, event_id, now_ms
+from dispatch.store.records import Attempt, RawMessage
+from dispatch.store.runner import StoreRunner
+from dispatch.store.sqlite import SQLiteStore
+
+RAW = RawMessage({"content-type": "application/json"}, b"{}", "127.0.0.1:1")
+
+
+def _job(store: SQLiteStore) -> str:
+    return store.create_job("apixo", {"input": {}}, reference="r1", token_hash=None).id
+
+
+def _attempt(number: int, status: int | None) -> Attempt:
+    return Attempt(number, now_ms(), 5, status, {}, "", None if status else "boom")
+
+
+def test_migrations_are_recorded_and_wal_is_on(store: SQLiteStore) -> None:
+    """Opening migrates once, records it, and puts the database in WAL mode."""
+    assert [r[0] for r in store.conn.execute("SELECT name FROM _migrations")] == ["001_initial"]
+    assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_record_message_applies_update_and_emits_event(store: SQLiteStore) -> None:
+    """A success update moves the job to succeeded and writes one event with the contract body."""
+    sub, _ = store.create_subscriber("http://127.0.0.1:1/h")
+    jid = _job(store)
+    out = Output("https://x/a.jpg", "image/jpeg")
+    result = store.record_message(jid, "callback", RAW, JobUpdate(JobState.SUCCEEDED, "success", "task_1", outputs=(out,)))
+    assert result.verdict == "applied"
+    assert result.event_ids == (event_id(jid, "job.succeeded"),)
+    body = json.loads(store.get_event(result.event_ids[0]).body)
+    assert body["type"] == "job.succeeded"
+    assert body["data"]["outputs"][0]["url"] == "https://x/a.jpg"
+    assert body["data"]["vendor_job_id"] == "task_1"
+    assert body["data"]["reference"] == "r1"
+    assert [d.subscriber_id for d in store.list_deliveries()] == [sub.id]
+
+
+def test_duplicate_callback_creates_no_event_but_is_stored(store: SQLiteStore) -> None:
+    """The same outcome twice is stored twice but emits one event and one delivery."""
+    store.create_subscriber("http://127.0.0.1:1/h")
+    jid = _job(store)
+    update = JobUpdate(JobState.FAILED, "failed", error=JobError("X", "bad"))
+    store.record_message(jid, "callback", RAW, update)
+    second = store.record_message(jid, "callback", RAW, update)
+    assert second.verdict == "duplicate" and second.event_ids == ()
+    assert len(store.list_inbound(job_id=jid)) == 2
+    assert len(store.list_events(job_id=jid)) == 1
+    assert len(store.list_deliveries()) == 1
+
+
+def test_conflicting_terminal_is_flagged(store: SQLiteStore) -> None:
+    """Succeeded after failed leaves the job failed and flags the conflict."""
+    jid = _job(store)
+    store.record_message(jid, "callback", RAW, JobUpdate(JobState.FAILED))
+    result = store.record_message(jid, "callback", RAW, JobUpdate(JobState.SUCCEEDED))
+    job = store.get_job(jid)
+    assert result.verdict == "conflict"
+    assert job.status is JobState.FAILED and "conflict" in job.flags
+
+
+def test_invalid_message_is_kept_with_error(store: SQLiteStore) -> None:
+    """An unparseable body is stored with its verdict and error and changes nothing."""
+    jid = _job(store)
+    result = store.record_message(jid, "callback", RawMessage({}, b"\xff\xfe"), None, error="not UTF-8")
+    row = store.get_inbound(result.inbound_id)
+    assert (row.verdict, row.error, row.body) == ("invalid", "not UTF-8", b"\xff\xfe")
+    assert store.get_job(jid).status is JobState.QUEUED
+
+
+def test_subscriber_event_type_filter(store: SQLiteStore) -> None:
+    """Only subscribers that asked for an event type get deliveries of it."""
+    wants_running, _ = store.create_subscriber("http://127.0.0.1:1/a", event_types=["job.running"])
+    store.create_subscriber("http://127.0.0.1:1/b")
+    jid = _job(store)
+    store.record_message(jid, "callback", RAW, JobUpdate(JobState.RUNNING))
+    assert [d.subscriber_id for d in store.list_deliveries()] == [wants_running.id]
+
+
+def test_secret_is_encrypted_at_rest(store: SQLiteStore) -> None:
+    """The database holds only ciphertext of a subscriber secret; claims decrypt it."""
+    sub, secret = store.create_subscriber("http://127.0.0.1:1/h")
+    stored = store.conn.execute("SELECT secret FROM subscribers").fetchone()[0]
+    assert secret.startswith("whsec_") and secret not in stored
+    store.record_message(_job(store), "callback", RAW, JobUpdate(JobState.SUCCEEDED))
+    work = store.claim_due_deliveries("w1", now=now_ms() + 1, limit=10, lease_ms=1000)
+    assert work[0].secrets == (secret,)
+    assert secret not in repr(sub)
+
+
+def test_claim_lease_finish_and_reclaim_after_expiry(store: SQLiteStore) -> None:
+    """A claimed delivery is invisible until its lease expires; the old worker then loses it."""
+    store.create_subscriber("http://127.0.0.1:1/h")
+    store.record_message(_job(store), "callback", RAW, JobUpdate(JobState.SUCCEEDED))
+    now = now_ms() + 1
+    first = store.claim_due_deliveries("w1", now=now, limit=10, lease_ms=1000)
+    assert len(first) == 1
+    assert store.claim_due_deliveries("w2", now=now + 500, limit=10, lease_ms=1000) == []
+    again = store.claim_due_deliveries("w2", now=now + 1500, limit=10, lease_ms=1000)
+    assert [w.delivery_id for w in again] == [first[0].delivery_id]
+    with pytest.raises(Conflict):
+        store.finish_attempt(first[0].delivery_id, "w1", _attempt(1, 200), next_attempt_at=None)
+    done = store.finish_attempt(again[0].delivery_id, "w2", _attempt(1, 200), next_attempt_at=None)
+    assert done.status == "succeeded" and done.attempts == 1
+
+
+def test_failed_attempts_retry_then_dead_then_manual_retry(store: SQLiteStore) -> None:
+    """A failure schedules a retry; no next time makes it dead; retry makes it due again."""
+    store.create_subscriber("http://127.0.0.1:1/h")
+    store.record_message(_job(store), "callback", RAW, JobUpdate(JobState.SUCCEEDED))
+    now = now_ms() + 1
+    (work,) = store.claim_due_deliveries("w", now=now, limit=1, lease_ms=1000)
+    retrying = store.finish_attempt(work.delivery_id, "w", _attempt(1, 500), next_attempt_at=now + 5000)
+    assert (retrying.status, retrying.next_attempt_at, retrying.last_status_code) == ("retrying", now + 5000, 500)
+    assert store.claim_due_deliveries("w", now=now + 10, limit=1, lease_ms=1000) == []
+    (work,) = store.claim_due_deliveries("w", now=now + 5000, limit=1, lease_ms=1000)
+    dead = store.finish_attempt(work.delivery_id, "w", _attempt(2, None), next_attempt_at=None)
+    assert dead.status == "dead" and [a.number for a in dead.attempt_log] == [1, 2]
+    revived = store.retry_delivery(dead.id)
+    assert revived.status == "retrying" and revived.next_attempt_at is not None
+    assert len(store.claim_due_deliveries("w", now=now_ms() + 1, limit=1, lease_ms=1000)) == 1
+
+
+def test_first_attempts_are_claimed_before_retries(store: SQLiteStore) -> None:
+    """Fresh deliveries come before older retries that are due at the same time."""
+    store.create_subscriber("http://127.0.0.1:1/h")
+    store.record_message(_job(store), "callback", RAW, JobUpdate(JobState.SUCCEEDED))
+    now = now_ms() + 1
+    (old,) = store.claim_due_deliveries("w", now=now, limit=1, lease_ms=10)
+    store.finish_attempt(old.delivery_id, "w", _attempt(1, 500), next_attempt_at=now)
+    store.record_message(_job(store), "callback", RAW, JobUpdate(JobState.SUCCEEDED))
+    first = store.claim_due_deliveries("w", now=now_ms() + 1, limit=1, lease_ms=1000)
+    assert first[0].attempts == 0 and first[0].delivery_id != old.delivery_id
+
+
+def test_replay_creates_new_generation_with_same_event(store: SQLiteStore) -> None:
+    """Replay adds a delivery of the same event id as the next generation."""
+    sub, _ = store.create_subscriber("http://127.0.0.1:1/h")
+    result = store.record_message(_job(store), "callback", RAW, JobUpdate(JobState.SUCCEEDED))
+    (replayed,) = store.replay_event(result.event_ids[0])
+    (again,) = store.replay_event(result.event_ids[0], sub.id)
+    assert (replayed.event_id, replayed.generation, again.generation) == (result.event_ids[0], 1, 2)
+    with pytest.raises(NotFound):
+        store.replay_event("evt_missing")
+
+
+def test_runner_groups_concurrent_calls_and_isolates_failures(tmp_path: Path, store: SQLiteStore) -> None:
+    """Many concurrent verbs complete through the runner; a failing one raises to its caller only."""
+    runner = StoreRunner(store)
+    runner.start()
+
+    async def main() -> list[object]:
+        calls = [runner.call(lambda s: s.create_job("apixo", {}, reference=None, token_hash=None)) for _ in range(50)]
+        calls.append(runner.call(lambda s: s.get_job("job_missing")))
+        return await asyncio.gather(*calls, return_exceptions=True)
+
+    try:
+        results = asyncio.run(main())
+    finally:
+        runner.stop()
+    assert sum(1 for r in results if isinstance(r, NotFound)) == 1
+    check = sqlite3.connect(tmp_path / "relay.db")
+    assert check.execute("SELECT COUNT(*) FROM jobs").fetchone()[0] == 50
+    check.close()
