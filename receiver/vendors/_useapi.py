@@ -15,7 +15,6 @@ Every reader raises :class:`PayloadError` whose message starts with the field's 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -173,7 +172,7 @@ def optional_percent(obj: Mapping[str, Any], key: str, path: str) -> int | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise _wrong_type(path, "a number", value)
-    if not math.isfinite(value) or not 0 <= value <= 100:
+    if not 0 <= value <= 100:  # also refuses NaN and infinity
         raise invalid(path, f"expected a percentage 0-100, got {value!r}")
     return round(value)
 

@@ -45,6 +45,7 @@ STATUS_PATH = f"/api/v1/statusTask/{MODEL_ID}"
 #: Result URLs stop working 24 h after ``completeTime`` (https://apixo.ai/docs/api-reference/response-format).
 RESULT_TTL = timedelta(hours=24)
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _STRICT = ConfigDict(extra="forbid", strict=True)
 _RESOLUTIONS = ("2k", "4k", "8k")
 _FORMATS = {"jpg": "jpg", "jpeg": "jpg", "png": "png", "webp": "webp"}
@@ -167,8 +168,8 @@ def _ms_time(data: dict[str, Any], key: str) -> datetime | None:
     if value is None:
         return None
     try:
-        return datetime.fromtimestamp(value / 1000, UTC)
-    except (OverflowError, OSError, ValueError):
+        return _EPOCH + timedelta(milliseconds=value)  # exact, unlike value / 1000
+    except OverflowError:
         raise _invalid(f"data.{key}", f"epoch milliseconds out of range: {value}") from None
 
 

@@ -143,6 +143,10 @@ def load_json(body: bytes) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise PayloadError(f"body is not JSON: {exc}") from None
+    except RecursionError:
+        raise PayloadError("body is not acceptable JSON: nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer with more digits than Python converts
+        raise PayloadError(f"body is not acceptable JSON: {exc}") from None
 
 
 def load_object(body: bytes) -> dict[str, Any]:
