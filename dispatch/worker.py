@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import random
@@ -23,6 +24,7 @@ from dispatch.sender import AttemptResult, Sender
 from dispatch.signing import delivery_headers
 from dispatch.store.records import Attempt, DeliveryWork
 from dispatch.store.runner import StoreRunner
+from dispatch.store.sqlite import SQLiteStore
 
 log = logging.getLogger("upscale_relay.worker")
 USER_AGENT = f"upscale-relay/{__version__}"
@@ -76,16 +78,7 @@ class Dispatcher:
             if free > 0:
                 try:
                     busy = [sub for sub, n in self._per_sub.items() if n >= self.per_subscriber]
-                    work = await self.runner.call(
-                        lambda s: s.claim_due_deliveries(
-                            self.worker_id,
-                            now=int(time.time() * 1000),
-                            limit=free,
-                            lease_ms=self.lease_ms,
-                            per_subscriber=self.per_subscriber,
-                            exclude=busy,
-                        )
-                    )
+                    work = await self.runner.call(functools.partial(self._claim, limit=free, exclude=busy))
                 except StoreUnavailable as exc:
                     log.warning("cannot claim deliveries: %s", exc.message)
                     work = []
@@ -102,6 +95,16 @@ class Dispatcher:
                 task.cancel()
         with contextlib.suppress(StoreUnavailable):
             await self.runner.call(lambda s: s.release_leases(self.worker_id))
+
+    def _claim(self, store: SQLiteStore, *, limit: int, exclude: list[str]) -> list[DeliveryWork]:
+        return store.claim_due_deliveries(
+            self.worker_id,
+            now=int(time.time() * 1000),
+            limit=limit,
+            lease_ms=self.lease_ms,
+            per_subscriber=self.per_subscriber,
+            exclude=exclude,
+        )
 
     def _start(self, work: DeliveryWork) -> None:
         task = asyncio.create_task(self._deliver(work))

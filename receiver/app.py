@@ -125,7 +125,7 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> Starlette:
     app = Starlette(
         routes=routes,
         middleware=[Middleware(AdminAuthMiddleware, token=api_token)],
-        exception_handlers=HANDLERS,  # type: ignore[arg-type]
+        exception_handlers=HANDLERS,
         lifespan=lifespan,
     )
     app.state.api_token = api_token

@@ -129,8 +129,8 @@ def worker(ctx: click.Context, grace: float) -> None:
 
     Example: upscale-relay worker
     """
-    from receiver.app import make_dispatcher, make_sender, open_store
     from dispatch.store.runner import StoreRunner
+    from receiver.app import make_dispatcher, make_sender, open_store
 
     settings = _settings(ctx)
 
@@ -183,7 +183,12 @@ def jobs_list(ctx: click.Context, vendor: str | None, status: str | None, limit:
     """List jobs, newest first. Example: upscale-relay jobs list --status failed"""
     with _store(ctx) as store:
         rows = [j.to_json() for j in store.list_jobs(vendor=vendor, status=status, limit=limit)]
-    _emit(rows, ["id", "vendor", "vendor_job_id", "status", "progress", "reference", "created_at"], as_json, "jobs")
+    _emit(
+        rows,
+        ["id", "vendor", "vendor_job_id", "status", "progress", "reference", "created_at"],
+        as_json,
+        "jobs",
+    )
 
 
 @jobs.command("show")
@@ -214,7 +219,12 @@ def events() -> None:
 @click.pass_context
 @relay_errors
 def events_list(
-    ctx: click.Context, job_id: str | None, vendor: str | None, event_type: str | None, limit: int, as_json: bool
+    ctx: click.Context,
+    job_id: str | None,
+    vendor: str | None,
+    event_type: str | None,
+    limit: int,
+    as_json: bool,
 ) -> None:
     """List events, newest first. Example: upscale-relay events list --job job_…"""
     with _store(ctx) as store:
@@ -259,7 +269,10 @@ def subscribers() -> None:
 @subscribers.command("add")
 @click.argument("url")
 @click.option(
-    "--event-type", "event_types", multiple=True, type=click.Choice(EVENT_TYPES),
+    "--event-type",
+    "event_types",
+    multiple=True,
+    type=click.Choice(EVENT_TYPES),
     help=f"Repeatable; default: {', '.join(DEFAULT_EVENT_TYPES)}.",
 )
 @click.option("--description")
@@ -317,18 +330,26 @@ def deliveries() -> None:
 @click.pass_context
 @relay_errors
 def deliveries_list(
-    ctx: click.Context, status: str | None, subscriber_id: str | None, event_id: str | None, limit: int,
+    ctx: click.Context,
+    status: str | None,
+    subscriber_id: str | None,
+    event_id: str | None,
+    limit: int,
     as_json: bool,
 ) -> None:
     """List deliveries, newest first. Example: upscale-relay deliveries list --status dead"""
     with _store(ctx) as store:
         rows = [
             d.to_json()
-            for d in store.list_deliveries(status=status, subscriber_id=subscriber_id, event_id=event_id, limit=limit)
+            for d in store.list_deliveries(
+                status=status, subscriber_id=subscriber_id, event_id=event_id, limit=limit
+            )
         ]
     _emit(
-        rows, ["id", "event_id", "subscriber_id", "status", "attempts", "last_status_code", "next_attempt_at"],
-        as_json, "deliveries",
+        rows,
+        ["id", "event_id", "subscriber_id", "status", "attempts", "last_status_code", "next_attempt_at"],
+        as_json,
+        "deliveries",
     )
 
 

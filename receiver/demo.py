@@ -82,6 +82,8 @@ def run_demo(*, timeout: float = 30.0, keep: bool = False, console: Console | No
     ``timeout`` is in seconds. With ``keep`` the SQLite file is kept and its path printed.
     """
     console = console or Console()
+    if not console.is_terminal and console.width < 220:
+        console = Console(width=220)  # piped output: keep URLs on one line
     workdir = Path(tempfile.mkdtemp(prefix="upscale-relay-demo-"))
     secret_box: list[str] = []
 
@@ -97,19 +99,39 @@ def run_demo(*, timeout: float = 30.0, keep: bool = False, console: Console | No
             factory = lambda url: create_app(  # noqa: E731
                 demo_settings(workdir / "relay.db", url, vendors.url, fake, api_token)
             )
-            with serve_factory(factory) as relay, httpx.Client(
-                base_url=relay.url, headers={"Authorization": f"Bearer {api_token}"}, timeout=30
-            ) as client:
+            with (
+                serve_factory(factory) as relay,
+                httpx.Client(
+                    base_url=relay.url, headers={"Authorization": f"Bearer {api_token}"}, timeout=30
+                ) as client,
+            ):
                 console.print(f"relay {relay.url} · fake vendors {vendors.url} · subscriber {subscriber.url}")
-                created = _ok(client.post("/v1/subscribers", json={
-                    "url": f"{subscriber.url}/hooks/demo",
-                    "event_types": ["job.queued", "job.running", "job.progress", "job.succeeded", "job.failed"],
-                    "description": "demo subscriber (verifies signatures)",
-                }))
+                created = _ok(
+                    client.post(
+                        "/v1/subscribers",
+                        json={
+                            "url": f"{subscriber.url}/hooks/demo",
+                            "event_types": [
+                                "job.queued",
+                                "job.running",
+                                "job.progress",
+                                "job.succeeded",
+                                "job.failed",
+                            ],
+                            "description": "demo subscriber (verifies signatures)",
+                        },
+                    )
+                )
                 secret_box.append(created["secret"])
-                ids = [_ok(client.post("/v1/jobs", json={"vendor": j.vendor, "params": j.params,
-                                                         "reference": f"demo-{n}"}))["id"]
-                       for n, j in enumerate(DEMO_JOBS, 1)]
+                ids = [
+                    _ok(
+                        client.post(
+                            "/v1/jobs",
+                            json={"vendor": j.vendor, "params": j.params, "reference": f"demo-{n}"},
+                        )
+                    )["id"]
+                    for n, j in enumerate(DEMO_JOBS, 1)
+                ]
                 rows = _watch(client, ids, sub_log, console, deadline=started + timeout)
         ok = all(r["ok"] for r in rows)
         console.print(_table(rows, final=True))
@@ -126,16 +148,23 @@ def run_demo(*, timeout: float = 30.0, keep: bool = False, console: Console | No
 
 def _ok(response: httpx.Response) -> dict[str, Any]:
     if response.status_code >= 300:
-        raise RuntimeError(f"{response.request.method} {response.request.url} → {response.status_code}: {response.text}")
+        raise RuntimeError(
+            f"{response.request.method} {response.request.url} → {response.status_code}: {response.text}"
+        )
     data: dict[str, Any] = response.json()
     return data
 
 
-def _watch(client: httpx.Client, ids: list[str], sub_log: Any, console: Console, *, deadline: float) -> list[dict[str, Any]]:
+def _watch(
+    client: httpx.Client, ids: list[str], sub_log: Any, console: Console, *, deadline: float
+) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     with Live(console=console, refresh_per_second=10, transient=True) as live:
         while True:
-            rows = [_row(spec, _ok(client.get(f"/v1/jobs/{jid}")), sub_log) for spec, jid in zip(DEMO_JOBS, ids, strict=True)]
+            rows = [
+                _row(spec, _ok(client.get(f"/v1/jobs/{jid}")), sub_log)
+                for spec, jid in zip(DEMO_JOBS, ids, strict=True)
+            ]
             live.update(_table(rows, final=False))
             if all(r["ok"] for r in rows) or time.monotonic() > deadline:
                 return rows
@@ -148,7 +177,11 @@ def _row(spec: DemoJob, job: dict[str, Any], sub_log: Any) -> dict[str, Any]:
     delivered = bool(event_ids) and all(eid in received for eid in event_ids)
     verified = delivered and all(all(d.verified for d in received[eid]) for eid in event_ids)
     outputs = job["outputs"]
-    result = outputs[0]["url"] if outputs else (f"{job['error']['code']}: {job['error']['message']}" if job["error"] else "-")
+    result = (
+        outputs[0]["url"]
+        if outputs
+        else (f"{job['error']['code']}: {job['error']['message']}" if job["error"] else "-")
+    )
     callbacks = sum(1 for i in job["inbound"] if i["kind"] == "callback")
     return {
         "label": spec.label,
@@ -167,13 +200,22 @@ def _row(spec: DemoJob, job: dict[str, Any], sub_log: Any) -> dict[str, Any]:
 
 def _table(rows: list[dict[str, Any]], *, final: bool) -> Table:
     table = Table(title="upscale-relay demo" + ("" if final else " (running…)"))
-    for column in ("vendor", "vendor job id", "state", "output URL or error", "callbacks", "events",
-                   "delivered", "verified"):
-        table.add_column(column, overflow="fold")
+    table.add_column("vendor", no_wrap=True)
+    table.add_column("vendor job id", overflow="ellipsis", max_width=36, no_wrap=True)
+    table.add_column("state", no_wrap=True)
+    table.add_column("output URL or error", overflow="fold", min_width=40)
+    for column in ("callbacks", "events", "delivered", "verified"):
+        table.add_column(column, justify="right", no_wrap=True)
     for r in rows:
         colour = "green" if r["ok"] else ("yellow" if not final else "red")
         table.add_row(
-            r["label"], r["vendor_job_id"], f"[{colour}]{r['status']}[/]", r["result"], str(r["callbacks"]),
-            str(r["events"]), "yes" if r["delivered"] else "no", "yes" if r["verified"] else "no",
+            r["label"],
+            r["vendor_job_id"],
+            f"[{colour}]{r['status']}[/]",
+            r["result"],
+            str(r["callbacks"]),
+            str(r["events"]),
+            "yes" if r["delivered"] else "no",
+            "yes" if r["verified"] else "no",
         )
     return table

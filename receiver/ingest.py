@@ -44,7 +44,9 @@ async def ingest_callback(
         update = adapter.parse_callback(raw.body, raw.headers)
     except PayloadError as exc:
         message = exc.message
-        await runner.call(lambda s: s.record_message(job.id, "callback", raw, None, verdict="invalid", error=message))
+        await runner.call(
+            lambda s: s.record_message(job.id, "callback", raw, None, verdict="invalid", error=message)
+        )
         raise
     result = await runner.call(lambda s: s.record_message(job.id, "callback", raw, update))
     if result.event_ids:

@@ -31,7 +31,8 @@ MAX_BACKOFF = 30.0  # seconds
 def validation_details(exc: ValidationError, prefix: str = "") -> list[dict[str, str]]:
     """Pydantic errors as ``[{"field": "params.input.resolution", "message": "..."}]``."""
     return [
-        {"field": prefix + ".".join(str(p) for p in err["loc"]), "message": err["msg"]} for err in exc.errors()
+        {"field": prefix + ".".join(str(p) for p in err["loc"]), "message": err["msg"]}
+        for err in exc.errors()
     ]
 
 
@@ -146,9 +147,13 @@ class Submitter:
                 if attempt < SUBMIT_TRIES:
                     await self.sleep(_backoff(attempt, None))
                     continue
-                raise UpstreamError(f"cannot reach {adapter.name}: {exc}", code="vendor_unreachable") from None
+                raise UpstreamError(
+                    f"cannot reach {adapter.name}: {exc}", code="vendor_unreachable"
+                ) from None
             except httpx.HTTPError as exc:
-                raise UpstreamError(f"{adapter.name} request failed: {exc}", code="vendor_unreachable") from None
+                raise UpstreamError(
+                    f"{adapter.name} request failed: {exc}", code="vendor_unreachable"
+                ) from None
             if (response.status_code == 429 or response.status_code >= 500) and attempt < SUBMIT_TRIES:
                 await self.sleep(_backoff(attempt, response.headers.get("retry-after")))
                 continue
@@ -157,7 +162,7 @@ class Submitter:
 
 
 def _backoff(attempt: int, retry_after: str | None) -> float:
-    """Seconds before submit try ``attempt + 1``: ``Retry-After`` if given (capped), else 0.5 × 2^(n-1)."""
+    """Seconds before submit try ``attempt + 1``: ``Retry-After`` if given (capped), else 0.5 * 2^(n-1)."""
     if retry_after and retry_after.strip().isdigit():
         return min(float(retry_after.strip()), MAX_BACKOFF)
-    return min(0.5 * 2 ** (attempt - 1), MAX_BACKOFF)
+    return min(0.5 * 2.0 ** (attempt - 1), MAX_BACKOFF)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
@@ -15,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from fixtures.harness import ServerStartError, free_port, serve_in_thread, wait_until
+from fixtures.harness import ServerStartError, free_port, serve_factory, serve_in_thread, wait_until
 
 
 async def _ping(request: Request) -> Response:
@@ -68,20 +69,14 @@ def test_startup_deadline_is_enforced() -> None:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         while not release.is_set():
-            await _tick()
+            await asyncio.sleep(0.01)
         yield
 
     try:
-        with pytest.raises(ServerStartError, match="did not start within 0.2 s"):
+        with pytest.raises(ServerStartError, match=r"did not start within 0\.2 s"):
             serve_in_thread(Starlette(lifespan=lifespan), start_timeout=0.2)
     finally:
         release.set()
-
-
-async def _tick() -> None:
-    import asyncio
-
-    await asyncio.sleep(0.01)
 
 
 def test_wait_until_returns_when_predicate_turns_true() -> None:
@@ -97,6 +92,19 @@ def test_wait_until_timeout_names_the_condition() -> None:
     with pytest.raises(AssertionError, match=r"callback never arrived \(waited 0.05 s\)"):
         wait_until(lambda: False, timeout=0.05, message="callback never arrived")
     assert time.monotonic() - started >= 0.05
+
+
+def test_serve_factory_builds_the_app_with_its_own_url() -> None:
+    """serve_factory passes the bound base URL to the factory before the server starts."""
+    seen: list[str] = []
+
+    def factory(url: str) -> Starlette:
+        seen.append(url)
+        return Starlette(routes=[Route("/ping", _ping)])
+
+    with serve_factory(factory) as server:
+        assert seen == [server.url]
+        assert httpx.get(server.url + "/ping").text == "pong"
 
 
 def test_free_port_can_be_bound() -> None:

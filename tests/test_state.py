@@ -65,7 +65,9 @@ states = st.sampled_from([Q, R, S, F, None])
 
 
 @given(st.lists(st.tuples(states, st.one_of(st.none(), st.integers(-10, 120))), max_size=30))
-def test_any_sequence_is_monotonic_and_emits_each_terminal_once(updates: list[tuple[JobState | None, int | None]]) -> None:
+def test_any_sequence_is_monotonic_and_emits_each_terminal_once(
+    updates: list[tuple[JobState | None, int | None]],
+) -> None:
     """Whatever updates arrive, in any order, the rank never decreases and at most one terminal event is emitted."""
     status, progress = Q, None
     terminal_events = 0

@@ -37,7 +37,9 @@ def test_record_message_applies_update_and_emits_event(store: SQLiteStore) -> No
     sub, _ = store.create_subscriber("http://127.0.0.1:1/h")
     jid = _job(store)
     out = Output("https://x/a.jpg", "image/jpeg")
-    result = store.record_message(jid, "callback", RAW, JobUpdate(JobState.SUCCEEDED, "success", "task_1", outputs=(out,)))
+    result = store.record_message(
+        jid, "callback", RAW, JobUpdate(JobState.SUCCEEDED, "success", "task_1", outputs=(out,))
+    )
     assert result.verdict == "applied"
     assert result.event_ids == (event_id(jid, "job.succeeded"),)
     body = json.loads(store.get_event(result.event_ids[0]).body)
@@ -123,7 +125,11 @@ def test_failed_attempts_retry_then_dead_then_manual_retry(store: SQLiteStore) -
     now = now_ms() + 1
     (work,) = store.claim_due_deliveries("w", now=now, limit=1, lease_ms=1000)
     retrying = store.finish_attempt(work.delivery_id, "w", _attempt(1, 500), next_attempt_at=now + 5000)
-    assert (retrying.status, retrying.next_attempt_at, retrying.last_status_code) == ("retrying", now + 5000, 500)
+    assert (retrying.status, retrying.next_attempt_at, retrying.last_status_code) == (
+        "retrying",
+        now + 5000,
+        500,
+    )
     assert store.claim_due_deliveries("w", now=now + 10, limit=1, lease_ms=1000) == []
     (work,) = store.claim_due_deliveries("w", now=now + 5000, limit=1, lease_ms=1000)
     dead = store.finish_attempt(work.delivery_id, "w", _attempt(2, None), next_attempt_at=None)
@@ -162,7 +168,10 @@ def test_runner_groups_concurrent_calls_and_isolates_failures(tmp_path: Path, st
     runner.start()
 
     async def main() -> list[object]:
-        calls = [runner.call(lambda s: s.create_job("apixo", {}, reference=None, token_hash=None)) for _ in range(50)]
+        calls = [
+            runner.call(lambda s: s.create_job("apixo", {}, reference=None, token_hash=None))
+            for _ in range(50)
+        ]
         calls.append(runner.call(lambda s: s.get_job("job_missing")))
         return await asyncio.gather(*calls, return_exceptions=True)
 

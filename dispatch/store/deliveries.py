@@ -34,7 +34,20 @@ def _subscriber(row: tuple[Any, ...]) -> Subscriber:
 
 
 def _delivery(row: tuple[Any, ...], attempts: tuple[Attempt, ...] = ()) -> Delivery:
-    return Delivery(*row, attempt_log=attempts)
+    return Delivery(
+        id=row[0],
+        event_id=row[1],
+        subscriber_id=row[2],
+        generation=row[3],
+        status=row[4],
+        attempts=row[5],
+        next_attempt_at=row[6],
+        last_status_code=row[7],
+        last_error=row[8],
+        created_at=row[9],
+        updated_at=row[10],
+        attempt_log=attempts,
+    )
 
 
 class DeliveryVerbs:
@@ -65,8 +78,16 @@ class DeliveryVerbs:
             conn.execute(
                 "INSERT INTO subscribers (id, url, event_types, description, enabled, secret, created_at,"
                 " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (sub_id, url, json.dumps(list(event_types)), description, int(enabled),
-                 self.box.encrypt(secret), now, now),
+                (
+                    sub_id,
+                    url,
+                    json.dumps(list(event_types)),
+                    description,
+                    int(enabled),
+                    self.box.encrypt(secret),
+                    now,
+                    now,
+                ),
             )
         return self.get_subscriber(sub_id), secret
 
@@ -172,7 +193,9 @@ class DeliveryVerbs:
 
     def get_delivery(self, delivery_id: str) -> Delivery:
         """One delivery with its attempts. Raises :class:`NotFound`."""
-        row = self.conn.execute(f"SELECT {_DEL_COLUMNS} FROM deliveries WHERE id = ?", (delivery_id,)).fetchone()
+        row = self.conn.execute(
+            f"SELECT {_DEL_COLUMNS} FROM deliveries WHERE id = ?", (delivery_id,)
+        ).fetchone()
         if row is None:
             raise NotFound(f"delivery {delivery_id} not found")
         attempts = self.conn.execute(
@@ -180,7 +203,9 @@ class DeliveryVerbs:
             " FROM attempts WHERE delivery_id = ? ORDER BY number",
             (delivery_id,),
         ).fetchall()
-        log = tuple(Attempt(a[0], a[1], a[2], a[3], json.loads(a[4] or "{}"), a[5] or "", a[6]) for a in attempts)
+        log = tuple(
+            Attempt(a[0], a[1], a[2], a[3], json.loads(a[4] or "{}"), a[5] or "", a[6]) for a in attempts
+        )
         return _delivery(row, log)
 
     def list_deliveries(
@@ -253,7 +278,13 @@ class DeliveryVerbs:
                 url = conn.execute("SELECT url FROM subscribers WHERE id = ?", (sub_id,)).fetchone()[0]
                 work.append(
                     DeliveryWork(
-                        delivery_id, event_id, sub_id, url, body.encode(), self._secrets(sub_id, now), attempts
+                        delivery_id,
+                        event_id,
+                        sub_id,
+                        url,
+                        body.encode(),
+                        self._secrets(sub_id, now),
+                        attempts,
                     )
                 )
             return work
@@ -280,15 +311,31 @@ class DeliveryVerbs:
             conn.execute(
                 "INSERT OR IGNORE INTO attempts (delivery_id, number, started_at, duration_ms, status_code,"
                 " response_headers, response_body, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (delivery_id, attempt.number, attempt.started_at, attempt.duration_ms, attempt.status_code,
-                 json.dumps(attempt.response_headers), attempt.response_body, attempt.error),
+                (
+                    delivery_id,
+                    attempt.number,
+                    attempt.started_at,
+                    attempt.duration_ms,
+                    attempt.status_code,
+                    json.dumps(attempt.response_headers),
+                    attempt.response_body,
+                    attempt.error,
+                ),
             )
             cur = conn.execute(
                 "UPDATE deliveries SET status = ?, attempts = MAX(attempts, ?), next_attempt_at = ?,"
                 " last_status_code = ?, last_error = ?, lease_owner = NULL, lease_expires_at = NULL,"
                 " updated_at = ? WHERE id = ? AND lease_owner = ? AND status NOT IN ('succeeded', 'dead')",
-                (status, attempt.number, None if ok else next_attempt_at, attempt.status_code, attempt.error,
-                 now, delivery_id, worker_id),
+                (
+                    status,
+                    attempt.number,
+                    None if ok else next_attempt_at,
+                    attempt.status_code,
+                    attempt.error,
+                    now,
+                    delivery_id,
+                    worker_id,
+                ),
             )
             if cur.rowcount == 0:
                 self.get_delivery(delivery_id)
@@ -309,5 +356,3 @@ class DeliveryVerbs:
             "SELECT MIN(next_attempt_at) FROM deliveries WHERE status IN ('pending', 'retrying')"
         ).fetchone()
         return row[0] if row else None
-
-

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from dispatch.errors import NotFound
 from dispatch.model import JobError, JobState, JobUpdate, Output, event_id, iso_ms, new_id, now_ms
 from dispatch.state import APPLIED, transition
-from dispatch.store.records import Event, IngestResult, Inbound, Job, RawMessage
+from dispatch.store.records import Event, Inbound, IngestResult, Job, RawMessage
 
 _JOB_COLUMNS = (
     "id, vendor, vendor_job_id, status, progress, outputs, error, reference, params, sequence, flags,"
@@ -181,8 +181,17 @@ class JobVerbs:
                 "INSERT INTO inbound (id, job_id, vendor, kind, received_at, peer, headers, body, verdict,"
                 " error, event_ids) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    inbound_id, job_id, job.vendor, kind, now, raw.peer, json.dumps(raw.headers),
-                    raw.body, verdict, error, json.dumps(list(event_ids)),
+                    inbound_id,
+                    job_id,
+                    job.vendor,
+                    kind,
+                    now,
+                    raw.peer,
+                    json.dumps(raw.headers),
+                    raw.body,
+                    verdict,
+                    error,
+                    json.dumps(list(event_ids)),
                 ),
             )
         return IngestResult(inbound_id, verdict, job, event_ids)
@@ -209,8 +218,13 @@ class JobVerbs:
             " completed_at = COALESCE(?, completed_at), vendor_job_id = COALESCE(vendor_job_id, ?)"
             " WHERE id = ?",
             (
-                step.status.value, step.progress, json.dumps([o.to_json() for o in outputs]),
-                json.dumps(error.to_json()) if error else None, now, completed, update.vendor_job_id,
+                step.status.value,
+                step.progress,
+                json.dumps([o.to_json() for o in outputs]),
+                json.dumps(error.to_json()) if error else None,
+                now,
+                completed,
+                update.vendor_job_id,
                 job.id,
             ),
         )
@@ -240,13 +254,20 @@ class JobVerbs:
 
     def get_inbound(self, inbound_id: str) -> Inbound:
         """One stored vendor message. Raises :class:`NotFound`."""
-        row = self.conn.execute(f"SELECT {_INBOUND_COLUMNS} FROM inbound WHERE id = ?", (inbound_id,)).fetchone()
+        row = self.conn.execute(
+            f"SELECT {_INBOUND_COLUMNS} FROM inbound WHERE id = ?", (inbound_id,)
+        ).fetchone()
         if row is None:
             raise NotFound(f"inbound message {inbound_id} not found")
         return _inbound(row)
 
     def list_inbound(
-        self, *, job_id: str | None = None, vendor: str | None = None, verdict: str | None = None, limit: int = 50
+        self,
+        *,
+        job_id: str | None = None,
+        vendor: str | None = None,
+        verdict: str | None = None,
+        limit: int = 50,
     ) -> list[Inbound]:
         """Newest stored vendor messages first, optionally filtered."""
         where, args = _filters(job_id=job_id, vendor=vendor, verdict=verdict)
@@ -309,4 +330,3 @@ def _filters(**values: object) -> tuple[str, list[object]]:
     clauses = [f"{name} = ?" for name, value in values.items() if value is not None]
     args = [value for value in values.values() if value is not None]
     return ("WHERE " + " AND ".join(clauses)) if clauses else "", args
-

@@ -13,67 +13,121 @@ from sqlite_utils import Database
 
 
 def _m001_initial(db: Database) -> None:
-    db["jobs"].create(
+    db.table("jobs").create(
         {
-            "id": str, "vendor": str, "vendor_job_id": str, "status": str, "progress": int,
-            "outputs": str, "error": str, "reference": str, "params": str, "token_hash": str,
-            "sequence": int, "flags": str, "created_at": int, "updated_at": int,
-            "submitted_at": int, "completed_at": int,
+            "id": str,
+            "vendor": str,
+            "vendor_job_id": str,
+            "status": str,
+            "progress": int,
+            "outputs": str,
+            "error": str,
+            "reference": str,
+            "params": str,
+            "token_hash": str,
+            "sequence": int,
+            "flags": str,
+            "created_at": int,
+            "updated_at": int,
+            "submitted_at": int,
+            "completed_at": int,
         },
         pk="id",
         not_null={"vendor", "status", "params", "sequence", "created_at", "updated_at"},
         defaults={"sequence": 0, "flags": "[]", "outputs": "[]"},
     )
-    db["jobs"].create_index(["token_hash"], unique=True)
-    db["jobs"].create_index(["vendor", "vendor_job_id"])
-    db["jobs"].create_index(["created_at"])
-    db["inbound"].create(
+    db.table("jobs").create_index(["token_hash"], unique=True)
+    db.table("jobs").create_index(["vendor", "vendor_job_id"])
+    db.table("jobs").create_index(["created_at"])
+    db.table("inbound").create(
         {
-            "id": str, "job_id": str, "vendor": str, "kind": str, "received_at": int, "peer": str,
-            "headers": str, "body": bytes, "verdict": str, "error": str, "event_ids": str,
+            "id": str,
+            "job_id": str,
+            "vendor": str,
+            "kind": str,
+            "received_at": int,
+            "peer": str,
+            "headers": str,
+            "body": bytes,
+            "verdict": str,
+            "error": str,
+            "event_ids": str,
         },
         pk="id",
         not_null={"vendor", "kind", "received_at", "body", "verdict"},
     )
-    db["inbound"].create_index(["job_id"])
-    db["events"].create(
+    db.table("inbound").create_index(["job_id"])
+    db.table("events").create(
         {"id": str, "job_id": str, "type": str, "sequence": int, "created_at": int, "body": str},
         pk="id",
         not_null={"job_id", "type", "sequence", "created_at", "body"},
     )
-    db["events"].create_index(["job_id", "sequence"])
-    db["events"].create_index(["created_at"])
-    db["subscribers"].create(
+    db.table("events").create_index(["job_id", "sequence"])
+    db.table("events").create_index(["created_at"])
+    db.table("subscribers").create(
         {
-            "id": str, "url": str, "event_types": str, "description": str, "enabled": int,
-            "secret": str, "previous_secret": str, "previous_secret_until": int,
-            "created_at": int, "updated_at": int, "deleted_at": int,
+            "id": str,
+            "url": str,
+            "event_types": str,
+            "description": str,
+            "enabled": int,
+            "secret": str,
+            "previous_secret": str,
+            "previous_secret_until": int,
+            "created_at": int,
+            "updated_at": int,
+            "deleted_at": int,
         },
         pk="id",
         not_null={"url", "event_types", "enabled", "secret", "created_at", "updated_at"},
     )
-    db["deliveries"].create(
+    db.table("deliveries").create(
         {
-            "id": str, "event_id": str, "subscriber_id": str, "generation": int, "status": str,
-            "attempts": int, "next_attempt_at": int, "lease_owner": str, "lease_expires_at": int,
-            "last_status_code": int, "last_error": str, "created_at": int, "updated_at": int,
+            "id": str,
+            "event_id": str,
+            "subscriber_id": str,
+            "generation": int,
+            "status": str,
+            "attempts": int,
+            "next_attempt_at": int,
+            "lease_owner": str,
+            "lease_expires_at": int,
+            "last_status_code": int,
+            "last_error": str,
+            "created_at": int,
+            "updated_at": int,
         },
         pk="id",
-        not_null={"event_id", "subscriber_id", "generation", "status", "attempts", "created_at", "updated_at"},
+        not_null={
+            "event_id",
+            "subscriber_id",
+            "generation",
+            "status",
+            "attempts",
+            "created_at",
+            "updated_at",
+        },
         defaults={"attempts": 0, "generation": 0},
     )
-    db["deliveries"].create_index(["event_id", "subscriber_id", "generation"], unique=True)
-    db["deliveries"].create_index(["status", "next_attempt_at"])
-    db["deliveries"].create_index(["subscriber_id", "status"])
-    db["attempts"].create(
+    db.table("deliveries").create_index(["event_id", "subscriber_id", "generation"], unique=True)
+    db.table("deliveries").create_index(["status", "next_attempt_at"])
+    db.table("deliveries").create_index(["subscriber_id", "status"])
+    db.table("attempts").create(
         {
-            "id": int, "delivery_id": str, "number": int, "started_at": int, "duration_ms": int,
-            "status_code": int, "response_headers": str, "response_body": str, "error": str,
+            "id": int,
+            "delivery_id": str,
+            "number": int,
+            "started_at": int,
+            "duration_ms": int,
+            "status_code": int,
+            "response_headers": str,
+            "response_body": str,
+            "error": str,
         },
         pk="id",
         not_null={"delivery_id", "number", "started_at", "duration_ms"},
     )
-    db["attempts"].create_index(["delivery_id", "number"], unique=True)
+    db.table("attempts").create_index(["delivery_id", "number"], unique=True)
 
 
 MIGRATIONS: list[tuple[str, Callable[[Database], None]]] = [

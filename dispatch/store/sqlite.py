@@ -8,6 +8,7 @@ locked past the busy timeout) become :class:`StoreUnavailable`.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -105,10 +106,8 @@ class SQLiteStore(JobVerbs, DeliveryVerbs):
 
     def _rollback(self) -> None:
         if self.conn.in_transaction:
-            try:
+            with contextlib.suppress(sqlite3.Error):
                 self.conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
 
     def ping(self) -> bool:
         """True when the database answers a trivial query (readiness)."""

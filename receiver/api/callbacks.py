@@ -33,7 +33,12 @@ async def receive_callback(request: Request) -> JSONResponse:
     raw = RawMessage({k.lower(): v for k, v in request.headers.items()}, body, peer)
     result = await ingest_callback(res.runner, res.settings, adapter, job, raw, on_event=res.wake)
     return JSONResponse(
-        {"ok": True, "inbound_id": result.inbound_id, "verdict": result.verdict, "event_ids": list(result.event_ids)},
+        {
+            "ok": True,
+            "inbound_id": result.inbound_id,
+            "verdict": result.verdict,
+            "event_ids": list(result.event_ids),
+        },
         status_code=200,
     )
 

@@ -16,7 +16,10 @@ async def list_deliveries(request: Request) -> JSONResponse:
     limit = query_limit(request)
     rows = await res.runner.call(
         lambda s: s.list_deliveries(
-            status=q.get("status"), subscriber_id=q.get("subscriber_id"), event_id=q.get("event_id"), limit=limit
+            status=q.get("status"),
+            subscriber_id=q.get("subscriber_id"),
+            event_id=q.get("event_id"),
+            limit=limit,
         )
     )
     return JSONResponse({"data": [d.to_json() for d in rows]})

@@ -39,7 +39,12 @@ async def list_events(request: Request) -> JSONResponse:
     since, until, limit = _time_param(request, "since"), _time_param(request, "until"), query_limit(request)
     events = await res.runner.call(
         lambda s: s.list_events(
-            job_id=q.get("job_id"), vendor=q.get("vendor"), type=q.get("type"), since=since, until=until, limit=limit
+            job_id=q.get("job_id"),
+            vendor=q.get("vendor"),
+            type=q.get("type"),
+            since=since,
+            until=until,
+            limit=limit,
         )
     )
     return JSONResponse({"data": [e.to_json() for e in events]})

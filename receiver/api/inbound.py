@@ -18,7 +18,9 @@ async def list_inbound(request: Request) -> JSONResponse:
     q = request.query_params
     limit = query_limit(request)
     rows = await res.runner.call(
-        lambda s: s.list_inbound(job_id=q.get("job_id"), vendor=q.get("vendor"), verdict=q.get("verdict"), limit=limit)
+        lambda s: s.list_inbound(
+            job_id=q.get("job_id"), vendor=q.get("vendor"), verdict=q.get("verdict"), limit=limit
+        )
     )
     return JSONResponse({"data": [i.to_json() for i in rows]})
 
@@ -42,7 +44,9 @@ async def reprocess_inbound(request: Request) -> JSONResponse:
     raw = RawMessage(original.headers, original.body, original.peer)
     job_id = original.job_id
     try:
-        adapter.verify_callback(raw.body, raw.headers, res.settings.vendor_credential(adapter.credential_setting))
+        adapter.verify_callback(
+            raw.body, raw.headers, res.settings.vendor_credential(adapter.credential_setting)
+        )
         update = adapter.parse_callback(raw.body, raw.headers)
     except (PayloadError, SignatureInvalid) as exc:
         message = exc.message

@@ -35,7 +35,9 @@ async def list_jobs(request: Request) -> JSONResponse:
     res = resources(request)
     q = request.query_params
     limit = query_limit(request)
-    jobs = await res.runner.call(lambda s: s.list_jobs(vendor=q.get("vendor"), status=q.get("status"), limit=limit))
+    jobs = await res.runner.call(
+        lambda s: s.list_jobs(vendor=q.get("vendor"), status=q.get("status"), limit=limit)
+    )
     return JSONResponse({"data": [j.to_json() for j in jobs]})
 
 

@@ -170,13 +170,10 @@ class ArtnexAdapter:
         if not 200 <= status_code < 300:
             try:
                 data = load_object(body)
-            except (ValueError, RecursionError, PayloadError):
+            except PayloadError:
                 data = {}
             raise _error(status_code, data, body, headers)
-        try:
-            data = load_object(body)
-        except (ValueError, RecursionError) as exc:
-            raise PayloadError(f"body is not usable JSON: {type(exc).__name__}") from None
+        data = load_object(body)
         success = data.get("success")
         if not isinstance(success, bool):
             raise _invalid(

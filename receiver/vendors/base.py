@@ -144,9 +144,9 @@ def load_json(body: bytes) -> Any:
     except json.JSONDecodeError as exc:
         raise PayloadError(f"body is not JSON: {exc}") from None
     except RecursionError:
-        raise PayloadError("body is not acceptable JSON: nested too deeply") from None
+        raise PayloadError("body is not JSON: nested too deeply") from None
     except ValueError as exc:  # e.g. an integer with more digits than Python converts
-        raise PayloadError(f"body is not acceptable JSON: {exc}") from None
+        raise PayloadError(f"body is not JSON: {exc}") from None
 
 
 def load_object(body: bytes) -> dict[str, Any]:
@@ -162,7 +162,7 @@ def error_message(body: bytes) -> str | None:
     first 200 characters of the body. Never raises."""
     try:
         data = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         text = body[:200].decode("utf-8", "replace").strip()
         return text or None
     if isinstance(data, dict):
