@@ -27,12 +27,15 @@ from dispatch.sender import Sender
 from dispatch.store.runner import StoreRunner
 from dispatch.store.sqlite import SQLiteStore
 from dispatch.worker import Dispatcher
-from receiver.api import callbacks, deliveries, events, inbound, jobs, subscribers
+from receiver.api import callbacks, deliveries, events, inbound, jobs, sources, subscribers
 from receiver.api.common import Resources
 from receiver.auth import AdminAuthMiddleware
 from receiver.errors import HANDLERS
+from receiver.ingest import Ingest
+from receiver.poller import Poller
 from receiver.settings import Settings
 from receiver.submit import Submitter
+from receiver.vendor_client import VendorClient
 
 
 def key_file_for(settings: Settings) -> Path:
@@ -96,19 +99,25 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> Starlette:
         runner = StoreRunner(open_store(settings))
         runner.start()
         stop = asyncio.Event()
-        worker_task: asyncio.Task[None] | None = None
+        tasks: list[asyncio.Task[None]] = []
         wake = _noop
         try:
             async with httpx.AsyncClient(follow_redirects=False) as client, make_sender(settings) as sender:
+                vendors = VendorClient(settings, client)
                 if run_worker:
                     dispatcher = make_dispatcher(settings, runner, sender)
-                    worker_task = asyncio.create_task(dispatcher.run(stop))
                     wake = dispatcher.wake
-                submitter = Submitter(settings, runner, client, on_event=wake)
-                yield {"resources": Resources(settings, runner, submitter, api_token, wake)}
+                    tasks.append(asyncio.create_task(dispatcher.run(stop)))
+                    tasks.append(
+                        asyncio.create_task(Poller(settings, runner, vendors, on_event=wake).run(stop))
+                    )
+                submitter = Submitter(settings, runner, vendors, on_event=wake)
+                ingest = Ingest(settings, runner, vendors, on_event=wake)
+                resources = Resources(settings, runner, submitter, ingest, api_token, wake)
+                app.state.resources = resources
+                yield {"resources": resources}
                 stop.set()
-                if worker_task is not None:
-                    await worker_task
+                await asyncio.gather(*tasks)
         finally:
             runner.stop()
 
@@ -121,6 +130,7 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> Starlette:
         *inbound.routes,
         *subscribers.routes,
         *deliveries.routes,
+        *sources.routes,
     ]
     app = Starlette(
         routes=routes,

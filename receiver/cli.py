@@ -125,12 +125,16 @@ def serve(ctx: click.Context, host: str, port: int | None, no_worker: bool) -> N
 @click.pass_context
 @relay_errors
 def worker(ctx: click.Context, grace: float) -> None:
-    """Run the delivery dispatcher alone (no HTTP).
+    """Run the delivery dispatcher and the polling fallback alone (no HTTP).
 
     Example: upscale-relay worker
     """
+    import httpx
+
     from dispatch.store.runner import StoreRunner
     from receiver.app import make_dispatcher, make_sender, open_store
+    from receiver.poller import Poller
+    from receiver.vendor_client import VendorClient
 
     settings = _settings(ctx)
 
@@ -142,10 +146,11 @@ def worker(ctx: click.Context, grace: float) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         try:
-            async with make_sender(settings) as sender:
+            async with make_sender(settings) as sender, httpx.AsyncClient(follow_redirects=False) as client:
                 dispatcher = make_dispatcher(settings, runner, sender)
+                poller = Poller(settings, runner, VendorClient(settings, client), on_event=dispatcher.wake)
                 click.echo(f"worker {dispatcher.worker_id} delivering", err=True)
-                await dispatcher.run(stop, grace=grace)
+                await asyncio.gather(dispatcher.run(stop, grace=grace), poller.run(stop))
         finally:
             runner.stop()
 

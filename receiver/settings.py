@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     vendor_timeout: float = Field(default=60.0, gt=0)
     confirm_unsigned: bool = False
+    poll_after: dict[str, float] = Field(default_factory=dict)
+    poll_every: dict[str, float] = Field(default_factory=dict)
+    job_timeout: float = Field(default=1800.0, gt=0)
 
     retry_schedule: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400)
     retry_jitter: float = Field(default=0.2, ge=0, le=1)

@@ -8,24 +8,23 @@ timeout with an unknown outcome is only re-sent to vendors whose submit is idemp
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from dispatch.errors import NotConfigured, PayloadError, UpstreamError, ValidationFailed
+from dispatch.errors import PayloadError, UpstreamError, ValidationFailed
 from dispatch.model import JobError, JobState, JobUpdate
 from dispatch.store.records import Job, RawMessage
 from dispatch.store.runner import StoreRunner
+from receiver.poller import deadline_at, first_poll_at
 from receiver.settings import Settings
 from receiver.tokens import new_token
+from receiver.vendor_client import VendorClient
 from receiver.vendors import get_adapter
-from receiver.vendors.base import SubmitResult, VendorAdapter, VendorRequest
-
-SUBMIT_TRIES = 4
-MAX_BACKOFF = 30.0  # seconds
+from receiver.vendors.base import SubmitResult, VendorAdapter
 
 
 def validation_details(exc: ValidationError, prefix: str = "") -> list[dict[str, str]]:
@@ -55,25 +54,20 @@ def validate_params(adapter: VendorAdapter, params: dict[str, Any]) -> BaseModel
 
 
 class Submitter:
-    """Sends jobs to vendors. One per app, sharing the app's httpx client and store runner.
-
-    ``sleep`` is injectable so tests can turn backoff waits off.
-    """
+    """Sends jobs to vendors. One per app, sharing the app's vendor client and store runner."""
 
     def __init__(
         self,
         settings: Settings,
         runner: StoreRunner,
-        client: httpx.AsyncClient,
+        vendors: VendorClient,
         *,
         on_event: Callable[[], None] = lambda: None,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.settings = settings
         self.runner = runner
-        self.client = client
+        self.vendors = vendors
         self.on_event = on_event
-        self.sleep = sleep
 
     async def create_job(self, vendor: str, params: dict[str, Any], reference: str | None) -> Job:
         """Validate, store and submit one job; returns the job as stored afterwards.
@@ -84,11 +78,7 @@ class Submitter:
         """
         adapter = get_adapter(vendor)
         model = validate_params(adapter, params)
-        credential = self.settings.vendor_credential(adapter.credential_setting)
-        if credential is None:
-            raise NotConfigured(
-                f"vendor {vendor} is not configured: set RELAY_{adapter.credential_setting.upper()}"
-            )
+        self.vendors.credential(adapter)  # NotConfigured before anything is stored
         token, token_hash = (None, None) if adapter.synchronous else new_token()
         stored_params = model.model_dump(mode="json", exclude_unset=True)
         job = await self.runner.call(
@@ -97,7 +87,7 @@ class Submitter:
         callback_url = None if token is None else f"{self.settings.public_url}/v1/callbacks/{vendor}/{token}"
         request = adapter.submit_request(model, callback_url=callback_url, job_id=job.id)
         try:
-            response = await self._send(adapter, request, credential)
+            response = await self.vendors.send(adapter, request, safe_to_repeat=adapter.idempotent_submit)
             result = adapter.parse_submit_response(response.status_code, response.content, response.headers)
         except UpstreamError as exc:
             return await self._fail(job, exc.code, exc.message, exc.details)
@@ -106,7 +96,12 @@ class Submitter:
         return await self._accepted(job, result, response)
 
     async def _accepted(self, job: Job, result: SubmitResult, response: httpx.Response) -> Job:
-        job = await self.runner.call(lambda s: s.mark_submitted(job.id, result.vendor_job_id))
+        now = time.time()
+        poll_at = first_poll_at(self.settings, job.vendor, now) if result.vendor_job_id else None
+        deadline = deadline_at(self.settings, now)
+        job = await self.runner.call(
+            lambda s: s.mark_submitted(job.id, result.vendor_job_id, poll_at=poll_at, deadline_at=deadline)
+        )
         if result.update is not None:
             raw = RawMessage({k.lower(): v for k, v in response.headers.items()}, response.content, "vendor")
             update = result.update
@@ -120,49 +115,3 @@ class Submitter:
         await self.runner.call(lambda s: s.record_message(job.id, "response", raw, update, error=message))
         self.on_event()
         return await self.runner.call(lambda s: s.get_job(job.id))
-
-    async def _send(self, adapter: VendorAdapter, request: VendorRequest, credential: str) -> httpx.Response:
-        base = self.settings.vendor_base_url(adapter.base_url_setting)
-        headers = {**adapter.auth_headers(credential), **request.headers}
-        for attempt in range(1, SUBMIT_TRIES + 1):
-            try:
-                response = await self.client.request(
-                    request.method,
-                    base + request.path,
-                    json=request.json,
-                    params=request.query,
-                    headers=headers,
-                    timeout=self.settings.vendor_timeout,
-                )
-            except httpx.TimeoutException:
-                if adapter.idempotent_submit and attempt < SUBMIT_TRIES:
-                    await self.sleep(_backoff(attempt, None))
-                    continue
-                raise UpstreamError(
-                    f"{adapter.name} did not answer within {self.settings.vendor_timeout:g} s; the vendor may"
-                    " have started (and charged) the job, so it was not submitted again",
-                    code="vendor_timeout",
-                ) from None
-            except httpx.ConnectError as exc:  # nothing reached the vendor: safe to try again
-                if attempt < SUBMIT_TRIES:
-                    await self.sleep(_backoff(attempt, None))
-                    continue
-                raise UpstreamError(
-                    f"cannot reach {adapter.name}: {exc}", code="vendor_unreachable"
-                ) from None
-            except httpx.HTTPError as exc:
-                raise UpstreamError(
-                    f"{adapter.name} request failed: {exc}", code="vendor_unreachable"
-                ) from None
-            if (response.status_code == 429 or response.status_code >= 500) and attempt < SUBMIT_TRIES:
-                await self.sleep(_backoff(attempt, response.headers.get("retry-after")))
-                continue
-            return response
-        raise AssertionError("unreachable")  # pragma: no cover
-
-
-def _backoff(attempt: int, retry_after: str | None) -> float:
-    """Seconds before submit try ``attempt + 1``: ``Retry-After`` if given (capped), else 0.5 * 2^(n-1)."""
-    if retry_after and retry_after.strip().isdigit():
-        return min(float(retry_after.strip()), MAX_BACKOFF)
-    return min(0.5 * 2.0 ** (attempt - 1), MAX_BACKOFF)

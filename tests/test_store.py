@@ -28,7 +28,10 @@ def _attempt(number: int, status: int | None) -> Attempt:
 
 def test_migrations_are_recorded_and_wal_is_on(store: SQLiteStore) -> None:
     """Opening migrates once, records it, and puts the database in WAL mode."""
-    assert [r[0] for r in store.conn.execute("SELECT name FROM _migrations")] == ["001_initial"]
+    assert [r[0] for r in store.conn.execute("SELECT name FROM _migrations")] == [
+        "001_initial",
+        "002_polling_sources_recovery",
+    ]
     assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 

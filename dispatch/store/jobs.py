@@ -16,7 +16,7 @@ from dispatch.store.records import Event, Inbound, IngestResult, Job, RawMessage
 
 _JOB_COLUMNS = (
     "id, vendor, vendor_job_id, status, progress, outputs, error, reference, params, sequence, flags,"
-    " created_at, updated_at, submitted_at, completed_at"
+    " created_at, updated_at, submitted_at, completed_at, source_id, poll_at, poll_attempts, deadline_at"
 )
 
 
@@ -38,6 +38,10 @@ def _job(row: sqlite3.Row | tuple[Any, ...]) -> Job:
         updated_at=row[12],
         submitted_at=row[13],
         completed_at=row[14],
+        source_id=row[15],
+        poll_at=row[16],
+        poll_attempts=row[17] or 0,
+        deadline_at=row[18],
     )
 
 
@@ -136,15 +140,21 @@ class JobVerbs:
         ).fetchall()
         return [_job(r) for r in rows]
 
-    def mark_submitted(self, job_id: str, vendor_job_id: str | None) -> Job:
-        """Record that the vendor accepted the job (its id), emitting ``job.queued`` once."""
+    def mark_submitted(
+        self, job_id: str, vendor_job_id: str | None, *, poll_at: int | None = None, deadline_at: int | None = None
+    ) -> Job:
+        """Record that the vendor accepted the job (its id), emitting ``job.queued`` once.
+
+        ``poll_at`` (unix ms) plans the first status poll in case no callback comes; ``deadline_at``
+        (unix ms) is when a job still not terminal fails with ``timeout``.
+        """
         now = now_ms()
         with self.transaction() as conn:
             job = self.get_job(job_id)
             conn.execute(
-                "UPDATE jobs SET vendor_job_id = COALESCE(?, vendor_job_id), submitted_at = ?, updated_at = ?"
-                " WHERE id = ?",
-                (vendor_job_id, now, now, job_id),
+                "UPDATE jobs SET vendor_job_id = COALESCE(?, vendor_job_id), submitted_at = ?, updated_at = ?,"
+                " poll_at = CASE WHEN status IN ('queued', 'running') THEN ? END, deadline_at = ? WHERE id = ?",
+                (vendor_job_id, now, now, poll_at, deadline_at, job_id),
             )
             if job.sequence == 0 and job.status is JobState.QUEUED:
                 self._emit(self.get_job(job_id), (("job.queued", None),), now)
@@ -215,8 +225,8 @@ class JobVerbs:
             completed = int(update.completed_at.timestamp() * 1000) if update.completed_at else now
         self.conn.execute(
             "UPDATE jobs SET status = ?, progress = ?, outputs = ?, error = ?, updated_at = ?,"
-            " completed_at = COALESCE(?, completed_at), vendor_job_id = COALESCE(vendor_job_id, ?)"
-            " WHERE id = ?",
+            " completed_at = COALESCE(?, completed_at), vendor_job_id = COALESCE(vendor_job_id, ?),"
+            " poll_at = CASE WHEN ? THEN NULL ELSE poll_at END WHERE id = ?",
             (
                 step.status.value,
                 step.progress,
@@ -225,6 +235,7 @@ class JobVerbs:
                 now,
                 completed,
                 update.vendor_job_id,
+                step.status.terminal,
                 job.id,
             ),
         )

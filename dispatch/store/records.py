@@ -29,6 +29,10 @@ class Job:
     updated_at: int
     submitted_at: int | None
     completed_at: int | None
+    source_id: str | None = None
+    poll_at: int | None = None
+    poll_attempts: int = 0
+    deadline_at: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -47,6 +51,28 @@ class Job:
             "updated_at": iso_ms(self.updated_at),
             "submitted_at": iso_ms(self.submitted_at),
             "completed_at": iso_ms(self.completed_at),
+            "source_id": self.source_id,
+            "next_poll_at": iso_ms(self.poll_at),
+            "polls": self.poll_attempts,
+            "deadline_at": iso_ms(self.deadline_at),
+        }
+
+
+@dataclass(frozen=True)
+class Source:
+    """A callback URL for jobs submitted outside the relay (e.g. useapi's account-wide ``replyUrl``)."""
+
+    id: str
+    vendor: str
+    description: str | None
+    created_at: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "vendor": self.vendor,
+            "description": self.description,
+            "created_at": iso_ms(self.created_at),
         }
 
 

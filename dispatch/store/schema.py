@@ -130,8 +130,30 @@ def _m001_initial(db: Database) -> None:
     db.table("attempts").create_index(["delivery_id", "number"], unique=True)
 
 
+def _m002_polling_sources_recovery(db: Database) -> None:
+    jobs = db.table("jobs")
+    jobs.add_column("source_id", str)
+    jobs.add_column("poll_at", int)  # unix ms of the next status poll (NULL: none planned)
+    jobs.add_column("poll_attempts", int, not_null_default=0)
+    jobs.add_column("poll_lease_until", int)
+    jobs.add_column("deadline_at", int)  # unix ms after which a non-terminal job fails with "timeout"
+    jobs.create_index(["poll_at"])
+    jobs.create_index(["source_id", "vendor_job_id"])
+    db.table("sources").create(
+        {"id": str, "vendor": str, "token_hash": str, "description": str, "created_at": int},
+        pk="id",
+        not_null={"vendor", "token_hash", "created_at"},
+    )
+    db.table("sources").create_index(["token_hash"], unique=True)
+    subscribers = db.table("subscribers")
+    subscribers.add_column("retry_schedule", str)  # JSON list of seconds, NULL: the relay's
+    subscribers.add_column("failing_since", int)  # unix ms of the first failure of the current streak
+    subscribers.add_column("disabled_reason", str)
+
+
 MIGRATIONS: list[tuple[str, Callable[[Database], None]]] = [
     ("001_initial", _m001_initial),
+    ("002_polling_sources_recovery", _m002_polling_sources_recovery),
 ]
 
 

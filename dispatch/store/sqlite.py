@@ -19,12 +19,13 @@ from dispatch.errors import StoreUnavailable
 from dispatch.secretbox import SecretBox
 from dispatch.store.deliveries import DeliveryVerbs
 from dispatch.store.jobs import JobVerbs
+from dispatch.store.polls import PollVerbs
 from dispatch.store.schema import migrate
 
 BUSY_TIMEOUT_MS = 5000
 
 
-class SQLiteStore(JobVerbs, DeliveryVerbs):
+class SQLiteStore(JobVerbs, PollVerbs, DeliveryVerbs):
     """The relay's database on one SQLite file.
 
     Example::

@@ -11,7 +11,6 @@ from starlette.routing import Route
 from dispatch.errors import NotFound
 from dispatch.store.records import RawMessage
 from receiver.api.common import read_body, resources
-from receiver.ingest import ingest_callback
 from receiver.tokens import hash_token
 from receiver.vendors import ADAPTERS
 
@@ -25,13 +24,19 @@ async def receive_callback(request: Request) -> JSONResponse:
     if adapter is None or adapter.synchronous:
         raise NotFound("unknown callback URL")
     token_hash = hash_token(request.path_params["token"])
-    job = await res.runner.call(lambda s: s.find_job_by_token(vendor, token_hash))
-    if job is None:
+    job, source = await res.runner.call(
+        lambda s: (s.find_job_by_token(vendor, token_hash), s.find_source_by_token(vendor, token_hash))
+    )
+    if job is None and source is None:
         raise NotFound("unknown callback URL")
     body = await read_body(request, res.settings.max_body_bytes)
     peer = f"{request.client.host}:{request.client.port}" if request.client else None
     raw = RawMessage({k.lower(): v for k, v in request.headers.items()}, body, peer)
-    result = await ingest_callback(res.runner, res.settings, adapter, job, raw, on_event=res.wake)
+    if job is not None:
+        result = await res.ingest.job_callback(adapter, job, raw)
+    else:
+        assert source is not None
+        result = await res.ingest.source_callback(adapter, source, raw)
     return JSONResponse(
         {
             "ok": True,

@@ -12,6 +12,7 @@ from starlette.requests import Request
 
 from dispatch.errors import PayloadTooLarge, ValidationFailed
 from dispatch.store.runner import StoreRunner
+from receiver.ingest import Ingest
 from receiver.settings import Settings
 from receiver.submit import Submitter, validation_details
 
@@ -26,6 +27,7 @@ class Resources:
     settings: Settings
     runner: StoreRunner
     submitter: Submitter
+    ingest: Ingest
     api_token: str
     wake: Callable[[], None]  # tells an in-process dispatcher that new deliveries exist
 

@@ -333,6 +333,7 @@ class ApiframeAdapter:
     reserved_fields: ClassVar[frozenset[str]] = frozenset({"webhookUrl", "webhookEvents"})
     synchronous: ClassVar[bool] = False
     idempotent_submit: ClassVar[bool] = True
+    signs_callbacks: ClassVar[bool] = True
     credential_setting: ClassVar[str] = "apiframe_api_key"
     base_url_setting: ClassVar[str] = "apiframe_base_url"
 

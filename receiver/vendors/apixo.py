@@ -270,6 +270,7 @@ class ApixoAdapter:
     reserved_fields: ClassVar[frozenset[str]] = frozenset({"request_type", "callback_url"})
     synchronous: ClassVar[bool] = False
     idempotent_submit: ClassVar[bool] = False
+    signs_callbacks: ClassVar[bool] = False
     credential_setting: ClassVar[str] = "apixo_api_key"
     base_url_setting: ClassVar[str] = "apixo_base_url"
 

@@ -138,6 +138,7 @@ class ArtnexAdapter:
     reserved_fields: ClassVar[frozenset[str]] = frozenset()
     synchronous: ClassVar[bool] = True
     idempotent_submit: ClassVar[bool] = False
+    signs_callbacks: ClassVar[bool] = False
     credential_setting: ClassVar[str] = "artnex_api_key"
     base_url_setting: ClassVar[str] = "artnex_base_url"
 

@@ -48,6 +48,7 @@ class VendorAdapter(Protocol):
         reserved_fields: callback fields the relay injects itself; a client sending one gets a 422.
         synchronous: the submit response is the outcome (Artnex); no callback URL is sent.
         idempotent_submit: a submit can be safely re-sent (Apiframe's ``Idempotency-Key``).
+        signs_callbacks: callbacks carry a signature :meth:`verify_callback` checks (Apiframe).
         credential_setting: name of the ``Settings`` attribute holding the vendor credential.
     """
 
@@ -56,6 +57,7 @@ class VendorAdapter(Protocol):
     reserved_fields: ClassVar[frozenset[str]]
     synchronous: ClassVar[bool]
     idempotent_submit: ClassVar[bool]
+    signs_callbacks: ClassVar[bool]
     credential_setting: ClassVar[str]
     base_url_setting: ClassVar[str]
 

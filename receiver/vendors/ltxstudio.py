@@ -65,6 +65,7 @@ class LtxStudioAdapter:
     reserved_fields: ClassVar[frozenset[str]] = _useapi.RESERVED_FIELDS
     synchronous: ClassVar[bool] = False
     idempotent_submit: ClassVar[bool] = False
+    signs_callbacks: ClassVar[bool] = False
     credential_setting: ClassVar[str] = "useapi_token"
     base_url_setting: ClassVar[str] = "useapi_base_url"
 

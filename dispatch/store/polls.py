@@ -1,0 +1,141 @@
+"""Store verbs for the polling fallback and for sources (callbacks of jobs submitted elsewhere).
+
+Polling is driven by stored times (``jobs.poll_at``, ``jobs.deadline_at``), never by in-memory
+timers, so a restart finds every job that still needs a look. Polls are leased like deliveries.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING
+
+from dispatch.errors import NotFound
+from dispatch.model import new_id, now_ms
+from dispatch.store.records import Job, RawMessage, Source
+
+
+class PollVerbs:
+    """Mixed into :class:`dispatch.store.sqlite.SQLiteStore`."""
+
+    conn: sqlite3.Connection
+
+    if TYPE_CHECKING:  # provided by SQLiteStore and JobVerbs
+
+        def transaction(self) -> AbstractContextManager[sqlite3.Connection]: ...
+
+        def get_job(self, job_id: str) -> Job: ...
+
+    # polls ---------------------------------------------------------------------------------------
+    def claim_due_polls(self, worker_id: str, *, now: int, limit: int, lease_ms: int) -> list[Job]:
+        """Lease up to ``limit`` unfinished jobs whose ``poll_at`` (unix ms) has come."""
+        with self.transaction() as conn:
+            rows = conn.execute(
+                "UPDATE jobs SET poll_lease_until = ? WHERE id IN ("
+                " SELECT id FROM jobs WHERE poll_at IS NOT NULL AND poll_at <= ? AND status IN ('queued', 'running')"
+                " AND vendor_job_id IS NOT NULL AND (poll_lease_until IS NULL OR poll_lease_until < ?)"
+                " ORDER BY poll_at LIMIT ?) RETURNING id",
+                (now + lease_ms, now, now, limit),
+            ).fetchall()
+            del worker_id  # leases on polls are anonymous: a poll is read-only at the vendor
+            return [self.get_job(r[0]) for r in rows]
+
+    def finish_poll(self, job_id: str, *, next_poll_at: int | None) -> Job:
+        """Count one poll and plan the next (``None``: no more polls), releasing the lease."""
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE jobs SET poll_attempts = poll_attempts + 1, poll_lease_until = NULL,"
+                " poll_at = CASE WHEN status IN ('queued', 'running') THEN ? END WHERE id = ?",
+                (next_poll_at, job_id),
+            )
+            return self.get_job(job_id)
+
+    def poll_soon(self, job_id: str, at: int) -> None:
+        """Bring an unfinished job's next poll forward to ``at`` (unix ms), e.g. to confirm a callback."""
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE jobs SET poll_at = MIN(COALESCE(poll_at, ?), ?)"
+                " WHERE id = ? AND status IN ('queued', 'running')",
+                (at, at, job_id),
+            )
+
+    # sources -------------------------------------------------------------------------------------
+    def create_source(self, vendor: str, *, token_hash: str, description: str | None) -> Source:
+        """A new source for ``vendor``; its callback token is stored only as ``token_hash``."""
+        source = Source(new_id("src"), vendor, description, now_ms())
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO sources (id, vendor, token_hash, description, created_at) VALUES (?, ?, ?, ?, ?)",
+                (source.id, vendor, token_hash, description, source.created_at),
+            )
+        return source
+
+    def find_source_by_token(self, vendor: str, token_hash: str) -> Source | None:
+        """The ``vendor`` source whose token hashes to ``token_hash``, or ``None``."""
+        row = self.conn.execute(
+            "SELECT id, vendor, description, created_at FROM sources WHERE token_hash = ? AND vendor = ?",
+            (token_hash, vendor),
+        ).fetchone()
+        return Source(*row) if row else None
+
+    def list_sources(self) -> list[Source]:
+        """Every source, oldest first."""
+        rows = self.conn.execute(
+            "SELECT id, vendor, description, created_at FROM sources ORDER BY created_at, id"
+        )
+        return [Source(*r) for r in rows]
+
+    def get_source(self, source_id: str) -> Source:
+        """One source. Raises :class:`NotFound`."""
+        row = self.conn.execute(
+            "SELECT id, vendor, description, created_at FROM sources WHERE id = ?", (source_id,)
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"source {source_id} not found")
+        return Source(*row)
+
+    def job_for_source(
+        self, source: Source, vendor_job_id: str, *, poll_at: int | None, deadline_at: int | None
+    ) -> Job:
+        """The job a source callback is about: found by (source, vendor job id), or created on
+        first sight (``queued``, no params, polled at ``poll_at`` until ``deadline_at``)."""
+        with self.transaction() as conn:
+            row = conn.execute(
+                "SELECT id FROM jobs WHERE source_id = ? AND vendor_job_id = ?", (source.id, vendor_job_id)
+            ).fetchone()
+            if row:
+                return self.get_job(row[0])
+            now = now_ms()
+            job_id = new_id("job")
+            conn.execute(
+                "INSERT INTO jobs (id, vendor, vendor_job_id, status, params, sequence, flags, outputs, created_at,"
+                " updated_at, submitted_at, source_id, poll_at, deadline_at)"
+                " VALUES (?, ?, ?, 'queued', '{}', 0, '[]', '[]', ?, ?, ?, ?, ?, ?)",
+                (job_id, source.vendor, vendor_job_id, now, now, now, source.id, poll_at, deadline_at),
+            )
+            return self.get_job(job_id)
+
+    def record_orphan(
+        self, vendor: str, kind: str, raw: RawMessage, *, verdict: str, error: str | None
+    ) -> str:
+        """Keep a vendor message that belongs to no job (a source callback that could not be
+        parsed or authenticated); returns its inbound id."""
+        inbound_id = new_id("in")
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO inbound (id, job_id, vendor, kind, received_at, peer, headers, body, verdict, error,"
+                " event_ids) VALUES (?, NULL, ?, ?, ?, ?, ?, ?, ?, ?, '[]')",
+                (
+                    inbound_id,
+                    vendor,
+                    kind,
+                    now_ms(),
+                    raw.peer,
+                    json.dumps(raw.headers),
+                    raw.body,
+                    verdict,
+                    error,
+                ),
+            )
+        return inbound_id

@@ -1,0 +1,61 @@
+"""``/v1/sources``: callback URLs for jobs submitted outside the relay.
+
+A user who already submits to a vendor (e.g. with useapi's account-wide ``replyUrl``) creates a
+source and points the vendor at its URL; each callback creates its job on first sight, keyed by the
+vendor job id, and from then on the job behaves like any other (events, polling, replay).
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from dispatch.errors import ValidationFailed
+from receiver.api.common import parse_json, resources
+from receiver.tokens import new_token
+from receiver.vendors import get_adapter
+
+
+class SourceCreate(BaseModel):
+    """``{"vendor": "dreamina", "description": "account-wide replyUrl"}``."""
+
+    model_config = ConfigDict(extra="forbid")
+    vendor: str = Field(min_length=1, max_length=64)
+    description: str | None = Field(default=None, max_length=1000)
+
+
+async def create_source(request: Request) -> JSONResponse:
+    """201 with the source and its ``callback_url`` (shown only here: the token is stored hashed)."""
+    res = resources(request)
+    body = await parse_json(request, SourceCreate)
+    adapter = get_adapter(body.vendor)
+    if adapter.synchronous:
+        raise ValidationFailed(f"vendor: {body.vendor} answers synchronously and never calls back")
+    token, token_hash = new_token()
+    source = await res.runner.call(
+        lambda s: s.create_source(adapter.name, token_hash=token_hash, description=body.description)
+    )
+    url = f"{res.settings.public_url}/v1/callbacks/{adapter.name}/{token}"
+    return JSONResponse({**source.to_json(), "callback_url": url}, status_code=201)
+
+
+async def list_sources(request: Request) -> JSONResponse:
+    res = resources(request)
+    rows = await res.runner.call(lambda s: s.list_sources())
+    return JSONResponse({"data": [r.to_json() for r in rows]})
+
+
+async def get_source(request: Request) -> JSONResponse:
+    res = resources(request)
+    source_id = request.path_params["id"]
+    source = await res.runner.call(lambda s: s.get_source(source_id))
+    return JSONResponse(source.to_json())
+
+
+routes = [
+    Route("/v1/sources", create_source, methods=["POST"]),
+    Route("/v1/sources", list_sources, methods=["GET"]),
+    Route("/v1/sources/{id}", get_source, methods=["GET"]),
+]

@@ -1,0 +1,152 @@
+"""The polling fallback: a job with no terminal state by its poll time is asked about at the vendor.
+
+Polled outcomes go through the same adapter, state machine and dedupe as callbacks (inbound kind
+``poll``), so the event id is the same whichever arrives first. Poll times are stored, so polling
+survives restarts. A job still not terminal at its deadline fails with code ``timeout``.
+
+Default timing per vendor, from each vendor's documented latency and polling advice (VENDORS.md):
+
+========== ============= ========= ====================================================================
+vendor     first poll    then      source
+========== ============= ========= ====================================================================
+ltxstudio  120 s         10 s      useapi polls every 3 s with ``pollForResult``; jobs take minutes
+dreamina   120 s         10 s      useapi's Dreamina sample polls every 10 s
+apiframe   60 s          3 s       "poll every 2-3 s for image jobs"; SDK grows 2 s x1.5 up to 5 s
+apixo      60 s          10 s      "first poll 10-15 s after submit, then every 5-10 s; >=10 s for 8k"
+========== ============= ========= ====================================================================
+
+Intervals grow x1.5 per poll up to 60 s. ``RELAY_POLL_AFTER`` and ``RELAY_POLL_EVERY`` (JSON
+objects keyed by vendor, seconds) override them; ``RELAY_JOB_TIMEOUT`` (seconds) bounds a job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from dispatch.errors import NotConfigured, PayloadError, StoreUnavailable, UpstreamError
+from dispatch.model import JobError, JobState, JobUpdate
+from dispatch.store.records import Job, RawMessage
+from dispatch.store.runner import StoreRunner
+from receiver.settings import Settings
+from receiver.vendor_client import VendorClient
+from receiver.vendors import ADAPTERS
+
+log = logging.getLogger("upscale_relay.poller")
+
+POLL_DEFAULTS: dict[str, tuple[float, float]] = {
+    "ltxstudio": (120.0, 10.0),
+    "dreamina": (120.0, 10.0),
+    "apiframe": (60.0, 3.0),
+    "apixo": (60.0, 10.0),
+}
+MAX_INTERVAL = 60.0  # seconds
+GONE = ("vendor_not_found", "vendor_expired")  # the vendor no longer knows the job: it will never finish
+
+
+def first_poll_at(settings: Settings, vendor: str, now: float) -> int | None:
+    """Unix ms of a new job's first poll, or ``None`` for vendors without a status endpoint."""
+    if vendor not in POLL_DEFAULTS:
+        return None
+    after = settings.poll_after.get(vendor, POLL_DEFAULTS[vendor][0])
+    return int((now + after) * 1000)
+
+
+def deadline_at(settings: Settings, now: float) -> int:
+    """Unix ms after which a job that is still not terminal fails with ``timeout``."""
+    return int((now + settings.job_timeout) * 1000)
+
+
+def next_interval(settings: Settings, vendor: str, polls_done: int) -> float:
+    """Seconds to the next poll after ``polls_done`` polls: ``every * 1.5^(polls_done-1)``, at most 60 s."""
+    every = settings.poll_every.get(vendor, POLL_DEFAULTS.get(vendor, (60.0, 10.0))[1])
+    return float(min(every * 1.5 ** max(polls_done - 1, 0), max(MAX_INTERVAL, every)))
+
+
+class Poller:
+    """Claims jobs whose poll time has come and asks their vendor, until stopped."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        runner: StoreRunner,
+        vendors: VendorClient,
+        *,
+        on_event: object = None,
+        concurrency: int = 8,
+    ) -> None:
+        self.settings = settings
+        self.runner = runner
+        self.vendors = vendors
+        self.on_event = on_event if callable(on_event) else (lambda: None)
+        self.concurrency = concurrency
+        self.lease_ms = int(max(settings.vendor_timeout * 4, 60) * 1000)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Poll until ``stop`` is set, looking for due jobs every ``RELAY_POLL_INTERVAL`` seconds."""
+        while not stop.is_set():
+            try:
+                jobs = await self.runner.call(
+                    lambda s: s.claim_due_polls(
+                        "poller", now=int(time.time() * 1000), limit=self.concurrency, lease_ms=self.lease_ms
+                    )
+                )
+            except StoreUnavailable as exc:
+                log.warning("cannot claim polls: %s", exc.message)
+                jobs = []
+            if jobs:
+                await asyncio.gather(*(self.poll(job) for job in jobs))
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.settings.poll_interval)
+
+    async def poll(self, job: Job) -> None:
+        """Poll one job once and record what the vendor says (or time it out)."""
+        now = time.time()
+        if job.deadline_at is not None and now * 1000 >= job.deadline_at:
+            seconds = self.settings.job_timeout
+            update = JobUpdate(
+                JobState.FAILED, "timeout", error=JobError("timeout", f"no result within {seconds:g} s")
+            )
+            await self._record(job, RawMessage({}, b"", None), update, None)
+            return
+        adapter = ADAPTERS[job.vendor]
+        assert job.vendor_job_id is not None
+        vendor_job_id = job.vendor_job_id
+        try:
+            update, response = await self.vendors.fetch_status(adapter, vendor_job_id)
+        except UpstreamError as exc:
+            if exc.code in GONE:
+                gone = JobUpdate(JobState.FAILED, exc.code, error=JobError(exc.code, exc.message))
+                await self._record(job, RawMessage({}, exc.message.encode(), None), gone, None)
+            else:
+                log.warning("poll of %s failed: %s", job.id, exc.message)
+                await self._finish(job, now)
+            return
+        except PayloadError as exc:
+            await self._record(job, RawMessage({}, b"", None), None, exc.message)
+            await self._finish(job, now)
+            return
+        except (NotConfigured, ValueError) as exc:
+            log.warning("cannot poll %s: %s", job.id, exc)
+            await self.runner.call(lambda s: s.finish_poll(job.id, next_poll_at=None))
+            return
+        raw = RawMessage({k.lower(): v for k, v in response.headers.items()}, response.content, "vendor")
+        await self._record(job, raw, update, None)
+        soon = update.extra.get("webhookStatus") == "failed"  # Apiframe gave up calling back: keep looking
+        await self._finish(job, now, soon=soon)
+
+    async def _record(self, job: Job, raw: RawMessage, update: JobUpdate | None, error: str | None) -> None:
+        result = await self.runner.call(lambda s: s.record_message(job.id, "poll", raw, update, error=error))
+        if result.event_ids:
+            self.on_event()
+
+    async def _finish(self, job: Job, now: float, *, soon: bool = False) -> None:
+        polls_done = 1 if soon else job.poll_attempts + 1  # soon: the base interval, no growth
+        interval = next_interval(self.settings, job.vendor, polls_done)
+        at = int((now + interval) * 1000)
+        if job.deadline_at is not None:
+            at = min(at, job.deadline_at)
+        await self.runner.call(lambda s: s.finish_poll(job.id, next_poll_at=at))

@@ -1,0 +1,119 @@
+"""Talking to vendors over httpx: one place for base URLs, auth, timeouts and bounded retries.
+
+Used by job submission, the polling fallback and callback confirmation. 429 and 5xx answers are
+retried (honouring ``Retry-After``, capped); a connection that never opened is retried; a timeout is
+retried only when the request is safe to repeat (status reads, Apiframe's idempotent submit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import httpx
+
+from dispatch.errors import NotConfigured, UpstreamError
+from dispatch.model import JobUpdate
+from receiver.settings import Settings
+from receiver.vendors.base import VendorAdapter, VendorRequest
+
+TRIES = 4
+MAX_BACKOFF = 30.0  # seconds
+
+
+class VendorClient:
+    """Sends :class:`VendorRequest` objects to vendors. ``sleep`` is injectable (tests turn waits off).
+
+    Example: ``update = await VendorClient(settings, client).fetch_status(ADAPTER, "task_1")``.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        client: httpx.AsyncClient,
+        *,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.settings = settings
+        self.client = client
+        self.sleep = sleep
+
+    def credential(self, adapter: VendorAdapter) -> str:
+        """The vendor's credential. Raises :class:`NotConfigured` naming the variable to set."""
+        value = self.settings.vendor_credential(adapter.credential_setting)
+        if value is None:
+            raise NotConfigured(
+                f"vendor {adapter.name} is not configured: set RELAY_{adapter.credential_setting.upper()}"
+            )
+        return value
+
+    async def send(
+        self, adapter: VendorAdapter, request: VendorRequest, *, safe_to_repeat: bool
+    ) -> httpx.Response:
+        """Send ``request`` with the vendor's auth; returns the final response (any status).
+
+        Raises :class:`UpstreamError` with code ``vendor_timeout`` (no answer in
+        ``RELAY_VENDOR_TIMEOUT`` seconds and not safe to repeat — the vendor may have started and
+        charged the job) or ``vendor_unreachable`` (no connection after :data:`TRIES` tries).
+        """
+        base = self.settings.vendor_base_url(adapter.base_url_setting)
+        headers = {**adapter.auth_headers(self.credential(adapter)), **request.headers}
+        for attempt in range(1, TRIES + 1):
+            last = attempt == TRIES
+            try:
+                response = await self.client.request(
+                    request.method,
+                    base + request.path,
+                    json=request.json,
+                    params=request.query,
+                    headers=headers,
+                    timeout=self.settings.vendor_timeout,
+                )
+            except httpx.TimeoutException:
+                if safe_to_repeat and not last:
+                    await self.sleep(backoff(attempt, None))
+                    continue
+                raise UpstreamError(
+                    f"{adapter.name} did not answer within {self.settings.vendor_timeout:g} s; the vendor may"
+                    " have started (and charged) the job, so it was not sent again",
+                    code="vendor_timeout",
+                ) from None
+            except httpx.ConnectError as exc:  # nothing reached the vendor: safe to try again
+                if not last:
+                    await self.sleep(backoff(attempt, None))
+                    continue
+                raise UpstreamError(
+                    f"cannot reach {adapter.name}: {exc}", code="vendor_unreachable"
+                ) from None
+            except httpx.HTTPError as exc:
+                raise UpstreamError(
+                    f"{adapter.name} request failed: {exc}", code="vendor_unreachable"
+                ) from None
+            if (response.status_code == 429 or response.status_code >= 500) and not last:
+                await self.sleep(backoff(attempt, response.headers.get("retry-after")))
+                continue
+            return response
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def fetch_status(
+        self, adapter: VendorAdapter, vendor_job_id: str
+    ) -> tuple[JobUpdate, httpx.Response]:
+        """Ask the vendor for a job's state; returns the parsed update and the raw response.
+
+        Raises :class:`UpstreamError` (vendor error status or unreachable), :class:`PayloadError`
+        (unparseable answer), :class:`NotConfigured`, or ``ValueError`` if the vendor has no status
+        endpoint (Artnex).
+        """
+        request = adapter.status_request(vendor_job_id)
+        if request is None:
+            raise ValueError(f"{adapter.name} has no status endpoint")
+        response = await self.send(adapter, request, safe_to_repeat=True)
+        return adapter.parse_status(response.status_code, response.content), response
+
+
+def backoff(attempt: int, retry_after: str | None) -> float:
+    """Seconds before try ``attempt + 1``: ``Retry-After`` seconds if given (capped at
+    :data:`MAX_BACKOFF`), else ``0.5 * 2^(attempt-1)``."""
+    if retry_after and retry_after.strip().isdigit():
+        return min(float(retry_after.strip()), MAX_BACKOFF)
+    return min(0.5 * 2.0 ** (attempt - 1), MAX_BACKOFF)
