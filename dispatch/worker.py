@@ -51,6 +51,7 @@ class Dispatcher:
         poll_interval: float = 0.2,
         worker_id: str | None = None,
         rng: random.Random | None = None,
+        disable_after: float | None = None,
     ) -> None:
         self.runner = runner
         self.sender = sender
@@ -61,6 +62,8 @@ class Dispatcher:
         self.poll_interval = poll_interval
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{random.randrange(16**6):06x}"
         self.rng = rng or random.Random()
+        self.disable_after_ms = None if disable_after is None else int(disable_after * 1000)
+        self._leased: set[str] = set()
         self._wake = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()
         self._per_sub: dict[str, int] = defaultdict(int)
@@ -72,6 +75,31 @@ class Dispatcher:
     async def run(self, stop: asyncio.Event, *, grace: float = 10.0) -> None:
         """Deliver until ``stop`` is set; then stop claiming, let in-flight attempts finish for up
         to ``grace`` seconds, and release every lease still held."""
+        heartbeat = asyncio.create_task(self._heartbeat(stop))
+        try:
+            await self._loop(stop)
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+        if self._inflight:
+            _done, pending = await asyncio.wait(self._inflight, timeout=grace)
+            for task in pending:
+                task.cancel()
+        with contextlib.suppress(StoreUnavailable):
+            await self.runner.call(lambda s: s.release_leases(self.worker_id))
+
+    async def _heartbeat(self, stop: asyncio.Event) -> None:
+        """Every third of the lease, extend the leases of attempts still in flight."""
+        while True:
+            await asyncio.sleep(self.lease_ms / 3000)
+            if self._leased:
+                until = int(time.time() * 1000) + self.lease_ms
+                renew = functools.partial(_renew, worker_id=self.worker_id, ids=list(self._leased), until=until)
+                with contextlib.suppress(StoreUnavailable):
+                    await self.runner.call(renew)
+
+    async def _loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             claimed = 0
             free = self.concurrency - len(self._inflight)
@@ -89,12 +117,6 @@ class Dispatcher:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(_first(self._wake.wait(), stop.wait()), self.poll_interval)
-        if self._inflight:
-            _done, pending = await asyncio.wait(self._inflight, timeout=grace)
-            for task in pending:
-                task.cancel()
-        with contextlib.suppress(StoreUnavailable):
-            await self.runner.call(lambda s: s.release_leases(self.worker_id))
 
     def _claim(self, store: SQLiteStore, *, limit: int, exclude: list[str]) -> list[DeliveryWork]:
         return store.claim_due_deliveries(
@@ -107,6 +129,7 @@ class Dispatcher:
         )
 
     def _start(self, work: DeliveryWork) -> None:
+        self._leased.add(work.delivery_id)
         task = asyncio.create_task(self._deliver(work))
         self._inflight.add(task)
         task.add_done_callback(self._finished)
@@ -129,7 +152,10 @@ class Dispatcher:
             self._per_sub[work.subscriber_id] -= 1
             if self._per_sub[work.subscriber_id] <= 0:
                 del self._per_sub[work.subscriber_id]
-        await self._record(work, started, result)
+        try:
+            await self._record(work, started, result)
+        finally:
+            self._leased.discard(work.delivery_id)
 
     async def _record(self, work: DeliveryWork, started: int, result: AttemptResult) -> None:
         number = work.attempts + 1
@@ -138,7 +164,11 @@ class Dispatcher:
             retry_after = None
             if result.status_code in (429, 503):
                 retry_after = parse_retry_after(result.retry_after, time.time())
-            at = self.policy.next_attempt_at(number, time.time(), retry_after=retry_after, rng=self.rng)
+            policy = self.policy
+            if work.retry_schedule is not None:
+                policy = RetryPolicy(schedule=work.retry_schedule, jitter=self.policy.jitter)
+            step = number - work.schedule_offset
+            at = policy.next_attempt_at(step, time.time(), retry_after=retry_after, rng=self.rng)
             next_at = None if at is None else int(at * 1000)
         attempt = Attempt(
             number=number,
@@ -151,10 +181,20 @@ class Dispatcher:
         )
         try:
             await self.runner.call(
-                lambda s: s.finish_attempt(work.delivery_id, self.worker_id, attempt, next_attempt_at=next_at)
+                lambda s: s.finish_attempt(
+                    work.delivery_id,
+                    self.worker_id,
+                    attempt,
+                    next_attempt_at=next_at,
+                    disable_after_ms=self.disable_after_ms,
+                )
             )
         except Conflict:
             log.warning("lease on %s expired during the attempt; another worker owns it", work.delivery_id)
+
+
+def _renew(store: SQLiteStore, *, worker_id: str, ids: list[str], until: int) -> int:
+    return store.renew_leases(worker_id, ids, until=until)
 
 
 async def _first(*aws: object) -> None:

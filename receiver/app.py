@@ -62,6 +62,7 @@ def make_dispatcher(settings: Settings, runner: StoreRunner, sender: Sender) -> 
         per_subscriber=settings.delivery_per_subscriber,
         lease_seconds=settings.lease_seconds,
         poll_interval=settings.poll_interval,
+        disable_after=settings.disable_after,
     )
 
 

@@ -320,6 +320,71 @@ def subscribers_remove(ctx: click.Context, subscriber_id: str) -> None:
     click.echo(f"removed {subscriber_id}")
 
 
+@subscribers.command("rotate-secret")
+@click.argument("subscriber_id")
+@click.pass_context
+@relay_errors
+def subscribers_rotate(ctx: click.Context, subscriber_id: str) -> None:
+    """Give a subscriber a new secret; the old one keeps signing for RELAY_SECRET_OVERLAP seconds.
+
+    Example: upscale-relay subscribers rotate-secret sub_…
+    """
+    settings = _settings(ctx)
+    with _store(ctx) as store:
+        sub, secret = store.rotate_secret(subscriber_id, overlap_ms=int(settings.secret_overlap * 1000))
+    click.echo(f"secret: {secret}")
+    click.echo(f"the previous secret keeps signing until {sub.to_json()['previous_secret_expires_at']}")
+
+
+def _when(value: str, name: str) -> int:
+    from dispatch.model import parse_iso
+
+    try:
+        parsed = parse_iso(value)
+    except ValueError:
+        raise click.BadParameter(f"not an ISO-8601 time: {value!r}", param_hint=name) from None
+    assert parsed is not None
+    return int(parsed.timestamp() * 1000)
+
+
+@subscribers.command("recover")
+@click.argument("subscriber_id")
+@click.option("--since", required=True, help="ISO-8601 start of the window, e.g. 2026-11-20T00:00:00Z.")
+@click.option("--until", help="ISO-8601 end of the window (default: now).")
+@click.option("--dry-run", is_flag=True, help="Only count what would be re-sent.")
+@click.pass_context
+@relay_errors
+def subscribers_recover(
+    ctx: click.Context, subscriber_id: str, since: str, until: str | None, dry_run: bool
+) -> None:
+    """Re-send a subscriber's failed and dead deliveries from a time window, re-enabling it.
+
+    Example: upscale-relay subscribers recover sub_… --since 2026-11-20T00:00:00Z
+    """
+    from rich.progress import Progress
+
+    since_ms = _when(since, "--since")
+    until_ms = _when(until, "--until") if until else None
+    if until_ms is not None and until_ms <= since_ms:
+        raise click.BadParameter("must be after --since", param_hint="--until")
+    with _store(ctx) as store:
+        total = store.count_recoverable(subscriber_id, since=since_ms, until=until_ms)
+        if dry_run:
+            click.echo(f"{total} deliver{'y' if total == 1 else 'ies'} would be re-sent")
+            return
+        store.update_subscriber(subscriber_id, enabled=True)
+        done = 0
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task("re-enqueueing", total=total)
+            while True:
+                step = store.recover_deliveries(subscriber_id, since=since_ms, until=until_ms, batch=200)
+                if step == 0:
+                    break
+                done += step
+                progress.update(task, completed=done)
+    click.echo(f"re-enqueued {done} deliver{'y' if done == 1 else 'ies'}; {subscriber_id} is enabled")
+
+
 # deliveries -------------------------------------------------------------------------------------
 @cli.group()
 def deliveries() -> None:
@@ -327,7 +392,7 @@ def deliveries() -> None:
 
 
 @deliveries.command("list")
-@click.option("--status", type=click.Choice(["pending", "retrying", "succeeded", "dead"]))
+@click.option("--status", type=click.Choice(["pending", "retrying", "succeeded", "dead", "failed"]))
 @click.option("--subscriber", "subscriber_id")
 @click.option("--event", "event_id")
 @limit_option

@@ -32,6 +32,7 @@ class RelayEnv:
     fake: FakeState
     client: httpx.Client
     db: Path
+    apps: list[Any]
 
     def subscribe(
         self, name: str = "main", event_types: list[str] | None = None, **extra: Any
@@ -118,11 +119,14 @@ def relay_env(tmp_path: Path, fake: FakeConfig | None = None, **overrides: Any) 
     vendors_app = create_fake_vendors(fake)
     db = tmp_path / "relay.db"
     with serve_in_thread(vendors_app) as vendors, serve_in_thread(sub_app) as subscriber:
-        factory = lambda url: create_app(relay_settings(db, url, vendors.url, fake, **overrides))  # noqa: E731
+        apps: list[Any] = []
+
+        def factory(url: str) -> Any:
+            apps.append(create_app(relay_settings(db, url, vendors.url, fake, **overrides)))
+            return apps[-1]
+
         with (
             serve_factory(factory) as relay,
-            httpx.Client(
-                base_url=relay.url, headers={"Authorization": f"Bearer {API_TOKEN}"}, timeout=30
-            ) as client,
+            httpx.Client(base_url=relay.url, headers={"Authorization": f"Bearer {API_TOKEN}"}, timeout=30) as client,
         ):
-            yield RelayEnv(relay, vendors, subscriber, sub_log, fake_state_of(vendors_app), client, db)
+            yield RelayEnv(relay, vendors, subscriber, sub_log, fake_state_of(vendors_app), client, db, apps)

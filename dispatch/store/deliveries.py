@@ -14,7 +14,10 @@ from dispatch.secretbox import SecretBox
 from dispatch.signing import generate_secret
 from dispatch.store.records import Attempt, Delivery, DeliveryWork, Subscriber
 
-_SUB_COLUMNS = "id, url, event_types, description, enabled, created_at, updated_at"
+_SUB_COLUMNS = (
+    "id, url, event_types, description, enabled, created_at, updated_at, retry_schedule, failing_since,"
+    " disabled_reason, previous_secret_until"
+)
 _DEL_COLUMNS = (
     "id, event_id, subscriber_id, generation, status, attempts, next_attempt_at, last_status_code,"
     " last_error, created_at, updated_at"
@@ -30,6 +33,10 @@ def _subscriber(row: tuple[Any, ...]) -> Subscriber:
         enabled=bool(row[4]),
         created_at=row[5],
         updated_at=row[6],
+        retry_schedule=tuple(json.loads(row[7])) if row[7] else None,
+        failing_since=row[8],
+        disabled_reason=row[9],
+        previous_secret_until=row[10],
     )
 
 
@@ -68,16 +75,21 @@ class DeliveryVerbs:
         event_types: Sequence[str] = DEFAULT_EVENT_TYPES,
         description: str | None = None,
         enabled: bool = True,
+        retry_schedule: Sequence[float] | None = None,
     ) -> tuple[Subscriber, str]:
         """Create a subscriber; returns it and its new ``whsec_…`` secret (shown only this once).
-        The secret is stored encrypted with the store's :class:`SecretBox`."""
+
+        The secret is stored encrypted with the store's :class:`SecretBox`. ``retry_schedule``
+        (seconds after each failed attempt) overrides the relay's schedule for this subscriber.
+        """
         secret = generate_secret()
         now = now_ms()
         sub_id = new_id("sub")
+        schedule = json.dumps(list(retry_schedule)) if retry_schedule is not None else None
         with self.transaction() as conn:
             conn.execute(
                 "INSERT INTO subscribers (id, url, event_types, description, enabled, secret, created_at,"
-                " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                " updated_at, retry_schedule) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     sub_id,
                     url,
@@ -87,6 +99,7 @@ class DeliveryVerbs:
                     self.box.encrypt(secret),
                     now,
                     now,
+                    schedule,
                 ),
             )
         return self.get_subscriber(sub_id), secret
@@ -108,18 +121,26 @@ class DeliveryVerbs:
         return [_subscriber(r) for r in rows]
 
     def update_subscriber(self, sub_id: str, **changes: Any) -> Subscriber:
-        """Change ``url``, ``event_types``, ``description`` or ``enabled``. Raises :class:`NotFound`."""
-        allowed = {"url", "event_types", "description", "enabled"}
+        """Change ``url``, ``event_types``, ``description``, ``enabled`` or ``retry_schedule``.
+
+        Enabling a subscriber clears its failure streak and disabled reason. Raises :class:`NotFound`.
+        """
+        allowed = {"url", "event_types", "description", "enabled", "retry_schedule"}
         unknown = set(changes) - allowed
         if unknown:
             raise ValueError(f"cannot change {sorted(unknown)}")
         with self.transaction() as conn:
             self.get_subscriber(sub_id)
             for name, value in changes.items():
-                if name == "event_types":
+                if name in ("event_types", "retry_schedule") and value is not None:
                     value = json.dumps(list(value))
                 elif name == "enabled":
                     value = int(bool(value))
+                    if value:
+                        conn.execute(
+                            "UPDATE subscribers SET failing_since = NULL, disabled_reason = NULL WHERE id = ?",
+                            (sub_id,),
+                        )
                 conn.execute(f"UPDATE subscribers SET {name} = ? WHERE id = ?", (value, sub_id))
             conn.execute("UPDATE subscribers SET updated_at = ? WHERE id = ?", (now_ms(), sub_id))
         return self.get_subscriber(sub_id)
@@ -147,23 +168,36 @@ class DeliveryVerbs:
 
     # deliveries ---------------------------------------------------------------------------------
     def _enqueue_deliveries(self, event_id: str, event_type: str, now: int) -> int:
-        """One ``pending`` delivery per enabled subscriber that wants ``event_type``."""
+        """One delivery per subscriber that wants ``event_type``: ``pending`` for enabled ones,
+        ``failed`` (kept for a later recover, nothing is dropped) for disabled ones."""
         subs = self.conn.execute(
-            "SELECT id, event_types FROM subscribers WHERE enabled = 1 AND deleted_at IS NULL"
+            "SELECT id, event_types, enabled FROM subscribers WHERE deleted_at IS NULL"
         ).fetchall()
         count = 0
-        for sub_id, types in subs:
+        for sub_id, types, enabled in subs:
             if event_type in json.loads(types):
-                self._insert_delivery(event_id, sub_id, 0, now)
+                self._insert_delivery(event_id, sub_id, 0, now, paused=not enabled)
                 count += 1
         return count
 
-    def _insert_delivery(self, event_id: str, sub_id: str, generation: int, now: int) -> str:
+    def _insert_delivery(
+        self, event_id: str, sub_id: str, generation: int, now: int, *, paused: bool = False
+    ) -> str:
         delivery_id = new_id("dlv")
         self.conn.execute(
             "INSERT OR IGNORE INTO deliveries (id, event_id, subscriber_id, generation, status, attempts,"
-            " next_attempt_at, created_at, updated_at) VALUES (?, ?, ?, ?, 'pending', 0, ?, ?, ?)",
-            (delivery_id, event_id, sub_id, generation, now, now, now),
+            " next_attempt_at, last_error, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, ?)",
+            (
+                delivery_id,
+                event_id,
+                sub_id,
+                generation,
+                "failed" if paused else "pending",
+                None if paused else now,
+                "subscriber disabled" if paused else None,
+                now,
+                now,
+            ),
         )
         return delivery_id
 
@@ -228,8 +262,8 @@ class DeliveryVerbs:
         return [_delivery(r) for r in rows]
 
     def retry_delivery(self, delivery_id: str) -> Delivery:
-        """Make a ``dead`` or ``retrying`` delivery due now (attempt count kept, schedule restarted
-        from its last step). Raises :class:`NotFound`, or :class:`Conflict` if it already succeeded."""
+        """Make a ``dead``, ``failed`` or ``retrying`` delivery due now, restarting its retry schedule
+        (attempt numbers go on). Raises :class:`NotFound`, or :class:`Conflict` if it already succeeded."""
         now = now_ms()
         with self.transaction() as conn:
             current = self.get_delivery(delivery_id)
@@ -237,8 +271,8 @@ class DeliveryVerbs:
                 raise Conflict(f"delivery {delivery_id} already succeeded; replay the event instead")
             conn.execute(
                 "UPDATE deliveries SET status = CASE WHEN attempts = 0 THEN 'pending' ELSE 'retrying' END,"
-                " next_attempt_at = ?, lease_owner = NULL, lease_expires_at = NULL, updated_at = ?"
-                " WHERE id = ?",
+                " next_attempt_at = ?, lease_owner = NULL, lease_expires_at = NULL, updated_at = ?,"
+                " schedule_offset = attempts WHERE id = ?",
                 (now, now, delivery_id),
             )
         return self.get_delivery(delivery_id)
@@ -267,15 +301,18 @@ class DeliveryVerbs:
                 " SELECT id FROM (SELECT id, attempts, next_attempt_at, ROW_NUMBER() OVER ("
                 "  PARTITION BY subscriber_id ORDER BY attempts > 0, next_attempt_at) AS rn"
                 "  FROM deliveries WHERE status IN ('pending', 'retrying') AND next_attempt_at <= ?"
+                "  AND subscriber_id IN (SELECT id FROM subscribers WHERE enabled = 1)"
                 f"  AND (lease_expires_at IS NULL OR lease_expires_at < ?) {skip})"
                 " WHERE rn <= ? ORDER BY attempts > 0, next_attempt_at LIMIT ?)"
-                " RETURNING id, event_id, subscriber_id, attempts",
+                " RETURNING id, event_id, subscriber_id, attempts, schedule_offset",
                 (worker_id, now + lease_ms, now, now, *exclude, per_subscriber, limit),
             ).fetchall()
             work = []
-            for delivery_id, event_id, sub_id, attempts in rows:
+            for delivery_id, event_id, sub_id, attempts, offset in rows:
                 body = conn.execute("SELECT body FROM events WHERE id = ?", (event_id,)).fetchone()[0]
-                url = conn.execute("SELECT url FROM subscribers WHERE id = ?", (sub_id,)).fetchone()[0]
+                url, schedule = conn.execute(
+                    "SELECT url, retry_schedule FROM subscribers WHERE id = ?", (sub_id,)
+                ).fetchone()
                 work.append(
                     DeliveryWork(
                         delivery_id,
@@ -285,6 +322,8 @@ class DeliveryVerbs:
                         body.encode(),
                         self._secrets(sub_id, now),
                         attempts,
+                        tuple(json.loads(schedule)) if schedule else None,
+                        offset,
                     )
                 )
             return work
@@ -296,16 +335,20 @@ class DeliveryVerbs:
         attempt: Attempt,
         *,
         next_attempt_at: int | None,
+        disable_after_ms: int | None = None,
     ) -> Delivery:
         """Record one attempt and its outcome, releasing the lease.
 
-        A 2xx ``status_code`` makes the delivery ``succeeded``; otherwise it is ``retrying`` at
-        ``next_attempt_at`` (unix ms) or ``dead`` when that is ``None``. Raises :class:`Conflict` when
-        ``worker_id`` no longer holds the lease (it expired and another worker took over): the attempt
-        is still recorded.
+        A 2xx ``status_code`` makes the delivery ``succeeded`` and ends the subscriber's failure
+        streak; otherwise it is ``retrying`` at ``next_attempt_at`` (unix ms) or ``dead`` when that
+        is ``None``. A 410 Gone makes it ``dead`` and disables the subscriber; a subscriber failing
+        without a success for ``disable_after_ms`` is disabled too (its later events are kept as
+        ``failed`` deliveries for a recover). Raises :class:`Conflict` when ``worker_id`` no longer
+        holds the lease (it expired and another worker took over); the attempt is still recorded.
         """
         ok = attempt.status_code is not None and 200 <= attempt.status_code < 300
-        status = "succeeded" if ok else ("retrying" if next_attempt_at is not None else "dead")
+        gone = attempt.status_code == 410
+        status = "succeeded" if ok else ("retrying" if next_attempt_at is not None and not gone else "dead")
         now = now_ms()
         with self.transaction() as conn:
             conn.execute(
@@ -325,22 +368,101 @@ class DeliveryVerbs:
             cur = conn.execute(
                 "UPDATE deliveries SET status = ?, attempts = MAX(attempts, ?), next_attempt_at = ?,"
                 " last_status_code = ?, last_error = ?, lease_owner = NULL, lease_expires_at = NULL,"
-                " updated_at = ? WHERE id = ? AND lease_owner = ? AND status NOT IN ('succeeded', 'dead')",
+                " updated_at = ? WHERE id = ? AND lease_owner = ? AND status NOT IN ('succeeded', 'dead')"
+                " RETURNING subscriber_id",
                 (
                     status,
                     attempt.number,
-                    None if ok else next_attempt_at,
+                    next_attempt_at if status == "retrying" else None,
                     attempt.status_code,
                     attempt.error,
                     now,
                     delivery_id,
                     worker_id,
                 ),
-            )
-            if cur.rowcount == 0:
+            ).fetchone()
+            if cur is None:
                 self.get_delivery(delivery_id)
                 raise Conflict(f"delivery {delivery_id} is no longer leased to {worker_id}")
+            self._track_health(cur[0], ok=ok, gone=gone, now=now, disable_after_ms=disable_after_ms)
         return self.get_delivery(delivery_id)
+
+    def _track_health(
+        self, sub_id: str, *, ok: bool, gone: bool, now: int, disable_after_ms: int | None
+    ) -> None:
+        if ok:
+            self.conn.execute(
+                "UPDATE subscribers SET failing_since = NULL WHERE id = ? AND failing_since IS NOT NULL",
+                (sub_id,),
+            )
+            return
+        self.conn.execute(
+            "UPDATE subscribers SET failing_since = ? WHERE id = ? AND failing_since IS NULL", (now, sub_id)
+        )
+        reason = None
+        if gone:
+            reason = "endpoint answered 410 Gone"
+        elif disable_after_ms is not None:
+            since = self.conn.execute(
+                "SELECT failing_since FROM subscribers WHERE id = ?", (sub_id,)
+            ).fetchone()[0]
+            if now - since >= disable_after_ms:
+                reason = f"failing without a success for {disable_after_ms // 1000} s"
+        if reason:
+            self.conn.execute(
+                "UPDATE subscribers SET enabled = 0, disabled_reason = ?, updated_at = ? WHERE id = ? AND enabled = 1",
+                (reason, now, sub_id),
+            )
+
+    def renew_leases(self, worker_id: str, delivery_ids: Sequence[str], *, until: int) -> int:
+        """Heartbeat: extend ``worker_id``'s leases on ``delivery_ids`` to ``until`` (unix ms)."""
+        with self.transaction() as conn:
+            return sum(
+                conn.execute(
+                    "UPDATE deliveries SET lease_expires_at = ? WHERE id = ? AND lease_owner = ?",
+                    (until, d, worker_id),
+                ).rowcount
+                for d in delivery_ids
+            )
+
+    def rotate_secret(self, sub_id: str, *, overlap_ms: int) -> tuple[Subscriber, str]:
+        """Give a subscriber a new secret; the old one keeps signing beside it for ``overlap_ms``.
+        Returns the subscriber and the new secret. Raises :class:`NotFound`."""
+        secret = generate_secret()
+        now = now_ms()
+        with self.transaction() as conn:
+            self.get_subscriber(sub_id)
+            conn.execute(
+                "UPDATE subscribers SET previous_secret = secret, previous_secret_until = ?, secret = ?,"
+                " updated_at = ? WHERE id = ?",
+                (now + overlap_ms, self.box.encrypt(secret), now, sub_id),
+            )
+        return self.get_subscriber(sub_id), secret
+
+    def count_recoverable(self, sub_id: str, *, since: int, until: int | None) -> int:
+        """How many ``failed`` or ``dead`` deliveries of ``sub_id`` were created in [since, until) (unix ms)."""
+        self.get_subscriber(sub_id)
+        return int(
+            self.conn.execute(
+                "SELECT COUNT(*) FROM deliveries WHERE subscriber_id = ? AND status IN ('failed', 'dead')"
+                " AND created_at >= ? AND created_at < ?",
+                (sub_id, since, until if until is not None else 2**62),
+            ).fetchone()[0]
+        )
+
+    def recover_deliveries(self, sub_id: str, *, since: int, until: int | None, batch: int = 500) -> int:
+        """Re-enqueue up to ``batch`` ``failed`` or ``dead`` deliveries of ``sub_id`` created in
+        [since, until) (unix ms), due now, with a fresh schedule; returns how many. Call until 0."""
+        now = now_ms()
+        with self.transaction() as conn:
+            self.get_subscriber(sub_id)
+            return conn.execute(
+                "UPDATE deliveries SET status = 'retrying', next_attempt_at = ?, schedule_offset = attempts,"
+                " lease_owner = NULL, lease_expires_at = NULL, updated_at = ? WHERE id IN (SELECT id FROM deliveries"
+                " WHERE subscriber_id = ? AND status IN ('failed', 'dead') AND created_at >= ? AND created_at < ?"
+                " ORDER BY created_at LIMIT ?)",
+                (now, now, sub_id, since, until if until is not None else 2**62, batch),
+            ).rowcount
 
     def release_leases(self, worker_id: str) -> int:
         """Give back every lease ``worker_id`` holds (graceful shutdown); returns how many."""

@@ -143,6 +143,10 @@ class Subscriber:
     enabled: bool
     created_at: int
     updated_at: int
+    retry_schedule: tuple[float, ...] | None = None
+    failing_since: int | None = None
+    disabled_reason: str | None = None
+    previous_secret_until: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -151,6 +155,10 @@ class Subscriber:
             "event_types": list(self.event_types),
             "description": self.description,
             "enabled": self.enabled,
+            "retry_schedule": list(self.retry_schedule) if self.retry_schedule is not None else None,
+            "failing_since": iso_ms(self.failing_since),
+            "disabled_reason": self.disabled_reason,
+            "previous_secret_expires_at": iso_ms(self.previous_secret_until),
             "created_at": iso_ms(self.created_at),
             "updated_at": iso_ms(self.updated_at),
         }
@@ -185,7 +193,8 @@ class Delivery:
     """One event to one subscriber (per replay ``generation``).
 
     ``status``: ``pending`` (not tried yet), ``retrying`` (failed, next try at ``next_attempt_at``),
-    ``succeeded``, ``dead`` (schedule exhausted)."""
+    ``succeeded``, ``dead`` (schedule exhausted, or the subscriber answered 410), ``failed``
+    (recorded while the subscriber was disabled; ``recover`` sends it)."""
 
     id: str
     event_id: str
@@ -228,6 +237,8 @@ class DeliveryWork:
     body: bytes
     secrets: tuple[str, ...]
     attempts: int
+    retry_schedule: tuple[float, ...] | None = None
+    schedule_offset: int = 0  # attempts made before the current schedule started
 
 
 @dataclass(frozen=True)

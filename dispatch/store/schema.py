@@ -149,6 +149,8 @@ def _m002_polling_sources_recovery(db: Database) -> None:
     subscribers.add_column("retry_schedule", str)  # JSON list of seconds, NULL: the relay's
     subscribers.add_column("failing_since", int)  # unix ms of the first failure of the current streak
     subscribers.add_column("disabled_reason", str)
+    # attempts made before the current retry schedule started (a manual retry or recover restarts it)
+    db.table("deliveries").add_column("schedule_offset", int, not_null_default=0)
 
 
 MIGRATIONS: list[tuple[str, Callable[[Database], None]]] = [

@@ -83,8 +83,10 @@ class SQLiteStore(JobVerbs, PollVerbs, DeliveryVerbs):
             try:
                 yield self.conn
                 self.conn.execute("COMMIT")
-            except sqlite3.OperationalError as exc:
+            except (sqlite3.OperationalError, sqlite3.DatabaseError) as exc:
                 self._rollback()
+                if isinstance(exc, sqlite3.IntegrityError):
+                    raise
                 raise StoreUnavailable(f"database write failed: {exc}") from exc
             except BaseException:
                 self._rollback()
@@ -98,9 +100,12 @@ class SQLiteStore(JobVerbs, PollVerbs, DeliveryVerbs):
         try:
             yield self.conn
             self.conn.execute(f"RELEASE {name}")
-        except BaseException:
-            self.conn.execute(f"ROLLBACK TO {name}")
-            self.conn.execute(f"RELEASE {name}")
+        except BaseException as exc:
+            with contextlib.suppress(sqlite3.Error):
+                self.conn.execute(f"ROLLBACK TO {name}")
+                self.conn.execute(f"RELEASE {name}")
+            if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.IntegrityError):
+                raise StoreUnavailable(f"database write failed: {exc}") from exc
             raise
         finally:
             self._depth -= 1

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from typing import Annotated
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from dispatch.errors import ValidationFailed
 from dispatch.model import DEFAULT_EVENT_TYPES, EVENT_TYPES
 from dispatch.ssrf import check_url
 from receiver.api.common import parse_json, resources
@@ -32,6 +35,7 @@ class SubscriberCreate(BaseModel):
     event_types: list[str] = Field(default_factory=lambda: list(DEFAULT_EVENT_TYPES))
     description: str | None = Field(default=None, max_length=1000)
     enabled: bool = True
+    retry_schedule: list[Annotated[float, Field(ge=0, le=7 * 86400)]] | None = Field(default=None, max_length=50)
 
     _types = field_validator("event_types")(_event_types)
 
@@ -44,8 +48,18 @@ class SubscriberPatch(BaseModel):
     event_types: list[str] | None = None
     description: str | None = Field(default=None, max_length=1000)
     enabled: bool | None = None
+    retry_schedule: list[Annotated[float, Field(ge=0, le=7 * 86400)]] | None = Field(default=None, max_length=50)
 
     _types = field_validator("event_types")(_event_types)
+
+
+class RecoverRequest(BaseModel):
+    """``{"since": "2026-11-20T00:00:00Z", "until"?: ..., "dry_run"?: false}``."""
+
+    model_config = ConfigDict(extra="forbid")
+    since: AwareDatetime
+    until: AwareDatetime | None = None
+    dry_run: bool = False
 
 
 def vet_url(url: str, settings: Settings) -> None:
@@ -61,7 +75,11 @@ async def create_subscriber(request: Request) -> JSONResponse:
     vet_url(body.url, res.settings)
     sub, secret = await res.runner.call(
         lambda s: s.create_subscriber(
-            body.url, event_types=body.event_types, description=body.description, enabled=body.enabled
+            body.url,
+            event_types=body.event_types,
+            description=body.description,
+            enabled=body.enabled,
+            retry_schedule=body.retry_schedule,
         )
     )
     return JSONResponse({**sub.to_json(), "secret": secret}, status_code=201)
@@ -98,7 +116,43 @@ async def delete_subscriber(request: Request) -> Response:
     return Response(status_code=204)
 
 
+async def rotate_secret(request: Request) -> JSONResponse:
+    """200 with the new ``secret``; the old one keeps signing beside it until
+    ``previous_secret_expires_at`` (``RELAY_SECRET_OVERLAP`` seconds)."""
+    res = resources(request)
+    sub_id = request.path_params["id"]
+    overlap_ms = int(res.settings.secret_overlap * 1000)
+    sub, secret = await res.runner.call(lambda s: s.rotate_secret(sub_id, overlap_ms=overlap_ms))
+    return JSONResponse({**sub.to_json(), "secret": secret})
+
+
+async def recover(request: Request) -> JSONResponse:
+    """Re-enqueue the subscriber's failed and dead deliveries created in [since, until), re-enabling
+    it; with ``dry_run`` only count them. 202 ``{"count", "dry_run"}``."""
+    res = resources(request)
+    sub_id = request.path_params["id"]
+    body = await parse_json(request, RecoverRequest)
+    since = int(body.since.timestamp() * 1000)
+    until = int(body.until.timestamp() * 1000) if body.until else None
+    if until is not None and until <= since:
+        raise ValidationFailed("until: must be after since")
+    if body.dry_run:
+        count = await res.runner.call(lambda s: s.count_recoverable(sub_id, since=since, until=until))
+        return JSONResponse({"count": count, "dry_run": True}, status_code=202)
+    await res.runner.call(lambda s: s.update_subscriber(sub_id, enabled=True))
+    count = 0
+    while True:
+        done = await res.runner.call(lambda s: s.recover_deliveries(sub_id, since=since, until=until))
+        count += done
+        if done == 0:
+            break
+    res.wake()
+    return JSONResponse({"count": count, "dry_run": False}, status_code=202)
+
+
 routes = [
+    Route("/v1/subscribers/{id}/rotate-secret", rotate_secret, methods=["POST"]),
+    Route("/v1/subscribers/{id}/recover", recover, methods=["POST"]),
     Route("/v1/subscribers", create_subscriber, methods=["POST"]),
     Route("/v1/subscribers", list_subscribers, methods=["GET"]),
     Route("/v1/subscribers/{id}", get_subscriber, methods=["GET"]),
