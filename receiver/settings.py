@@ -68,6 +68,24 @@ class Settings(BaseSettings):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
 
+    @field_validator("retry_schedule")
+    @classmethod
+    def _schedule(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if len(value) > 50 or any(not 0 <= v <= 7 * 86400 for v in value):
+            raise ValueError("must be at most 50 delays, each from 0 to 604800 seconds")
+        return value
+
+    @field_validator("poll_after", "poll_every")
+    @classmethod
+    def _per_vendor(cls, value: dict[str, float]) -> dict[str, float]:
+        known = ("ltxstudio", "dreamina", "apiframe", "apixo")
+        for vendor, seconds in value.items():
+            if vendor not in known:
+                raise ValueError(f"unknown vendor {vendor!r}; polled vendors: {', '.join(known)}")
+            if not 0 < seconds <= 86400:
+                raise ValueError(f"{vendor}: must be more than 0 and at most 86400 seconds")
+        return value
+
     @property
     def sqlite_path(self) -> Path:
         """The SQLite file named by ``database_url`` (``sqlite:///relay.db`` → ``relay.db``)."""
@@ -90,9 +108,13 @@ def load_settings(**overrides: object) -> Settings:
     ``RELAY_PUBLIC_URL: must start with http:// or https://``.
     """
     from pydantic import ValidationError
+    from pydantic_settings import SettingsError
 
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
+    except SettingsError as exc:  # a list or object variable that is not JSON
+        field = str(exc).split('"')[1] if '"' in str(exc) else "?"
+        raise ValidationFailed(f"invalid configuration: RELAY_{field.upper()}: must be JSON") from None
     except ValidationError as exc:
         problems = [
             f"RELAY_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()

@@ -110,3 +110,27 @@ def test_every_command_has_help_with_an_example() -> None:
 
     for name, command in walk(cli, ["upscale-relay"]):
         assert command.help and "Example" in command.help, name
+
+
+def test_recover_and_rotate_secret(db: str) -> None:
+    """recover counts then re-enqueues a disabled subscriber's kept deliveries; rotate-secret prints a new one."""
+    out = run(db, "subscribers", "add", "http://127.0.0.1:9/hook", "--disabled")
+    sub_id, first_secret = out.split()[0], out.split("secret: ")[1].strip()
+    _job_id, eid = seed_job(db)
+    failed = [
+        json.loads(line)
+        for line in run(db, "deliveries", "list", "--json", "--status", "failed").splitlines()
+    ]
+    assert [d["event_id"] for d in failed] == [eid]
+    assert "1 delivery would be re-sent" in run(
+        db, "subscribers", "recover", sub_id, "--since", "2000-01-01T00:00:00Z", "--dry-run"
+    )
+    assert "re-enqueued 1 delivery" in run(
+        db, "subscribers", "recover", sub_id, "--since", "2000-01-01T00:00:00Z"
+    )
+    rows = [json.loads(line) for line in run(db, "deliveries", "list", "--json", "--event", eid).splitlines()]
+    assert [r["status"] for r in rows] == ["retrying"]
+    assert json.loads(run(db, "subscribers", "list", "--json"))["enabled"] is True
+    assert "Invalid value" in run(db, "subscribers", "recover", sub_id, "--since", "soon", ok=False)
+    rotated = run(db, "subscribers", "rotate-secret", sub_id)
+    assert "secret: whsec_" in rotated and first_secret not in rotated
