@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import posixpath
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, ClassVar, Literal, Self
@@ -36,6 +35,15 @@ from receiver.vendors.base import (
     error_message,
     load_object,
     upstream_error,
+)
+from receiver.vendors.base import (
+    invalid as _invalid,
+)
+from receiver.vendors.base import (
+    json_kind as _kind,
+)
+from receiver.vendors.base import (
+    mime_from_url as _mime_type,
 )
 
 TOPAZ = "topaz-image-upscale"
@@ -170,23 +178,6 @@ _STATES = {
     "CANCELLED": JobState.FAILED,
 }
 _FAILURE_CODES = {"FAILED": "vendor_failed", "CANCELLED": "cancelled"}
-_MIME_BY_EXTENSION = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp"}
-
-
-def _kind(value: Any) -> str:
-    """JSON name of a value's type, for error messages."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    return {int: "integer", float: "number", str: "string", list: "array", dict: "object"}.get(
-        type(value), type(value).__name__
-    )
-
-
-def _invalid(path: str, problem: str) -> PayloadError:
-    """``PayloadError("status: missing", details={"field": "status"})``."""
-    return PayloadError(f"{path}: {problem}", details={"field": path})
 
 
 def _required_str(obj: dict[str, Any], key: str) -> str:
@@ -222,14 +213,6 @@ def _progress(obj: dict[str, Any]) -> int | None:
     if value is not None and not 0 <= value <= 100:
         raise _invalid("progress", f"expected an integer 0-100, got {value}")
     return value
-
-
-def _mime_type(url: str) -> str | None:
-    try:
-        path = urlsplit(url).path
-    except ValueError:
-        return None
-    return _MIME_BY_EXTENSION.get(posixpath.splitext(path)[1].lower())
 
 
 def _result_urls(result: Any) -> tuple[list[str], str | None]:

@@ -20,11 +20,9 @@ https://apixo.ai/docs/api-reference/response-format.
 from __future__ import annotations
 
 import json
-import posixpath
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Literal
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
@@ -37,6 +35,15 @@ from receiver.vendors.base import (
     error_message,
     load_object,
     upstream_error,
+)
+from receiver.vendors.base import (
+    invalid as _invalid,
+)
+from receiver.vendors.base import (
+    json_kind as _kind,
+)
+from receiver.vendors.base import (
+    mime_from_url as _mime_type,
 )
 
 MODEL_ID = "image-upscaler"
@@ -109,23 +116,6 @@ _STATES = {
     "success": JobState.SUCCEEDED,
     "failed": JobState.FAILED,
 }
-_MIME_BY_EXTENSION = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp"}
-
-
-def _kind(value: Any) -> str:
-    """JSON name of a value's type, for error messages."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    return {int: "integer", float: "number", str: "string", list: "array", dict: "object"}.get(
-        type(value), type(value).__name__
-    )
-
-
-def _invalid(path: str, problem: str) -> PayloadError:
-    """``PayloadError("data.state: missing", details={"field": "data.state"})``."""
-    return PayloadError(f"{path}: {problem}", details={"field": path})
 
 
 def _required_str(data: dict[str, Any], key: str) -> str:
@@ -164,14 +154,6 @@ def _ms_time(data: dict[str, Any], key: str) -> datetime | None:
         return _EPOCH + timedelta(milliseconds=value)  # exact, unlike value / 1000
     except OverflowError:
         raise _invalid(f"data.{key}", f"epoch milliseconds out of range: {value}") from None
-
-
-def _mime_type(url: str) -> str | None:
-    try:
-        path = urlsplit(url).path
-    except ValueError:
-        return None
-    return _MIME_BY_EXTENSION.get(posixpath.splitext(path)[1].lower())
 
 
 def _result_urls(data: dict[str, Any]) -> list[str]:

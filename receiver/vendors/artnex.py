@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import posixpath
 import re
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
@@ -34,6 +33,15 @@ from receiver.vendors.base import (
     load_object,
     upstream_error,
 )
+from receiver.vendors.base import (
+    invalid as _invalid,
+)
+from receiver.vendors.base import (
+    json_kind as _kind,
+)
+from receiver.vendors.base import (
+    mime_from_url as _mime_type,
+)
 
 SUBMIT_PATH = "/v1/upscale"
 #: Largest accepted input image, in bytes (decoded size of a data URI): 10 MB = 10 * 1024 * 1024.
@@ -43,7 +51,6 @@ RESULT_TTL = timedelta(hours=24)
 
 _DATA_URI_PREFIX = re.compile(r"data:image/(jpeg|png|webp);base64", re.IGNORECASE)
 _SNAKE_CASE = re.compile(r"[a-z][a-z0-9_]*")
-_MIME_BY_EXTENSION = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp"}
 
 
 class ArtnexUpscaleRequest(BaseModel):
@@ -81,30 +88,6 @@ class ArtnexUpscaleRequest(BaseModel):
         if parts is None or parts.scheme.lower() != "https" or not parts.netloc:
             raise ValueError("must be an https:// URL or a data:image/(jpeg|png|webp);base64,… URI")
         return value
-
-
-def _kind(value: Any) -> str:
-    """JSON name of a value's type, for error messages."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    return {int: "integer", float: "number", str: "string", list: "array", dict: "object"}.get(
-        type(value), type(value).__name__
-    )
-
-
-def _invalid(path: str, problem: str) -> PayloadError:
-    """``PayloadError("image_url: missing", details={"field": "image_url"})``."""
-    return PayloadError(f"{path}: {problem}", details={"field": path})
-
-
-def _mime_type(url: str) -> str | None:
-    try:
-        path = urlsplit(url).path
-    except ValueError:
-        return None
-    return _MIME_BY_EXTENSION.get(posixpath.splitext(path)[1].lower())
 
 
 def _error(status_code: int, data: dict[str, Any], body: bytes, headers: Mapping[str, str]) -> UpstreamError:

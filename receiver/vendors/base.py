@@ -8,9 +8,11 @@ submitter (:mod:`receiver.submit`) sends what it builds with httpx, and the inge
 from __future__ import annotations
 
 import json
+import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel
 
@@ -71,7 +73,9 @@ class VendorAdapter(Protocol):
         used as an idempotency key where the vendor supports one."""
         ...
 
-    def parse_submit_response(self, status_code: int, body: bytes, headers: Mapping[str, str]) -> SubmitResult:
+    def parse_submit_response(
+        self, status_code: int, body: bytes, headers: Mapping[str, str]
+    ) -> SubmitResult:
         """Parse a submit response. Raises :class:`UpstreamError` for a vendor error status
         (see :func:`upstream_error`) and :class:`PayloadError` for a 2xx body that makes no sense."""
         ...
@@ -107,7 +111,11 @@ _STATUS_CODES = {
 
 
 def upstream_error(
-    status_code: int, message: str | None, headers: Mapping[str, str] | None = None, *, code: str | None = None
+    status_code: int,
+    message: str | None,
+    headers: Mapping[str, str] | None = None,
+    *,
+    code: str | None = None,
 ) -> UpstreamError:
     """Map a vendor error status to an :class:`UpstreamError`.
 
@@ -176,3 +184,32 @@ def error_message(body: bytes) -> str | None:
         if isinstance(inner, dict) and isinstance(inner.get("error"), str):
             return str(inner["error"])
     return None
+
+
+_MIME_BY_EXTENSION = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp"}
+
+
+def json_kind(value: Any) -> str:
+    """The JSON name of a decoded value's type, for error messages: ``null``, ``boolean``,
+    ``integer``, ``number``, ``string``, ``array`` or ``object``."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    return {int: "integer", float: "number", str: "string", list: "array", dict: "object"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def invalid(path: str, problem: str) -> PayloadError:
+    """The error for one bad field: ``PayloadError("data.state: missing", details={"field": "data.state"})``."""
+    return PayloadError(f"{path}: {problem}", details={"field": path})
+
+
+def mime_from_url(url: str) -> str | None:
+    """MIME type from a URL's file extension (``…/a.png?sig=1`` → ``image/png``), or ``None``."""
+    try:
+        path = urlsplit(url).path
+    except ValueError:
+        return None
+    return _MIME_BY_EXTENSION.get(posixpath.splitext(path)[1].lower())
