@@ -108,7 +108,9 @@ def _seed(settings: Settings, sink: str, events: int, subscribers: int) -> list[
                 job = store.create_job("apixo", {"input": {}}, reference=f"bench-{n}", token_hash=None)
                 store.mark_submitted(job.id, f"task_bench{n:06d}")
                 update = JobUpdate(JobState.SUCCEEDED, "success")
-                event_ids.extend(store.record_message(job.id, "callback", RawMessage({}, b"{}"), update).event_ids)
+                event_ids.extend(
+                    store.record_message(job.id, "callback", RawMessage({}, b"{}"), update).event_ids
+                )
         bodies = {eid: store.get_event(eid).body.encode() for eid in event_ids}
     finally:
         store.close()
@@ -158,7 +160,9 @@ async def _dispatch(settings: Settings, expected: int) -> tuple[float, int]:
             elapsed = time.perf_counter() - started
             stop.set()
             await task
-        succeeded = await runner.call(lambda s: len(s.list_deliveries(status="succeeded", limit=expected + 1)))
+        succeeded = await runner.call(
+            lambda s: len(s.list_deliveries(status="succeeded", limit=expected + 1))
+        )
     finally:
         runner.stop()
     return elapsed, succeeded
@@ -170,7 +174,9 @@ def _pct(values: list[float], q: float) -> float:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--events", type=int, default=1000)
     parser.add_argument("--subscribers", type=int, default=8, help="deliveries = events x subscribers")
     parser.add_argument("--concurrency", type=int, default=64, help="attempts in flight (both clients)")
@@ -192,7 +198,9 @@ def main(argv: list[str] | None = None) -> None:
             delivery_per_subscriber=args.per_subscriber,
             poll_interval=0.05,
         )
-        with _process([sys.executable, __file__, "--sink", str(port)], tmp_path / "sink.log", f"{sink}/_count"):
+        with _process(
+            [sys.executable, __file__, "--sink", str(port)], tmp_path / "sink.log", f"{sink}/_count"
+        ):
             work = _seed(settings, sink, args.events, args.subscribers)
             total = len(work)
             print(

@@ -127,7 +127,9 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def _report(label: str, requests: int, elapsed: float, latencies: list[float], statuses: Counter[int]) -> float:
+def _report(
+    label: str, requests: int, elapsed: float, latencies: list[float], statuses: Counter[int]
+) -> float:
     rate = requests / elapsed
     print(
         f"{label:<16} {requests} req in {elapsed:6.2f} s = {rate:8.0f} req/s"
@@ -184,7 +186,9 @@ def _verdicts(db: Path, limit: int) -> Counter[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--requests", type=int, default=5000, help="measured requests per server")
     parser.add_argument("--warmup", type=int, default=300, help="unmeasured requests per server first")
     parser.add_argument("--concurrency", type=int, default=64)
@@ -213,16 +217,20 @@ def main(argv: list[str] | None = None) -> None:
         with _process(bare_cmd, env, tmp_path / "bare.log", f"{bare}/healthz"):
             bare_targets = [(bare + path, body) for path, body in targets]
             asyncio.run(_load(bare_targets, args.warmup, args.concurrency))
-            bare_rate = _report("bare starlette", args.requests, *asyncio.run(
-                _load(bare_targets, args.requests, args.concurrency)
-            ))
+            bare_rate = _report(
+                "bare starlette",
+                args.requests,
+                *asyncio.run(_load(bare_targets, args.requests, args.concurrency)),
+            )
         relay_cmd = [str(RELAY_BIN), "serve", "--port", str(relay_port)]
         with _process(relay_cmd, env, tmp_path / "relay.log", f"{relay}/readyz"):
             relay_targets = [(relay + path, body) for path, body in targets]
             asyncio.run(_load(relay_targets, args.warmup, args.concurrency))
-            relay_rate = _report("relay callbacks", args.requests, *asyncio.run(
-                _load(relay_targets, args.requests, args.concurrency)
-            ))
+            relay_rate = _report(
+                "relay callbacks",
+                args.requests,
+                *asyncio.run(_load(relay_targets, args.requests, args.concurrency)),
+            )
         verdicts = _verdicts(db, args.requests + args.warmup + 10)
         print(f"relay stored {sum(verdicts.values())} inbound records: {dict(verdicts)}")
         print(f"ratio relay/bare: {relay_rate / bare_rate:.2f}")

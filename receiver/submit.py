@@ -87,7 +87,9 @@ class Submitter:
         callback_url = None if token is None else f"{self.settings.public_url}/v1/callbacks/{vendor}/{token}"
         request = adapter.submit_request(model, callback_url=callback_url, job_id=job.id)
         try:
-            response = await self.vendors.send(adapter, request, safe_to_repeat=adapter.idempotent_submit)
+            response = await self.vendors.send(
+                adapter, request, safe_to_repeat=adapter.idempotent_submit, retryable=_retryable(adapter)
+            )
             result = adapter.parse_submit_response(response.status_code, response.content, response.headers)
         except UpstreamError as exc:
             return await self._fail(job, exc.code, exc.message, exc.details)
@@ -115,3 +117,18 @@ class Submitter:
         await self.runner.call(lambda s: s.record_message(job.id, "response", raw, update, error=message))
         self.on_event()
         return await self.runner.call(lambda s: s.get_job(job.id))
+
+
+def _retryable(adapter: VendorAdapter) -> Callable[[httpx.Response], bool]:
+    """Whether a 429/5xx submit answer may be sent again: the adapter's reading of it decides."""
+
+    def check(response: httpx.Response) -> bool:
+        try:
+            adapter.parse_submit_response(response.status_code, response.content, response.headers)
+        except UpstreamError as exc:
+            return exc.retryable
+        except PayloadError:
+            return False
+        return False
+
+    return check

@@ -48,9 +48,17 @@ class VendorClient:
         return value
 
     async def send(
-        self, adapter: VendorAdapter, request: VendorRequest, *, safe_to_repeat: bool
+        self,
+        adapter: VendorAdapter,
+        request: VendorRequest,
+        *,
+        safe_to_repeat: bool,
+        retryable: Callable[[httpx.Response], bool] | None = None,
     ) -> httpx.Response:
         """Send ``request`` with the vendor's auth; returns the final response (any status).
+
+        A 429 or 5xx answer is sent again (up to :data:`TRIES` tries) unless ``retryable`` says
+        otherwise for that response (Artnex's 429 is a daily quota: trying again cannot help).
 
         Raises :class:`UpstreamError` with code ``vendor_timeout`` (no answer in
         ``RELAY_VENDOR_TIMEOUT`` seconds and not safe to repeat — the vendor may have started and
@@ -89,7 +97,8 @@ class VendorClient:
                 raise UpstreamError(
                     f"{adapter.name} request failed: {exc}", code="vendor_unreachable"
                 ) from None
-            if (response.status_code == 429 or response.status_code >= 500) and not last:
+            again = response.status_code == 429 or response.status_code >= 500
+            if again and not last and (retryable is None or retryable(response)):
                 await self.sleep(backoff(attempt, response.headers.get("retry-after")))
                 continue
             return response

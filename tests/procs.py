@@ -16,7 +16,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO
@@ -138,6 +138,23 @@ class RelayProcess:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def wait_while_alive(
+    proc: RelayProcess,
+    predicate: Callable[[], object],
+    *,
+    timeout: float = 10.0,
+    interval: float = 0.01,
+    message: str = "condition not met",
+) -> None:
+    """:func:`fixtures.harness.wait_until` that fails at once (with its stderr) if ``proc`` exits."""
+
+    def check() -> object:
+        proc.check_alive()
+        return predicate()
+
+    wait_until(check, timeout=timeout, interval=interval, message=message)
 
 
 def wait_http_ok(proc: RelayProcess, url: str, timeout: float = 20.0) -> None:

@@ -127,6 +127,8 @@ def relay_env(tmp_path: Path, fake: FakeConfig | None = None, **overrides: Any) 
 
         with (
             serve_factory(factory) as relay,
-            httpx.Client(base_url=relay.url, headers={"Authorization": f"Bearer {API_TOKEN}"}, timeout=30) as client,
+            httpx.Client(
+                base_url=relay.url, headers={"Authorization": f"Bearer {API_TOKEN}"}, timeout=30
+            ) as client,
         ):
             yield RelayEnv(relay, vendors, subscriber, sub_log, fake_state_of(vendors_app), client, db, apps)

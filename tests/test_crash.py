@@ -10,8 +10,8 @@ from pathlib import Path
 from standardwebhooks.webhooks import Webhook
 
 from fixtures.harness import serve_in_thread, wait_until
-from fixtures.subscriber import Behaviour, SubscriberLog, create_subscriber
-from tests.procs import RelayProcess, open_test_store, relay_environ, seed_succeeded_jobs
+from fixtures.subscriber import Behaviour, SubscriberLog, Verifier, create_subscriber
+from tests.procs import RelayProcess, open_test_store, relay_environ, seed_succeeded_jobs, wait_while_alive
 
 EVENTS = 500
 SUBSCRIBERS = ("a", "b", "c")
@@ -22,7 +22,7 @@ def _pairs(log: SubscriberLog) -> set[tuple[str, str | None]]:
     return {(d.name, d.event_id) for d in log.deliveries()}
 
 
-def _verifier(secret: str) -> object:
+def _verifier(secret: str) -> Verifier:
     webhook = Webhook(secret)
 
     def verify(body: bytes, headers: Mapping[str, str]) -> None:
@@ -44,15 +44,16 @@ def test_kill_9_mid_burst_then_restart_delivers_every_pair_at_least_once(tmp_pat
         try:
             for name in SUBSCRIBERS:
                 _sub, secret = store.create_subscriber(f"{server.url}/hooks/{name}")
-                log.set_verifier(_verifier(secret), name=name)  # type: ignore[arg-type]
+                log.set_verifier(_verifier(secret), name=name)
             event_ids = seed_succeeded_jobs(store, EVENTS)
         finally:
             store.close()
         expected = {(name, eid) for name in SUBSCRIBERS for eid in event_ids}
 
         with RelayProcess.start("worker-1", ["worker"], env, tmp_path) as first:
-            wait_until(
-                lambda: log.count() >= 150 or first.check_alive(),
+            wait_while_alive(
+                first,
+                lambda: log.count() >= 150,
                 timeout=30,
                 interval=0.005,
                 message="the first worker delivered too little",
@@ -60,11 +61,14 @@ def test_kill_9_mid_burst_then_restart_delivers_every_pair_at_least_once(tmp_pat
             first.send_signal(signal.SIGKILL)
             assert first.wait_exit(10) == -signal.SIGKILL
         at_kill = len(_pairs(log) & expected)
-        assert 0 < at_kill < len(expected), f"the kill was not mid-burst: {at_kill} of {len(expected)} arrived"
+        assert 0 < at_kill < len(expected), (
+            f"the kill was not mid-burst: {at_kill} of {len(expected)} arrived"
+        )
 
         with RelayProcess.start("worker-2", ["worker"], env, tmp_path) as second:
-            wait_until(
-                lambda: expected <= _pairs(log) or second.check_alive(),
+            wait_while_alive(
+                second,
+                lambda: expected <= _pairs(log),
                 timeout=40,
                 interval=0.05,
                 message=f"pairs still missing: {len(expected - _pairs(log))}",

@@ -13,7 +13,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from fixtures.harness import RunningServer, free_port, serve_in_thread, wait_until
-from fixtures.subscriber import SubscriberLog, create_subscriber
+from fixtures.subscriber import SubscriberLog, Verifier, create_subscriber
 from tests.procs import (
     RelayProcess,
     open_test_store,
@@ -21,6 +21,7 @@ from tests.procs import (
     run_cli,
     seed_succeeded_jobs,
     wait_http_ok,
+    wait_while_alive,
 )
 
 TOKEN_LINE = re.compile(r"this run's admin token is: (\S+)")
@@ -35,7 +36,7 @@ def subscriber() -> Iterator[tuple[RunningServer, SubscriberLog]]:
 
 
 def _token(proc: RelayProcess) -> str:
-    wait_until(lambda: TOKEN_LINE.search(proc.stderr()) or proc.check_alive(), message="no token printed")
+    wait_while_alive(proc, lambda: TOKEN_LINE.search(proc.stderr()), message="no token printed")
     match = TOKEN_LINE.search(proc.stderr())
     assert match is not None
     return match[1]
@@ -61,7 +62,10 @@ def test_serve_prints_a_generated_token_once_and_guards_the_api(tmp_path: Path) 
         status = proc.wait_exit(STOP_DEADLINE)
         stderr = proc.stderr()
         assert stderr.count(token) == 1 and len(TOKEN_LINE.findall(stderr)) == 1, stderr
-        assert status == 0, f"serve exited {status} after SIGTERM; stderr:\n{stderr[-2000:]}"
+        assert status == 0, (
+            f"serve exited {status} after SIGTERM (a negative status is the signal itself: uvicorn"
+            f" re-raises the captured SIGTERM after its graceful shutdown); stderr:\n{stderr[-2000:]}"
+        )
 
 
 def test_port_environment_variable_is_honoured(tmp_path: Path) -> None:
@@ -77,7 +81,7 @@ def test_port_environment_variable_is_honoured(tmp_path: Path) -> None:
         assert "admin token is" not in proc.stderr()
 
 
-def _verifier(secret: str) -> object:
+def _verifier(secret: str) -> Verifier:
     webhook = Webhook(secret)
 
     def verify(body: bytes, headers: Mapping[str, str]) -> None:
@@ -104,7 +108,7 @@ def test_separate_worker_process_delivers_a_signed_event(
         secret_match = re.search(r"^secret: (whsec_\S+)$", added, re.MULTILINE)
         assert secret_match is not None, added
         secret = secret_match[1]
-        log.set_verifier(_verifier(secret))  # type: ignore[arg-type]
+        log.set_verifier(_verifier(secret))
         store = open_test_store(db)
         try:
             (eid,) = seed_succeeded_jobs(store, 1)
@@ -116,9 +120,7 @@ def test_separate_worker_process_delivers_a_signed_event(
         assert log.count() == 0, "serve --no-worker delivered by itself"
 
         with RelayProcess.start("worker", ["worker", "--grace", "5"], env, tmp_path) as worker:
-            wait_until(
-                lambda: log.count() >= 1 or worker.check_alive(), timeout=15, message="worker never delivered"
-            )
+            wait_while_alive(worker, lambda: log.count() >= 1, timeout=15, message="worker never delivered")
             (delivery,) = log.deliveries()
             assert delivery.event_id == eid and delivery.headers["idempotency-key"] == eid
             assert delivery.verified is True, delivery.verify_error

@@ -35,7 +35,9 @@ class SubscriberCreate(BaseModel):
     event_types: list[str] = Field(default_factory=lambda: list(DEFAULT_EVENT_TYPES))
     description: str | None = Field(default=None, max_length=1000)
     enabled: bool = True
-    retry_schedule: list[Annotated[float, Field(ge=0, le=7 * 86400)]] | None = Field(default=None, max_length=50)
+    retry_schedule: list[Annotated[float, Field(ge=0, le=7 * 86400)]] | None = Field(
+        default=None, max_length=50
+    )
 
     _types = field_validator("event_types")(_event_types)
 
@@ -48,7 +50,9 @@ class SubscriberPatch(BaseModel):
     event_types: list[str] | None = None
     description: str | None = Field(default=None, max_length=1000)
     enabled: bool | None = None
-    retry_schedule: list[Annotated[float, Field(ge=0, le=7 * 86400)]] | None = Field(default=None, max_length=50)
+    retry_schedule: list[Annotated[float, Field(ge=0, le=7 * 86400)]] | None = Field(
+        default=None, max_length=50
+    )
 
     _types = field_validator("event_types")(_event_types)
 
