@@ -16,17 +16,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import signal
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import aiohttp
 import httpx
+from _common import percentile, running_process
 
 from dispatch.model import JobState, JobUpdate
 from dispatch.signing import delivery_headers
@@ -60,35 +57,6 @@ def _sink_server(port: int) -> None:
         routes=[Route("/hooks/{name}", hook, methods=["POST"]), Route("/_count", count, methods=["GET"])]
     )
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
-
-
-@contextlib.contextmanager
-def _process(args: Sequence[str], log: Path, health_url: str) -> Iterator[None]:
-    """Run ``args`` (output to ``log``) until the block ends; yields once ``health_url`` answers 200."""
-    with log.open("wb") as out:
-        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                if proc.poll() is not None:
-                    raise SystemExit(f"{args[0]} exited early:\n{log.read_text(errors='replace')[-2000:]}")
-                try:
-                    if httpx.get(health_url, timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"{health_url} did not come up within 30 s")
-                time.sleep(0.05)
-            yield
-        finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
 
 
 def _sink_count(sink: str) -> int:
@@ -168,11 +136,6 @@ async def _dispatch(settings: Settings, expected: int) -> tuple[float, int]:
     return elapsed, succeeded
 
 
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -198,7 +161,7 @@ def main(argv: list[str] | None = None) -> None:
             delivery_per_subscriber=args.per_subscriber,
             poll_interval=0.05,
         )
-        with _process(
+        with running_process(
             [sys.executable, __file__, "--sink", str(port)], tmp_path / "sink.log", f"{sink}/_count"
         ):
             work = _seed(settings, sink, args.events, args.subscribers)
@@ -213,7 +176,7 @@ def main(argv: list[str] | None = None) -> None:
             bare_rate = total / bare_s
             print(
                 f"bare aiohttp     {total} signed POSTs in {bare_s:6.2f} s = {bare_rate:7.0f} /s"
-                f"   p50 {_pct(latencies, 0.5) * 1000:5.1f} ms  p99 {_pct(latencies, 0.99) * 1000:5.1f} ms"
+                f"   p50 {percentile(latencies, 0.5) * 1000:5.1f} ms  p99 {percentile(latencies, 0.99) * 1000:5.1f} ms"
                 f"   2xx {bare_ok}"
             )
             before = _sink_count(sink)

@@ -16,20 +16,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import aiohttp
-import httpx
+from _common import percentile, running_process
 
 from fixtures.harness import free_port
 from receiver.app import open_store
@@ -66,35 +62,6 @@ def _bare_server(port: int) -> None:
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="info", h11_max_incomplete_event_size=65536)
 
 
-@contextlib.contextmanager
-def _process(args: Sequence[str], env: dict[str, str], log: Path, health_url: str) -> Iterator[None]:
-    """Run ``args`` (output to ``log``) until the block ends; yields once ``health_url`` answers 200."""
-    with log.open("wb") as out:
-        proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                if proc.poll() is not None:
-                    raise SystemExit(f"{args[0]} exited early:\n{log.read_text(errors='replace')[-2000:]}")
-                try:
-                    if httpx.get(health_url, timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"{health_url} did not come up within 30 s")
-                time.sleep(0.05)
-            yield
-        finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-
-
 # load -------------------------------------------------------------------------------------------
 async def _load(
     targets: list[tuple[str, bytes]], requests: int, concurrency: int
@@ -122,18 +89,13 @@ async def _load(
     return elapsed, latencies, statuses
 
 
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 def _report(
     label: str, requests: int, elapsed: float, latencies: list[float], statuses: Counter[int]
 ) -> float:
     rate = requests / elapsed
     print(
         f"{label:<16} {requests} req in {elapsed:6.2f} s = {rate:8.0f} req/s"
-        f"   p50 {_pct(latencies, 0.5) * 1000:6.1f} ms  p99 {_pct(latencies, 0.99) * 1000:6.1f} ms"
+        f"   p50 {percentile(latencies, 0.5) * 1000:6.1f} ms  p99 {percentile(latencies, 0.99) * 1000:6.1f} ms"
         f"   statuses {dict(statuses)}"
     )
     return rate
@@ -214,7 +176,7 @@ def main(argv: list[str] | None = None) -> None:
             f" {args.concurrency}, after {args.warmup} warm-up; {args.jobs} relay jobs"
         )
         bare_cmd = [sys.executable, __file__, "--bare-server", str(bare_port)]
-        with _process(bare_cmd, env, tmp_path / "bare.log", f"{bare}/healthz"):
+        with running_process(bare_cmd, tmp_path / "bare.log", f"{bare}/healthz", env=env):
             bare_targets = [(bare + path, body) for path, body in targets]
             asyncio.run(_load(bare_targets, args.warmup, args.concurrency))
             bare_rate = _report(
@@ -223,7 +185,7 @@ def main(argv: list[str] | None = None) -> None:
                 *asyncio.run(_load(bare_targets, args.requests, args.concurrency)),
             )
         relay_cmd = [str(RELAY_BIN), "serve", "--port", str(relay_port)]
-        with _process(relay_cmd, env, tmp_path / "relay.log", f"{relay}/readyz"):
+        with running_process(relay_cmd, tmp_path / "relay.log", f"{relay}/readyz", env=env):
             relay_targets = [(relay + path, body) for path, body in targets]
             asyncio.run(_load(relay_targets, args.warmup, args.concurrency))
             relay_rate = _report(

@@ -21,17 +21,14 @@ subscriber while one hangs").
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import httpx
+from _common import percentile, running_process
 
 from dispatch.model import event_id, parse_iso
 from fixtures.fake_vendors import SOURCE_IMAGE, FakeConfig
@@ -40,40 +37,6 @@ from fixtures.subscriber import Behaviour, SubscriberLog, create_subscriber
 
 RELAY_BIN = Path(sys.executable).parent / "upscale-relay"
 API_TOKEN = "bench-admin-token"
-
-
-@contextlib.contextmanager
-def _process(args: Sequence[str], env: dict[str, str], log: Path, health_url: str) -> Iterator[None]:
-    """Run ``args`` (output to ``log``) until the block ends; yields once ``health_url`` answers 200."""
-    with log.open("wb") as out:
-        proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                if proc.poll() is not None:
-                    raise SystemExit(f"{args[0]} exited early:\n{log.read_text(errors='replace')[-2000:]}")
-                try:
-                    if httpx.get(health_url, timeout=1).status_code < 500:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"{health_url} did not come up within 30 s")
-                time.sleep(0.05)
-            yield
-        finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-
-
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def _run(
@@ -108,7 +71,7 @@ def _run(
     )
     cmd = [str(RELAY_BIN), "serve", "--port", str(port)]
     with (
-        _process(cmd, env, tmp_path / f"{label}.log", f"{relay}/readyz"),
+        running_process(cmd, tmp_path / f"{label}.log", f"{relay}/readyz", env=env),
         httpx.Client(base_url=relay, headers={"Authorization": f"Bearer {API_TOKEN}"}, timeout=30) as client,
     ):
         for name in ("healthy", "other"):
@@ -135,7 +98,7 @@ def _run(
             delays.append(received[eid][0].received_at - created_at.timestamp())
         other = sub_log.count("other")
     missing = len(event_ids) - len(delays)
-    stats = {q: _pct(delays, q) * 1000 for q in (0.5, 0.9, 0.99)} if delays else {}
+    stats = {q: percentile(delays, q) * 1000 for q in (0.5, 0.9, 0.99)} if delays else {}
     stats[1.0] = max(delays) * 1000 if delays else float("nan")
     print(
         f"{label:<9} healthy delay p50 {stats.get(0.5, float('nan')):6.1f} ms  p90 {stats.get(0.9, float('nan')):6.1f}"
@@ -165,7 +128,9 @@ def main(argv: list[str] | None = None) -> None:
             f" {args.delivery_timeout + 1:g} s against a {args.delivery_timeout:g} s delivery timeout"
         )
         with (
-            _process(vendor_cmd, dict(os.environ), tmp_path / "vendors.log", f"{vendors}/_fake/jobs"),
+            running_process(
+                vendor_cmd, tmp_path / "vendors.log", f"{vendors}/_fake/jobs", env=dict(os.environ)
+            ),
             serve_in_thread(sub_app) as subscriber,
         ):
             runs: dict[str, dict[float, float]] = {}

@@ -68,8 +68,7 @@ def test_startup_deadline_is_enforced() -> None:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        while not release.is_set():
-            await asyncio.sleep(0.01)
+        await asyncio.get_running_loop().run_in_executor(None, release.wait)
         yield
 
     try:
