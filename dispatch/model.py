@@ -104,6 +104,7 @@ class JobUpdate:
 
 
 def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
     return datetime.now(UTC)
 
 

@@ -95,7 +95,9 @@ class Dispatcher:
             await asyncio.sleep(self.lease_ms / 3000)
             if self._leased:
                 until = int(time.time() * 1000) + self.lease_ms
-                renew = functools.partial(_renew, worker_id=self.worker_id, ids=list(self._leased), until=until)
+                renew = functools.partial(
+                    _renew, worker_id=self.worker_id, ids=list(self._leased), until=until
+                )
                 with contextlib.suppress(StoreUnavailable):
                     await self.runner.call(renew)
 

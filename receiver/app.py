@@ -67,6 +67,7 @@ def make_dispatcher(settings: Settings, runner: StoreRunner, sender: Sender) -> 
 
 
 def make_sender(settings: Settings) -> Sender:
+    """The delivery HTTP sender (aiohttp) with the configured timeouts and target rules."""
     return Sender(
         connect_timeout=settings.delivery_connect_timeout,
         total_timeout=settings.delivery_timeout,

@@ -19,11 +19,13 @@ def error_response(exc: RelayError) -> JSONResponse:
 
 
 async def relay_error(request: Request, exc: Exception) -> Response:
+    """A :class:`RelayError` as its status and JSON body."""
     assert isinstance(exc, RelayError)
     return error_response(exc)
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's 404/405 in the same JSON error shape."""
     assert isinstance(exc, HTTPException)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
     return JSONResponse(
@@ -34,6 +36,7 @@ async def http_error(request: Request, exc: Exception) -> Response:
 
 
 async def unexpected_error(request: Request, exc: Exception) -> Response:
+    """Anything else: logged with its traceback, answered 500 without internals."""
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return JSONResponse(
         {"error": {"code": "internal_error", "message": "internal error", "details": None}}, status_code=500

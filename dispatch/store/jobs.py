@@ -141,7 +141,12 @@ class JobVerbs:
         return [_job(r) for r in rows]
 
     def mark_submitted(
-        self, job_id: str, vendor_job_id: str | None, *, poll_at: int | None = None, deadline_at: int | None = None
+        self,
+        job_id: str,
+        vendor_job_id: str | None,
+        *,
+        poll_at: int | None = None,
+        deadline_at: int | None = None,
     ) -> Job:
         """Record that the vendor accepted the job (its id), emitting ``job.queued`` once.
 

@@ -42,6 +42,7 @@ class StoreRunner:
         self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
 
     def start(self) -> None:
+        """Start the writer thread; call once before :meth:`call`."""
         self._thread.start()
 
     def stop(self) -> None:

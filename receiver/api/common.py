@@ -33,6 +33,7 @@ class Resources:
 
 
 def resources(request: Request) -> Resources:
+    """The lifespan's :class:`Resources` for this request."""
     res: Resources = request.state.resources
     return res
 

@@ -26,6 +26,7 @@ async def list_deliveries(request: Request) -> JSONResponse:
 
 
 async def get_delivery(request: Request) -> JSONResponse:
+    """One delivery with its ``attempt_log`` (status, duration ms, headers, first 4 KiB, error)."""
     res = resources(request)
     delivery_id = request.path_params["id"]
     delivery = await res.runner.call(lambda s: s.get_delivery(delivery_id))

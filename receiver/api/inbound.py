@@ -26,6 +26,7 @@ async def list_inbound(request: Request) -> JSONResponse:
 
 
 async def get_inbound(request: Request) -> JSONResponse:
+    """One stored vendor message: headers, body (as text), verdict, error, event ids."""
     res = resources(request)
     inbound_id = request.path_params["id"]
     row = await res.runner.call(lambda s: s.get_inbound(inbound_id))

@@ -90,12 +90,14 @@ async def create_subscriber(request: Request) -> JSONResponse:
 
 
 async def list_subscribers(request: Request) -> JSONResponse:
+    """``{"data": [subscriber, ...]}``, oldest first; secrets are never included."""
     res = resources(request)
     subs = await res.runner.call(lambda s: s.list_subscribers())
     return JSONResponse({"data": [s.to_json() for s in subs]})
 
 
 async def get_subscriber(request: Request) -> JSONResponse:
+    """One subscriber (no secret); 404 if unknown or deleted."""
     res = resources(request)
     sub_id = request.path_params["id"]
     sub = await res.runner.call(lambda s: s.get_subscriber(sub_id))
@@ -103,6 +105,7 @@ async def get_subscriber(request: Request) -> JSONResponse:
 
 
 async def patch_subscriber(request: Request) -> JSONResponse:
+    """Change url, event_types, description, enabled or retry_schedule; 422 names a bad field."""
     res = resources(request)
     sub_id = request.path_params["id"]
     body = await parse_json(request, SubscriberPatch)
@@ -114,6 +117,7 @@ async def patch_subscriber(request: Request) -> JSONResponse:
 
 
 async def delete_subscriber(request: Request) -> Response:
+    """204; its pending deliveries end as dead, its history stays."""
     res = resources(request)
     sub_id = request.path_params["id"]
     await res.runner.call(lambda s: s.delete_subscriber(sub_id))
