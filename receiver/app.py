@@ -32,6 +32,7 @@ from receiver.api.common import Resources
 from receiver.auth import AdminAuthMiddleware
 from receiver.errors import HANDLERS
 from receiver.ingest import Ingest
+from receiver.limits import HeaderLimitMiddleware
 from receiver.poller import Poller
 from receiver.settings import Settings
 from receiver.submit import Submitter
@@ -136,7 +137,12 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> Starlette:
     ]
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(AdminAuthMiddleware, token=api_token)],
+        middleware=[
+            Middleware(
+                HeaderLimitMiddleware, max_count=settings.max_headers, max_bytes=settings.max_header_bytes
+            ),
+            Middleware(AdminAuthMiddleware, token=api_token),
+        ],
         exception_handlers=HANDLERS,
         lifespan=lifespan,
     )

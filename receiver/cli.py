@@ -120,7 +120,7 @@ def serve(ctx: click.Context, host: str, port: int | None, no_worker: bool) -> N
     # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal under the handler that was
     # installed before it: make that one a no-op so a graceful stop exits 0 (what process managers expect).
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
-    uvicorn.run(app, host=host, port=port, log_level="info", h11_max_incomplete_event_size=65536)
+    uvicorn.run(app, host=host, port=port, log_level="info")
 
 
 @cli.command()

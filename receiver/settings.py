@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     artnex_base_url: str = "https://api.artnex.ai"
 
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    max_headers: int = Field(default=100, ge=10)
+    max_header_bytes: int = Field(default=32_768, ge=1024)
     vendor_timeout: float = Field(default=60.0, gt=0)
     confirm_unsigned: bool = False
     poll_after: dict[str, float] = Field(default_factory=dict)

@@ -244,3 +244,16 @@ def test_events_api_filters_and_reprocess(env: RelayEnv) -> None:
     assert again["kind"] == "reprocess" and again["verdict"] == "duplicate"
     assert json.loads(again["body"]) == json.loads(callback["body"])
     assert env.client.get("/v1/events", params={"since": "yesterday"}).status_code == 422
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"x-big": "a" * 40_000}, {f"x-h{i}": "a" for i in range(150)}],
+    ids=["oversized", "too-many"],
+)
+def test_oversized_or_too_many_headers_get_431(env: RelayEnv, headers: dict[str, str]) -> None:
+    """Header floods are refused with 431 before any handler (callbacks included) runs."""
+    response = httpx.post(f"{env.relay.url}/v1/callbacks/apixo/whatever", headers=headers, content=b"{}")
+    assert response.status_code == 431
+    assert response.json()["error"]["code"] == "headers_too_large"
+    assert env.client.get("/healthz").status_code == 200
