@@ -176,6 +176,34 @@ def test_closed_port_is_a_connection_error() -> None:
     assert result.error is not None and result.error.startswith("connection error")
 
 
+def test_connection_reset_is_a_failed_attempt() -> None:
+    """A peer that accepts and then resets the connection (RST) gives an error, not an exception."""
+    import struct
+
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    resets = threading.Event()
+
+    def reset_each() -> None:
+        conn, _ = listener.accept()
+        conn.recv(65536)  # read the request, then abort with RST instead of answering
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn.close()
+        resets.set()
+
+    thread = threading.Thread(target=reset_each, daemon=True)
+    thread.start()
+    try:
+        result = _send(f"http://127.0.0.1:{listener.getsockname()[1]}/ok", allow_private=True)
+    finally:
+        thread.join(5)
+        listener.close()
+    assert resets.is_set()
+    assert result.status_code is None and not result.ok
+    assert result.error
+
+
 def test_one_session_serves_many_sends(port: int) -> None:
     """Concurrent sends through one Sender all succeed."""
 
