@@ -8,8 +8,7 @@ import time
 from datetime import UTC, datetime
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from dispatch.errors import SignatureInvalid, ValidationFailed

@@ -7,8 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 from pydantic import BaseModel, ValidationError
 
 from dispatch.errors import PayloadError, SignatureInvalid, UpstreamError
@@ -633,7 +632,7 @@ MALFORMED = [
     (b"[" * 100_000, "body is not JSON"),
     (b'{"progress": ' + b"9" * 5000 + b"}", "body is not JSON"),
     (body({"status": "COMPLETED"}), "jobId: missing"),
-    (body({"jobId": 7, "status": "COMPLETED"}), "jobId: expected a non-empty string, got integer"),
+    (body({"jobId": 7, "status": "COMPLETED"}), "jobId: expected a non-empty string, got number"),
     (body({"jobId": "", "status": "COMPLETED"}), "jobId: expected a non-empty string, got an empty string"),
     (body({"jobId": JOB}), "status: missing"),
     (body({"jobId": JOB, "status": None}), "status: expected a non-empty string, got null"),

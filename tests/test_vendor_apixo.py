@@ -8,8 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 from pydantic import BaseModel, ValidationError
 
 from dispatch.errors import PayloadError, UpstreamError
@@ -511,7 +510,7 @@ MALFORMED = [
     (body({"data": {"state": "processing"}}), "data.taskId: missing"),
     (body({"data": {"taskId": 12345678, "state": "processing"}}), "data.taskId: expected a non-empty string"),
     (body({"data": {"taskId": "task_1"}}), "data.state: missing"),
-    (envelope(state=1), "data.state: expected a non-empty string, got integer"),
+    (envelope(state=1), "data.state: expected a non-empty string, got number"),
     (envelope(state=""), "data.state: expected a non-empty string, got an empty string"),
     (envelope(state="processing", createTime="1767965610929"), "data.createTime: expected an integer"),
     (envelope(state="processing", createTime=1767965610.929), "data.createTime: expected an integer"),

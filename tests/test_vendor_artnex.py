@@ -8,8 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 from pydantic import BaseModel, ValidationError
 
 from dispatch.errors import PayloadError, UpstreamError
@@ -325,7 +324,7 @@ def test_http_200_with_success_false_is_an_upstream_error() -> None:
         (b"[" * 100_000, "nested too deeply"),
         (body({"image_url": RESULT_URL}), "success: expected a boolean, got nothing"),
         (body({"success": "true", "image_url": RESULT_URL}), "success: expected a boolean, got string"),
-        (body({"success": 1, "image_url": RESULT_URL}), "success: expected a boolean, got integer"),
+        (body({"success": 1, "image_url": RESULT_URL}), "success: expected a boolean, got number"),
         (body({"success": True}), "image_url: expected a non-empty string, got null"),
         (body({"success": True, "image_url": ""}), "image_url: expected a non-empty string"),
         (body({"success": True, "image_url": ["a"]}), "image_url: expected a non-empty string, got array"),

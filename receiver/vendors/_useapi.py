@@ -22,6 +22,7 @@ from typing import Any
 from dispatch.errors import PayloadError, UpstreamError
 from dispatch.model import parse_iso
 from receiver.vendors import base
+from receiver.vendors.base import invalid, json_kind
 
 RESERVED_FIELDS: frozenset[str] = frozenset({"replyUrl", "replyRef"})
 """Request fields the relay injects itself: ``replyUrl`` (callback URL) and ``replyRef`` (relay job id)."""
@@ -61,36 +62,8 @@ def error_from_response(
     return base.upstream_error(status_code, message, headers)
 
 
-def load_object(body: bytes) -> dict[str, Any]:
-    """:func:`base.load_object`: a JSON object or :class:`PayloadError`."""
-    return base.load_object(body)
-
-
-def json_type(value: object) -> str:
-    """The JSON name of a decoded value's type: ``null``, ``boolean``, ``number``, ``string``,
-    ``array`` or ``object``."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return type(value).__name__
-
-
-def invalid(path: str, problem: str) -> PayloadError:
-    """``PayloadError("status.type: expected a string, got number", details={"field": "status.type"})``."""
-    return PayloadError(f"{path}: {problem}", details={"field": path})
-
-
 def _wrong_type(path: str, expected: str, value: object) -> PayloadError:
-    return invalid(path, f"expected {expected}, got {json_type(value)}")
+    return invalid(path, f"expected {expected}, got {json_kind(value)}")
 
 
 def _get(obj: Mapping[str, Any], key: str) -> Any:

@@ -33,17 +33,11 @@ from receiver.vendors.base import (
     VendorAdapter,
     VendorRequest,
     error_message,
-    load_object,
-    upstream_error,
-)
-from receiver.vendors.base import (
     invalid as _invalid,
-)
-from receiver.vendors.base import (
     json_kind as _kind,
-)
-from receiver.vendors.base import (
+    load_object,
     mime_from_url as _mime_type,
+    upstream_error,
 )
 
 TOPAZ = "topaz-image-upscale"

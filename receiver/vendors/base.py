@@ -190,15 +190,21 @@ _MIME_BY_EXTENSION = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image
 
 
 def json_kind(value: Any) -> str:
-    """The JSON name of a decoded value's type, for error messages: ``null``, ``boolean``,
-    ``integer``, ``number``, ``string``, ``array`` or ``object``."""
+    """The JSON (RFC 8259) name of a decoded value's type, for error messages: ``null``, ``boolean``,
+    ``number``, ``string``, ``array`` or ``object`` (``json_kind(3)`` → ``"number"``)."""
     if value is None:
         return "null"
     if isinstance(value, bool):
         return "boolean"
-    return {int: "integer", float: "number", str: "string", list: "array", dict: "object"}.get(
-        type(value), type(value).__name__
-    )
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
 
 
 def invalid(path: str, problem: str) -> PayloadError:

@@ -25,7 +25,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from dispatch.model import JobError, JobState, JobUpdate, Output
 from receiver.vendors import _useapi
-from receiver.vendors.base import SubmitResult, VendorAdapter, VendorRequest
+from receiver.vendors.base import (
+    SubmitResult,
+    VendorAdapter,
+    VendorRequest,
+    invalid,
+    json_kind,
+    load_object,
+)
 
 SUBMIT_PATH = "/v1/dreamina/images/upscale"
 STATUS_PATH = "/v1/dreamina/images/{jobid}"
@@ -104,7 +111,7 @@ class DreaminaAdapter:
         """
         if not _useapi.is_success(status_code):
             raise _useapi.error_from_response(status_code, body, headers)
-        data = _useapi.load_object(body)
+        data = load_object(body)
         vendor_job_id = _useapi.required_str(data, "jobid", "jobid")
         return SubmitResult(vendor_job_id, parse_job(data))
 
@@ -115,7 +122,7 @@ class DreaminaAdapter:
 
     def parse_callback(self, body: bytes, headers: Mapping[str, str]) -> JobUpdate:
         """The ``replyUrl`` POST body, i.e. the job record. Raises :class:`PayloadError`."""
-        return parse_job(_useapi.load_object(body))
+        return parse_job(load_object(body))
 
     def parse_status(self, status_code: int, body: bytes) -> JobUpdate:
         """The ``GET images/{jobid}`` response. Raises :class:`UpstreamError` for an error status
@@ -123,7 +130,7 @@ class DreaminaAdapter:
         that is not a job record."""
         if not _useapi.is_success(status_code):
             raise _useapi.error_from_response(status_code, body)
-        return parse_job(_useapi.load_object(body))
+        return parse_job(load_object(body))
 
     def verify_callback(self, body: bytes, headers: Mapping[str, str], credential: str | None) -> None:
         """Nothing to verify: useapi documents no callback signature."""
@@ -188,7 +195,7 @@ def _outputs(data: Mapping[str, Any]) -> tuple[Output, ...]:
     for index, image in enumerate(images):
         path = f"response.images[{index}]"
         if not isinstance(image, dict):
-            raise _useapi.invalid(path, f"expected an object, got {_useapi.json_type(image)}")
+            raise invalid(path, f"expected an object, got {json_kind(image)}")
         fmt = _useapi.optional_str(image, "format", f"{path}.format")
         outputs.append(
             Output(

@@ -27,7 +27,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from dispatch.model import JobError, JobState, JobUpdate, Output
 from receiver.vendors import _useapi
-from receiver.vendors.base import SubmitResult, VendorAdapter, VendorRequest
+from receiver.vendors.base import (
+    SubmitResult,
+    VendorAdapter,
+    VendorRequest,
+    invalid,
+    load_object,
+)
 
 SUBMIT_PATH = "/v1/ltxstudio/images/upscale"
 STATUS_PATH = "/v1/ltxstudio/assets/{jobId}"
@@ -100,7 +106,7 @@ class LtxStudioAdapter:
         """
         if not _useapi.is_success(status_code):
             raise _useapi.error_from_response(status_code, body, headers)
-        data = _useapi.load_object(body)
+        data = load_object(body)
         if data.get("status") is not None:
             update = parse_job(data)
             return SubmitResult(update.vendor_job_id, update)
@@ -113,7 +119,7 @@ class LtxStudioAdapter:
 
     def parse_callback(self, body: bytes, headers: Mapping[str, str]) -> JobUpdate:
         """The ``replyUrl`` POST body, i.e. the job model. Raises :class:`PayloadError`."""
-        return parse_job(_useapi.load_object(body))
+        return parse_job(load_object(body))
 
     def parse_status(self, status_code: int, body: bytes) -> JobUpdate:
         """The ``GET assets/{jobId}`` response. Raises :class:`UpstreamError` for an error status
@@ -121,7 +127,7 @@ class LtxStudioAdapter:
         :class:`PayloadError` for a body that is not a job model."""
         if not _useapi.is_success(status_code):
             raise _useapi.error_from_response(status_code, body)
-        return parse_job(_useapi.load_object(body))
+        return parse_job(load_object(body))
 
     def verify_callback(self, body: bytes, headers: Mapping[str, str], credential: str | None) -> None:
         """Nothing to verify: useapi documents no callback signature."""
@@ -191,13 +197,13 @@ def _expiry(artifact: Mapping[str, Any]) -> datetime | None:
     if text is None:
         return None
     if not (text.isascii() and text.isdigit()):
-        raise _useapi.invalid(path, f"expected epoch milliseconds as a digit string, got {text[:40]!r}")
+        raise invalid(path, f"expected epoch milliseconds as a digit string, got {text[:40]!r}")
     try:
         if len(text) > 16:
             raise OverflowError
         return _EPOCH + timedelta(milliseconds=int(text))
     except OverflowError:
-        raise _useapi.invalid(path, f"epoch milliseconds out of range: {text[:40]}") from None
+        raise invalid(path, f"epoch milliseconds out of range: {text[:40]}") from None
 
 
 ADAPTER: VendorAdapter = LtxStudioAdapter()
