@@ -110,7 +110,7 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> Starlette:
                 if run_worker:
                     dispatcher = make_dispatcher(settings, runner, sender)
                     wake = dispatcher.wake
-                    tasks.append(asyncio.create_task(dispatcher.run(stop)))
+                    tasks.append(asyncio.create_task(dispatcher.run(stop, grace=settings.shutdown_grace)))
                     tasks.append(
                         asyncio.create_task(Poller(settings, runner, vendors, on_event=wake).run(stop))
                     )

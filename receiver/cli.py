@@ -124,10 +124,15 @@ def serve(ctx: click.Context, host: str, port: int | None, no_worker: bool) -> N
 
 
 @cli.command()
-@click.option("--grace", default=10.0, show_default=True, help="Seconds in-flight attempts get on SIGTERM.")
+@click.option(
+    "--grace",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Seconds in-flight attempts get on SIGTERM [default: RELAY_SHUTDOWN_GRACE, 10].",
+)
 @click.pass_context
 @relay_errors
-def worker(ctx: click.Context, grace: float) -> None:
+def worker(ctx: click.Context, grace: float | None) -> None:
     """Run the delivery dispatcher and the polling fallback alone (no HTTP).
 
     Example: upscale-relay worker
@@ -140,6 +145,7 @@ def worker(ctx: click.Context, grace: float) -> None:
     from receiver.vendor_client import VendorClient
 
     settings = _settings(ctx)
+    grace_seconds = settings.shutdown_grace if grace is None else grace
 
     async def main() -> None:
         runner = StoreRunner(open_store(settings))
@@ -153,7 +159,7 @@ def worker(ctx: click.Context, grace: float) -> None:
                 dispatcher = make_dispatcher(settings, runner, sender)
                 poller = Poller(settings, runner, VendorClient(settings, client), on_event=dispatcher.wake)
                 click.echo(f"worker {dispatcher.worker_id} delivering", err=True)
-                await asyncio.gather(dispatcher.run(stop, grace=grace), poller.run(stop))
+                await asyncio.gather(dispatcher.run(stop, grace=grace_seconds), poller.run(stop))
         finally:
             runner.stop()
 

@@ -52,6 +52,7 @@ class Settings(BaseSettings):
     delivery_concurrency: int = Field(default=64, ge=1)
     delivery_per_subscriber: int = Field(default=8, ge=1)
     lease_seconds: float = Field(default=60.0, gt=0)
+    shutdown_grace: float = Field(default=10.0, ge=0)  # in-flight attempts get this long after SIGTERM
     poll_interval: float = Field(default=0.2, gt=0)
     disable_after: float = Field(default=432_000.0, gt=0)  # 5 days failing without a success
     secret_overlap: float = Field(default=86_400.0, ge=0)  # old secret keeps signing this long after rotation

@@ -134,3 +134,9 @@ def test_recover_and_rotate_secret(db: str) -> None:
     assert "Invalid value" in run(db, "subscribers", "recover", sub_id, "--since", "soon", ok=False)
     rotated = run(db, "subscribers", "rotate-secret", sub_id)
     assert "secret: whsec_" in rotated and first_secret not in rotated
+
+
+def test_worker_refuses_a_negative_grace(db: str) -> None:
+    """``worker --grace -1`` is a usage error naming the option, before anything starts."""
+    out = run(db, "worker", "--grace", "-1", ok=False)
+    assert "--grace" in out and "-1" in out

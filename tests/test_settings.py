@@ -39,6 +39,7 @@ def test_environment_is_read_with_the_prefix(monkeypatch: pytest.MonkeyPatch) ->
         ("RELAY_POLL_EVERY", '{"apixo": 0}'),
         ("RELAY_RETRY_JITTER", "2"),
         ("RELAY_DELIVERY_TIMEOUT", "-1"),
+        ("RELAY_SHUTDOWN_GRACE", "-0.5"),
     ],
 )
 def test_bad_values_name_the_variable(monkeypatch: pytest.MonkeyPatch, variable: str, value: str) -> None:
