@@ -50,7 +50,7 @@ def open_store(settings: Settings) -> SQLiteStore:
     :class:`ValidationFailed` (bad ``RELAY_SECRET_KEY``)."""
     secret = settings.secret_key.get_secret_value() if settings.secret_key else None
     box = SecretBox(load_or_create_key(secret, key_file_for(settings)))
-    return SQLiteStore.open(settings.sqlite_path, box)
+    return SQLiteStore.open(settings.sqlite_path, box, busy_timeout=settings.db_busy_timeout)
 
 
 def make_dispatcher(settings: Settings, runner: StoreRunner, sender: Sender) -> Dispatcher:

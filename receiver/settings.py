@@ -21,6 +21,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RELAY_", extra="ignore", frozen=True)
 
     database_url: str = "sqlite:///relay.db"
+    db_busy_timeout: float = Field(default=5.0, ge=0)  # a write waits this long for a lock, then 503
     public_url: str = "http://127.0.0.1:8000"
     api_token: SecretStr | None = None
     secret_key: SecretStr | None = None

@@ -4,6 +4,7 @@ and refusing to acknowledge a callback the store could not write."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -196,6 +197,37 @@ def test_store_write_failure_answers_503_and_keeps_nothing(tmp_path: Path) -> No
         asyncio.run(fill(1_000_000))
         assert _counts(env.db) == counts_before
         assert env.job(job["id"])["status"] == "queued"
+
+
+def test_a_database_locked_past_the_busy_timeout_answers_503_then_the_retry_lands(tmp_path: Path) -> None:
+    """Another process holds the write lock longer than RELAY_DB_BUSY_TIMEOUT: the callback gets 503
+    and nothing is stored; once the lock is gone the vendor's retry of the same body gets 200."""
+    import sqlite3
+
+    with relay_env(tmp_path, db_busy_timeout=0.2) as env:
+        job = env.submit("apixo", {"input": {"image_urls": [source_image("lost")]}})
+        task_id = env.job(job["id"])["vendor_job_id"]
+        url = env.callback_url("generateTask")
+        result = json.dumps({"resultUrls": ["https://f/a.jpg"]})
+        data = {"taskId": task_id, "state": "success", "resultJson": result}
+        body = json.dumps({"code": 200, "message": "success", "data": data}).encode()
+        counts_before = _counts(env.db)
+        other = sqlite3.connect(env.db, isolation_level=None)
+        try:
+            other.execute("BEGIN EXCLUSIVE")  # another process writing (or stuck) for longer than 0.2 s
+            response = httpx.post(url, content=body)
+            assert response.status_code == 503, response.text
+            assert response.json()["error"]["code"] == "store_unavailable"
+            # the configured 0.2 s, not the 5 s default, bounds the wait
+            assert response.elapsed.total_seconds() < 4, response.elapsed
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        assert _counts(env.db) == counts_before
+        assert env.job(job["id"])["status"] == "queued"
+        retried = httpx.post(url, content=body)
+        assert retried.status_code == 200, retried.text
+        assert env.job(job["id"])["status"] == "succeeded"
 
 
 def _counts(db: Path) -> tuple[int, ...]:

@@ -40,6 +40,7 @@ def test_environment_is_read_with_the_prefix(monkeypatch: pytest.MonkeyPatch) ->
         ("RELAY_RETRY_JITTER", "2"),
         ("RELAY_DELIVERY_TIMEOUT", "-1"),
         ("RELAY_SHUTDOWN_GRACE", "-0.5"),
+        ("RELAY_DB_BUSY_TIMEOUT", "soon"),
     ],
 )
 def test_bad_values_name_the_variable(monkeypatch: pytest.MonkeyPatch, variable: str, value: str) -> None:

@@ -22,7 +22,7 @@ from dispatch.store.jobs import JobVerbs
 from dispatch.store.polls import PollVerbs
 from dispatch.store.schema import migrate
 
-BUSY_TIMEOUT_MS = 5000
+BUSY_TIMEOUT = 5.0  # seconds a write waits for another connection's lock before giving up
 
 
 class SQLiteStore(JobVerbs, PollVerbs, DeliveryVerbs):
@@ -44,16 +44,18 @@ class SQLiteStore(JobVerbs, PollVerbs, DeliveryVerbs):
         self._owner: int | None = None
 
     @classmethod
-    def open(cls, path: Path, box: SecretBox) -> SQLiteStore:
+    def open(cls, path: Path, box: SecretBox, *, busy_timeout: float = BUSY_TIMEOUT) -> SQLiteStore:
         """Open (creating if needed) and migrate the database at ``path``.
 
-        Raises :class:`StoreUnavailable` when the file cannot be opened or migrated.
+        ``busy_timeout`` (seconds) is how long a statement waits for a lock held by another
+        connection (another process) before it fails, as :class:`StoreUnavailable`. Raises
+        :class:`StoreUnavailable` when the file cannot be opened or migrated.
         """
         try:
             if str(path) != ":memory:":
                 path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute(f"PRAGMA busy_timeout = {round(busy_timeout * 1000)}")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA foreign_keys = ON")
