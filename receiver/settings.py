@@ -37,7 +37,9 @@ class Settings(BaseSettings):
     artnex_api_key: SecretStr | None = None
     artnex_base_url: str = "https://api.artnex.ai"
 
-    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)  # vendor callbacks
+    # admin API bodies: room for Artnex's 10 MB image as a base64 data URI (~13.4 MB)
+    max_api_body_bytes: int = Field(default=16_777_216, ge=1024)
     max_headers: int = Field(default=100, ge=10)
     max_header_bytes: int = Field(default=32_768, ge=1024)
     vendor_timeout: float = Field(default=60.0, gt=0)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -257,3 +258,33 @@ def test_oversized_or_too_many_headers_get_431(env: RelayEnv, headers: dict[str,
     assert response.status_code == 431
     assert response.json()["error"]["code"] == "headers_too_large"
     assert env.client.get("/healthz").status_code == 200
+
+
+def test_artnex_data_uri_of_several_mb_is_accepted(env: RelayEnv) -> None:
+    """Artnex takes images up to 10 MB as base64 data URIs: a 4 MB one (a ~5.6 MB request) goes through
+    the admin API to the vendor and the job succeeds, though it is far over the 1 MiB callback limit."""
+    image = "data:image/png;base64," + base64.b64encode(b"\x89PNG" + b"\x00" * 4_000_000).decode()
+    job = env.submit("artnex", {"image": image, "scale": 2})
+    assert job["status"] == "succeeded"
+    (submit,) = env.fake.submits("artnex")
+    assert submit.body["image"] == image and submit.status == 200
+
+
+def _chunks(total: int, size: int = 65_536) -> Iterator[bytes]:
+    yield b'{"vendor": "artnex", "params": {"image": "'
+    for _ in range(total // size):
+        yield b"A" * size
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["content-length", "chunked"])
+def test_admin_body_over_the_limit_is_413_and_creates_nothing(env: RelayEnv, streamed: bool) -> None:
+    """A job request over RELAY_MAX_API_BODY_BYTES (16 MiB) is refused with 413, whether its
+    Content-Length says so up front or it streams without one, and no job or vendor call results."""
+    before = len(env.fake.submits())
+    total = 17 * 1_048_576
+    content: bytes | Iterator[bytes] = _chunks(total) if streamed else b"".join(_chunks(total))
+    response = env.client.post("/v1/jobs", content=content, headers={"Content-Type": "application/json"})
+    assert response.status_code == 413, response.text
+    assert response.json()["error"]["code"] == "payload_too_large"
+    assert env.ok(env.client.get("/v1/jobs"), 200)["data"] == []
+    assert len(env.fake.submits()) == before

@@ -56,9 +56,14 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def parse_json(request: Request, model: type[M], limit: int = 1_048_576) -> M:
-    """Read a JSON body into ``model``. Raises :class:`ValidationFailed` naming the bad fields."""
-    body = await read_body(request, limit)
+async def parse_json(request: Request, model: type[M]) -> M:
+    """Read a JSON body of at most ``RELAY_MAX_API_BODY_BYTES`` into ``model`` (an empty body is ``{}``).
+
+    Raises :class:`PayloadTooLarge` over the limit and :class:`ValidationFailed` naming the first bad
+    field (``"params.imageIndex: Input should be less than or equal to 3"``) or saying the body is
+    not JSON.
+    """
+    body = await read_body(request, resources(request).settings.max_api_body_bytes)
     try:
         data = json.loads(body or b"{}")
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
