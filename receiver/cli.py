@@ -21,10 +21,12 @@ from rich.console import Console
 from rich.table import Table
 
 from dispatch.errors import RelayError
-from dispatch.model import DEFAULT_EVENT_TYPES, EVENT_TYPES
+from dispatch.model import DEFAULT_EVENT_TYPES, EVENT_TYPES, JobState
 from dispatch.ssrf import check_url
+from dispatch.store.records import DELIVERY_STATUSES
 from dispatch.store.sqlite import SQLiteStore
 from receiver.settings import Settings, load_settings
+from receiver.vendors import ADAPTERS
 
 F = TypeVar("F", bound=Callable[..., Any])
 console = Console()
@@ -187,8 +189,8 @@ def jobs() -> None:
 
 
 @jobs.command("list")
-@click.option("--vendor")
-@click.option("--status", type=click.Choice(["queued", "running", "succeeded", "failed"]))
+@click.option("--vendor", type=click.Choice(list(ADAPTERS)))
+@click.option("--status", type=click.Choice([state.value for state in JobState]))
 @limit_option
 @json_option
 @click.pass_context
@@ -226,7 +228,7 @@ def events() -> None:
 
 @events.command("list")
 @click.option("--job", "job_id")
-@click.option("--vendor")
+@click.option("--vendor", type=click.Choice(list(ADAPTERS)))
 @click.option("--type", "event_type", type=click.Choice(EVENT_TYPES))
 @limit_option
 @json_option
@@ -401,7 +403,7 @@ def deliveries() -> None:
 
 
 @deliveries.command("list")
-@click.option("--status", type=click.Choice(["pending", "retrying", "succeeded", "dead", "failed"]))
+@click.option("--status", type=click.Choice(DELIVERY_STATUSES))
 @click.option("--subscriber", "subscriber_id")
 @click.option("--event", "event_id")
 @limit_option

@@ -140,3 +140,18 @@ def test_worker_refuses_a_negative_grace(db: str) -> None:
     """``worker --grace -1`` is a usage error naming the option, before anything starts."""
     out = run(db, "worker", "--grace", "-1", ok=False)
     assert "--grace" in out and "-1" in out
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("jobs", "list", "--vendor", "midjourney"),
+        ("jobs", "list", "--status", "done"),
+        ("events", "list", "--type", "job.completed"),
+        ("deliveries", "list", "--status", "exploded"),
+    ],
+)
+def test_list_filters_refuse_unknown_values(db: str, args: tuple[str, ...]) -> None:
+    """A filter value the relay never stores is a usage error listing the choices, not an empty list."""
+    out = run(db, *args, ok=False)
+    assert args[-1] in out and "is not one of" in out

@@ -188,6 +188,10 @@ class Attempt:
         }
 
 
+DELIVERY_STATUSES = ("pending", "retrying", "succeeded", "dead", "failed")
+"""Every value of :attr:`Delivery.status`."""
+
+
 @dataclass(frozen=True)
 class Delivery:
     """One event to one subscriber (per replay ``generation``).

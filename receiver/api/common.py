@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -68,11 +68,26 @@ async def parse_json(request: Request, model: type[M]) -> M:
         data = json.loads(body or b"{}")
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValidationFailed(f"body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ValidationFailed("body is not valid JSON: nested too deeply") from None
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         details = validation_details(exc)
         raise ValidationFailed(f"{details[0]['field']}: {details[0]['message']}", details=details) from None
+
+
+def query_choice(request: Request, name: str, choices: Iterable[str]) -> str | None:
+    """``?name=value`` when ``value`` is one of ``choices``, ``None`` when absent.
+
+    Raises :class:`ValidationFailed` for anything else (``status: unknown value 'dead '; one of
+    pending, retrying, ...``), so a typo is an error instead of an empty list.
+    """
+    raw = request.query_params.get(name)
+    known = list(choices)
+    if raw is None or raw in known:
+        return raw
+    raise ValidationFailed(f"{name}: unknown value {raw[:100]!r}; one of {', '.join(known)}")
 
 
 def query_limit(request: Request, default: int = 50) -> int:

@@ -6,17 +6,20 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from receiver.api.common import query_limit, resources
+from dispatch.store.records import DELIVERY_STATUSES
+from receiver.api.common import query_choice, query_limit, resources
 
 
 async def list_deliveries(request: Request) -> JSONResponse:
-    """Newest first; filters ``status`` (pending, retrying, succeeded, dead), ``subscriber_id``, ``event_id``."""
+    """Newest first; filters ``status`` (pending, retrying, succeeded, dead, failed), ``subscriber_id``,
+    ``event_id``, ``limit``. An unknown ``status`` is a 422."""
     res = resources(request)
     q = request.query_params
     limit = query_limit(request)
+    status = query_choice(request, "status", DELIVERY_STATUSES)
     rows = await res.runner.call(
         lambda s: s.list_deliveries(
-            status=q.get("status"),
+            status=status,
             subscriber_id=q.get("subscriber_id"),
             event_id=q.get("event_id"),
             limit=limit,

@@ -10,8 +10,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from dispatch.errors import ValidationFailed
-from dispatch.model import parse_iso
-from receiver.api.common import parse_json, query_limit, resources
+from dispatch.model import EVENT_TYPES, parse_iso
+from receiver.api.common import parse_json, query_choice, query_limit, resources
+from receiver.vendors import ADAPTERS
 
 
 class ReplayRequest(BaseModel):
@@ -37,11 +38,12 @@ async def list_events(request: Request) -> JSONResponse:
     res = resources(request)
     q = request.query_params
     since, until, limit = _time_param(request, "since"), _time_param(request, "until"), query_limit(request)
+    vendor, type_ = query_choice(request, "vendor", ADAPTERS), query_choice(request, "type", EVENT_TYPES)
     events = await res.runner.call(
         lambda s: s.list_events(
             job_id=q.get("job_id"),
-            vendor=q.get("vendor"),
-            type=q.get("type"),
+            vendor=vendor,
+            type=type_,
             since=since,
             until=until,
             limit=limit,

@@ -8,8 +8,8 @@ from starlette.routing import Route
 
 from dispatch.errors import PayloadError, SignatureInvalid, ValidationFailed
 from dispatch.store.records import RawMessage
-from receiver.api.common import query_limit, resources
-from receiver.vendors import get_adapter
+from receiver.api.common import query_choice, query_limit, resources
+from receiver.vendors import ADAPTERS, get_adapter
 
 
 async def list_inbound(request: Request) -> JSONResponse:
@@ -17,10 +17,9 @@ async def list_inbound(request: Request) -> JSONResponse:
     res = resources(request)
     q = request.query_params
     limit = query_limit(request)
+    vendor = query_choice(request, "vendor", ADAPTERS)
     rows = await res.runner.call(
-        lambda s: s.list_inbound(
-            job_id=q.get("job_id"), vendor=q.get("vendor"), verdict=q.get("verdict"), limit=limit
-        )
+        lambda s: s.list_inbound(job_id=q.get("job_id"), vendor=vendor, verdict=q.get("verdict"), limit=limit)
     )
     return JSONResponse({"data": [i.to_json() for i in rows]})
 

@@ -9,7 +9,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from receiver.api.common import parse_json, query_limit, resources
+from dispatch.model import JobState
+from receiver.api.common import parse_json, query_choice, query_limit, resources
+from receiver.vendors import ADAPTERS
 
 
 class JobCreate(BaseModel):
@@ -31,13 +33,12 @@ async def create_job(request: Request) -> JSONResponse:
 
 
 async def list_jobs(request: Request) -> JSONResponse:
-    """Newest jobs first; filters ``vendor``, ``status``, ``limit``."""
+    """Newest jobs first; filters ``vendor``, ``status``, ``limit``. An unknown vendor or status is a 422."""
     res = resources(request)
-    q = request.query_params
     limit = query_limit(request)
-    jobs = await res.runner.call(
-        lambda s: s.list_jobs(vendor=q.get("vendor"), status=q.get("status"), limit=limit)
-    )
+    vendor = query_choice(request, "vendor", ADAPTERS)
+    status = query_choice(request, "status", (state.value for state in JobState))
+    jobs = await res.runner.call(lambda s: s.list_jobs(vendor=vendor, status=status, limit=limit))
     return JSONResponse({"data": [j.to_json() for j in jobs]})
 
 
