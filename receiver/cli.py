@@ -111,11 +111,15 @@ def serve(ctx: click.Context, host: str, port: int | None, no_worker: bool) -> N
     """
     import uvicorn
 
-    from receiver.app import create_app
+    from receiver.app import create_app, open_store
 
     settings = _settings(ctx)
     if port is None:
-        port = int(os.environ.get("PORT", "8000"))
+        raw_port = os.environ.get("PORT", "8000")
+        if not raw_port.isdigit() or int(raw_port) > 65535:
+            raise click.BadParameter(f"PORT must be a port number 0-65535, got {raw_port[:40]!r}")
+        port = int(raw_port)
+    open_store(settings).close()  # a database that cannot be opened is a clear error now, not at startup
     app = create_app(settings, run_worker=not no_worker)
     if settings.api_token is None:
         click.echo(f"RELAY_API_TOKEN was not set; this run's admin token is: {app.state.api_token}", err=True)

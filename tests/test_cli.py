@@ -155,3 +155,32 @@ def test_list_filters_refuse_unknown_values(db: str, args: tuple[str, ...]) -> N
     """A filter value the relay never stores is a usage error listing the choices, not an empty list."""
     out = run(db, *args, ok=False)
     assert args[-1] in out and "is not one of" in out
+
+
+def test_unusable_database_locations_are_clear_errors(tmp_path: Path) -> None:
+    """A database whose folder cannot exist, or a file that is not SQLite, is a one-line error naming
+    the path (exit 1, no traceback); a database in a folder not yet made is created with its folder."""
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    out = run(f"sqlite:///{blocker}/relay.db", "jobs", "list", ok=False)
+    assert "Error: cannot" in out and str(blocker) in out and "Traceback" not in out
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"this is not a database" * 100)
+    out = run(f"sqlite:///{garbage}", "jobs", "list", ok=False)
+    assert "not a database" in out and "Traceback" not in out
+    assert run(f"sqlite:///{tmp_path}/new/folder/relay.db", "jobs", "list", "--json").strip() == ""
+    assert (tmp_path / "new" / "folder" / "relay.db").exists()
+
+
+def test_serve_refuses_a_bad_port_or_database_before_starting(tmp_path: Path) -> None:
+    """``serve`` checks ``$PORT`` and the database before uvicorn starts: a usage error (exit 2) for a
+    PORT that is not a port number, a one-line error (exit 1) for a database it cannot open."""
+    runner = CliRunner()
+    db = f"sqlite:///{tmp_path / 'relay.db'}"
+    bad_port = runner.invoke(cli, ["--database", db, "serve"], env={"PORT": "http"})
+    assert bad_port.exit_code == 2 and "PORT must be a port number" in bad_port.output
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    bad_db = runner.invoke(cli, ["--database", f"sqlite:///{blocker}/relay.db", "serve", "--port", "0"])
+    assert bad_db.exit_code == 1 and str(blocker) in bad_db.output, bad_db.output
+    assert bad_db.exception is None or isinstance(bad_db.exception, SystemExit)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet
 
-from dispatch.errors import ValidationFailed
+from dispatch.errors import StoreUnavailable, ValidationFailed
 from dispatch.secretbox import SecretBox, load_or_create_key
 
 PLAIN = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -115,3 +117,37 @@ def test_key_file_with_garbage_refused(tmp_path: Path) -> None:
     key_file.chmod(0o600)
     with pytest.raises(ValidationFailed, match=r"relay\.key"):
         load_or_create_key(None, key_file)
+
+
+def test_key_file_folder_is_created(tmp_path: Path) -> None:
+    """A key file in a folder that does not exist yet is created with its folder, and nothing else
+    (no temporary file) is left behind."""
+    key_file = tmp_path / "data" / "nested" / "relay.key"
+    key = load_or_create_key(None, key_file)
+    assert key_file.read_text().strip() == key
+    assert sorted(p.name for p in key_file.parent.iterdir()) == ["relay.key"]
+
+
+def test_key_file_that_cannot_be_created_is_store_unavailable(tmp_path: Path) -> None:
+    """When the key file's folder cannot exist (its parent is a regular file), the error names the
+    key file instead of escaping as a traceback."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    with pytest.raises(StoreUnavailable, match=r"not-a-folder/relay\.key"):
+        load_or_create_key(None, blocker / "relay.key")
+
+
+def test_processes_starting_together_agree_on_one_key(tmp_path: Path) -> None:
+    """Sixteen threads creating the key file at the same moment (serve and worker starting at once)
+    all get the same key, and the file holds it complete."""
+    key_file = tmp_path / "relay.key"
+    barrier = threading.Barrier(16)
+
+    def create() -> str:
+        barrier.wait()
+        return load_or_create_key(None, key_file)
+
+    with ThreadPoolExecutor(16) as pool:
+        keys = set(pool.map(lambda _: create(), range(16)))
+    assert keys == {key_file.read_text().strip()}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["relay.key"]
