@@ -18,6 +18,7 @@ from receiver.settings import Settings
 from receiver.vendors.base import VendorAdapter, VendorRequest
 
 TRIES = 4
+_ENCODED_FORM = frozenset({"content-encoding", "content-length", "transfer-encoding"})
 MAX_BACKOFF = 30.0  # seconds
 
 
@@ -62,21 +63,15 @@ class VendorClient:
 
         Raises :class:`UpstreamError` with code ``vendor_timeout`` (no answer in
         ``RELAY_VENDOR_TIMEOUT`` seconds and not safe to repeat — the vendor may have started and
-        charged the job) or ``vendor_unreachable`` (no connection after :data:`TRIES` tries).
+        charged the job), ``vendor_unreachable`` (no connection after :data:`TRIES` tries) or
+        ``vendor_response_too_large`` (an answer over ``RELAY_MAX_BODY_BYTES``, not retried).
         """
         base = self.settings.vendor_base_url(adapter.base_url_setting)
         headers = {**adapter.auth_headers(self.credential(adapter)), **request.headers}
         for attempt in range(1, TRIES + 1):
             last = attempt == TRIES
             try:
-                response = await self.client.request(
-                    request.method,
-                    base + request.path,
-                    json=request.json,
-                    params=request.query,
-                    headers=headers,
-                    timeout=self.settings.vendor_timeout,
-                )
+                response = await self._request(adapter, request, base, headers)
             except httpx.TimeoutException:
                 if safe_to_repeat and not last:
                     await self.sleep(backoff(attempt, None))
@@ -103,6 +98,37 @@ class VendorClient:
                 continue
             return response
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _request(
+        self, adapter: VendorAdapter, request: VendorRequest, base: str, headers: dict[str, str]
+    ) -> httpx.Response:
+        """One HTTP exchange, reading at most ``RELAY_MAX_BODY_BYTES`` of the answer (the same cap as
+        callbacks: a vendor's answer is stored like one). Raises ``httpx`` errors, and
+        :class:`UpstreamError` ``vendor_response_too_large`` for a longer answer."""
+        limit = self.settings.max_body_bytes
+        async with self.client.stream(
+            request.method,
+            base + request.path,
+            json=request.json,
+            params=request.query,
+            headers=headers,
+            timeout=self.settings.vendor_timeout,
+        ) as streamed:
+            body = bytearray()
+            async for chunk in streamed.aiter_bytes():
+                body += chunk
+                if len(body) > limit:
+                    raise UpstreamError(
+                        f"{adapter.name} answered HTTP {streamed.status_code} with a body over the"
+                        f" {limit}-byte limit (RELAY_MAX_BODY_BYTES); it was not read",
+                        code="vendor_response_too_large",
+                        http_status=streamed.status_code,
+                    )
+        # The body is decoded already: drop the headers that describe its encoded form.
+        kept = [(k, v) for k, v in streamed.headers.multi_items() if k.lower() not in _ENCODED_FORM]
+        return httpx.Response(
+            streamed.status_code, headers=kept, content=bytes(body), request=streamed.request
+        )
 
     async def fetch_status(
         self, adapter: VendorAdapter, vendor_job_id: str
