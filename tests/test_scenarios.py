@@ -178,7 +178,8 @@ def check_received(env: RelayEnv, job: dict[str, Any], expected: list[str]) -> l
     """Assert the subscriber got exactly ``expected`` for ``job``: once each, verified, sequences
     1..n in state-machine order, the terminal id deterministic. Returns the deliveries."""
     got = deliveries_for(env, job["id"])
-    ids = [d.event_id for d in got]
+    ids = [d.event_id or "" for d in got]
+    assert all(ids), f"a delivery without webhook-id: {ids}"
     assert len(ids) == len(set(ids)), f"an event was delivered twice: {ids}"
     for d in got:
         assert d.verified is True, d.verify_error

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -795,7 +796,11 @@ JOB_BODIES = st.dictionaries(KEYS, FIELD_VALUES, max_size=10)
 
 
 def _only_payload_errors(raw: bytes) -> None:
-    for parse in (lambda: ADAPTER.parse_callback(raw, {}), lambda: ADAPTER.parse_status(200, raw)):
+    parsers: tuple[Callable[[], JobUpdate], ...] = (
+        lambda: ADAPTER.parse_callback(raw, {}),
+        lambda: ADAPTER.parse_status(200, raw),
+    )
+    for parse in parsers:
         try:
             update = parse()
         except PayloadError:
