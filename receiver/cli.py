@@ -112,6 +112,7 @@ def serve(ctx: click.Context, host: str, port: int | None, no_worker: bool) -> N
     import uvicorn
 
     from receiver.app import create_app, open_store
+    from receiver.logs import uvicorn_log_config
 
     settings = _settings(ctx)
     if port is None:
@@ -126,7 +127,7 @@ def serve(ctx: click.Context, host: str, port: int | None, no_worker: bool) -> N
     # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal under the handler that was
     # installed before it: make that one a no-op so a graceful stop exits 0 (what process managers expect).
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    uvicorn.run(app, host=host, port=port, log_level="info", log_config=uvicorn_log_config())
 
 
 @cli.command()
