@@ -288,3 +288,16 @@ def test_admin_body_over_the_limit_is_413_and_creates_nothing(env: RelayEnv, str
     assert response.json()["error"]["code"] == "payload_too_large"
     assert env.ok(env.client.get("/v1/jobs"), 200)["data"] == []
     assert len(env.fake.submits()) == before
+
+
+@pytest.mark.parametrize("other", ["dreamina", "apiframe", "artnex", "APIXO", "nope"])
+def test_a_token_only_works_under_its_own_vendor(env: RelayEnv, other: str) -> None:
+    """A job's callback token posted under another vendor's path (or Artnex's, which has no callbacks,
+    or an unknown or differently-cased vendor) is a 404 that stores nothing and leaves the job as is."""
+    job = env.submit("apixo", {"input": {"image_urls": [source_image("lost")]}})
+    token = env.callback_url("generateTask").rsplit("/", 1)[1]
+    before = env.ok(env.client.get("/v1/inbound"), 200)["data"]
+    response = httpx.post(f"{env.relay.url}/v1/callbacks/{other}/{token}", content=b'{"code": 200}')
+    assert response.status_code == 404, response.text
+    assert env.ok(env.client.get("/v1/inbound"), 200)["data"] == before
+    assert env.job(job["id"])["status"] == "queued"
