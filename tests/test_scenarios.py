@@ -324,6 +324,25 @@ def test_artnex_daily_quota_is_reported_not_retried(main_env: RelayEnv) -> None:
     check_received(main_env, job, [F])
 
 
+def test_artnex_timeout_is_not_resent(slow_env: RelayEnv) -> None:
+    """Artnex answers after the relay's vendor timeout: it has no idempotency key, so the relay does not
+    send again (a second paid upscale); the job fails as vendor_timeout saying it may have been charged."""
+    params, src = make_params("artnex", "slow")
+    job = slow_env.submit("artnex", params)
+    assert job["status"] == "failed"
+    assert job["error"]["code"] == "vendor_timeout" and "charged" in job["error"]["message"]
+    job = settle(slow_env, "artnex", job["id"], src, "failed")
+    got = check_received(slow_env, job, [F])
+    # the fake records a submit when it answers, 1.5 s in: wait for that answer, then count
+    wait_until(
+        lambda: submits_for(slow_env, "artnex", src), timeout=10, message="the slow submit never ended"
+    )
+    submits = submits_for(slow_env, "artnex", src)
+    assert len(submits) == 1 and submits[0].status == 200, "Artnex was sent the job twice"
+    assert "may have started" in job["error"]["message"] and job["vendor_job_id"] is None
+    record_row("artnex", "slow", job, got, submits)
+
+
 # -- vendor refusals at submit -------------------------------------------------------------------
 REFUSALS = [
     ("ltxstudio", {"jobId": ltx_source_job(pending=True)}, "vendor_rejected"),  # 400: source not completed
