@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,6 +15,7 @@ from dispatch.model import JobError, JobState, JobUpdate, Output
 from fixtures import payload, payload_names
 from receiver.vendors import apiframe
 from receiver.vendors.base import SubmitResult
+from tests.properties import JSON_VALUES, check_parsers, check_submit_response
 
 ADAPTER = apiframe.ADAPTER
 JOB = "a1b2c3d4-e5f6-7890-abcd-ef1234567890"
@@ -757,13 +757,6 @@ def test_sign_and_verify_round_trip(api_key: str, raw: bytes) -> None:
 
 # --- robustness ---------------------------------------------------------------------------------
 
-JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
-    ),
-    max_leaves=12,
-)
 FIELD_VALUES = (
     JSON_VALUES
     | st.sampled_from(
@@ -795,48 +788,15 @@ KEYS = st.sampled_from(
 JOB_BODIES = st.dictionaries(KEYS, FIELD_VALUES, max_size=10)
 
 
-def _only_payload_errors(raw: bytes) -> None:
-    parsers: tuple[Callable[[], JobUpdate], ...] = (
-        lambda: ADAPTER.parse_callback(raw, {}),
-        lambda: ADAPTER.parse_status(200, raw),
-    )
-    for parse in parsers:
-        try:
-            update = parse()
-        except PayloadError:
-            continue
-        assert isinstance(update, JobUpdate)
-
-
-@settings(deadline=None, max_examples=300)
-@given(st.binary())
-def test_arbitrary_bytes_raise_only_payload_errors(raw: bytes) -> None:
-    """Whatever the bytes, the callback and status parsers return an update or raise PayloadError."""
-    _only_payload_errors(raw)
-
-
-@settings(deadline=None, max_examples=300)
-@given(JSON_VALUES)
-def test_arbitrary_json_raises_only_payload_errors(value: Any) -> None:
-    """Whatever the JSON value, the callback and status parsers return an update or raise PayloadError."""
-    _only_payload_errors(json.dumps(value).encode())
-
-
 @settings(deadline=None, max_examples=500)
 @given(JOB_BODIES)
 def test_job_shaped_json_raises_only_payload_errors(value: dict[str, Any]) -> None:
     """Job-shaped objects with arbitrary field values parse or raise PayloadError, never anything else."""
-    _only_payload_errors(json.dumps(value).encode())
+    check_parsers(ADAPTER, json.dumps(value).encode())
 
 
 @settings(deadline=None, max_examples=300)
-@given(
-    st.integers(min_value=100, max_value=599), st.binary() | JOB_BODIES.map(lambda v: json.dumps(v).encode())
-)
-def test_submit_responses_raise_only_payload_or_upstream_errors(status: int, raw: bytes) -> None:
-    """Whatever the status and body, a submit answer parses or raises PayloadError or UpstreamError."""
-    try:
-        result = ADAPTER.parse_submit_response(status, raw, {})
-    except (PayloadError, UpstreamError):
-        return
-    assert isinstance(result, SubmitResult)
+@given(st.integers(min_value=100, max_value=599), JOB_BODIES.map(lambda v: json.dumps(v).encode()))
+def test_job_shaped_submit_answers_raise_only_payload_or_upstream_errors(status: int, raw: bytes) -> None:
+    """Job-shaped submit answers under any status parse or raise PayloadError or UpstreamError."""
+    check_submit_response(ADAPTER, status, raw)

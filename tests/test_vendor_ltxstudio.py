@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,6 +15,7 @@ from dispatch.model import JobError, JobState, JobUpdate, Output
 from fixtures import payload, payload_names
 from receiver.vendors import ltxstudio
 from receiver.vendors.base import SubmitResult
+from tests.properties import JSON_VALUES, check_parsers, check_submit_response
 
 ADAPTER = ltxstudio.ADAPTER
 JOB_ID = "email:demo@example.com:8b45c932-0fe1-316f-e32c-5bcd7g8940f8-type:image"
@@ -496,11 +496,6 @@ def test_rate_limit_reads_retry_after() -> None:
 
 # --- property: nothing but PayloadError ---------------------------------------------------------
 
-JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4),
-    max_leaves=20,
-)
 STATUS_TYPES = st.sampled_from(["active", "completed", "failed", "queued"]) | JSON_VALUES
 ARTIFACTS = (
     st.fixed_dictionaries(
@@ -525,39 +520,9 @@ JOB_MODELS = st.fixed_dictionaries(
 )
 
 
-def parse_all(raw: bytes) -> None:
-    parsers: list[Callable[[], JobUpdate]] = [
-        lambda: ADAPTER.parse_callback(raw, {}),
-        lambda: ADAPTER.parse_status(200, raw),
-    ]
-    for parse in parsers:
-        try:
-            assert isinstance(parse(), JobUpdate)
-        except PayloadError as exc:
-            assert exc.message
-
-
-@settings(deadline=None, max_examples=300)
-@given(st.binary())
-def test_arbitrary_bytes_raise_only_payload_error(raw: bytes) -> None:
-    """Any bytes either parse to an update or raise :class:`PayloadError`, never anything else."""
-    parse_all(raw)
-
-
-@settings(deadline=None, max_examples=300)
-@given(JSON_VALUES)
-def test_arbitrary_json_raises_only_payload_error(value: Any) -> None:
-    """Any JSON value either parses to an update or raises :class:`PayloadError`, never anything else."""
-    parse_all(json.dumps(value).encode())
-
-
 @settings(deadline=None, max_examples=500)
 @given(JOB_MODELS)
 def test_job_shaped_json_raises_only_payload_error(value: dict[str, Any]) -> None:
     """Job-model-shaped JSON with arbitrary field values parses or raises only :class:`PayloadError`."""
-    parse_all(json.dumps(value).encode())
-    try:
-        result = ADAPTER.parse_submit_response(200, json.dumps(value).encode(), {})
-    except PayloadError:
-        return
-    assert isinstance(result, SubmitResult)
+    check_parsers(ADAPTER, json.dumps(value).encode())
+    check_submit_response(ADAPTER, 200, json.dumps(value).encode())
