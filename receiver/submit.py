@@ -21,7 +21,7 @@ from dispatch.store.records import Job, RawMessage
 from dispatch.store.runner import StoreRunner
 from receiver.poller import deadline_at, first_poll_at
 from receiver.settings import Settings
-from receiver.tokens import new_token
+from receiver.tokens import callback_url, new_token
 from receiver.vendor_client import VendorClient
 from receiver.vendors import get_adapter
 from receiver.vendors.base import SubmitResult, VendorAdapter
@@ -84,8 +84,8 @@ class Submitter:
         job = await self.runner.call(
             lambda s: s.create_job(vendor, stored_params, reference=reference, token_hash=token_hash)
         )
-        callback_url = None if token is None else f"{self.settings.public_url}/v1/callbacks/{vendor}/{token}"
-        request = adapter.submit_request(model, callback_url=callback_url, job_id=job.id)
+        url = None if token is None else callback_url(self.settings.public_url, vendor, token)
+        request = adapter.submit_request(model, callback_url=url, job_id=job.id)
         try:
             response = await self.vendors.send(
                 adapter, request, safe_to_repeat=adapter.idempotent_submit, retryable=_retryable(adapter)

@@ -20,3 +20,10 @@ def new_token() -> tuple[str, str]:
 def hash_token(token: str) -> str:
     """SHA-256 hex of ``token``: lookups compare digests, so timing reveals nothing of the token."""
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def callback_url(public_url: str, vendor: str, token: str) -> str:
+    """The URL a vendor calls back on: ``callback_url("https://relay.example.com", "apixo", "q3V…")``
+    → ``"https://relay.example.com/v1/callbacks/apixo/q3V…"`` (the route in ``receiver.api.callbacks``;
+    ``public_url`` is ``RELAY_PUBLIC_URL``, without a trailing slash)."""
+    return f"{public_url}/v1/callbacks/{vendor}/{token}"

@@ -14,7 +14,7 @@ from starlette.routing import Route
 
 from dispatch.errors import ValidationFailed
 from receiver.api.common import parse_json, resources
-from receiver.tokens import new_token
+from receiver.tokens import callback_url, new_token
 from receiver.vendors import get_adapter
 
 
@@ -37,7 +37,7 @@ async def create_source(request: Request) -> JSONResponse:
     source = await res.runner.call(
         lambda s: s.create_source(adapter.name, token_hash=token_hash, description=body.description)
     )
-    url = f"{res.settings.public_url}/v1/callbacks/{adapter.name}/{token}"
+    url = callback_url(res.settings.public_url, adapter.name, token)
     return JSONResponse({**source.to_json(), "callback_url": url}, status_code=201)
 
 
