@@ -26,6 +26,7 @@ class JobState(StrEnum):
 
     @property
     def terminal(self) -> bool:
+        """True for ``succeeded`` and ``failed``: no later message can change the outcome."""
         return self in (JobState.SUCCEEDED, JobState.FAILED)
 
     @property
@@ -49,6 +50,8 @@ class Output:
     expires_at: datetime | None = None
 
     def to_json(self) -> dict[str, Any]:
+        """The event contract's output object: ``{"url", "mime_type", "width", "height", "expires_at"}``
+        (pixels; ``expires_at`` ISO-8601 UTC with milliseconds, or ``null``)."""
         return {
             "url": self.url,
             "mime_type": self.mime_type,
@@ -59,6 +62,7 @@ class Output:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Output:
+        """The inverse of :meth:`to_json` (as stored in the jobs table). Raises ``KeyError`` without ``url``."""
         return cls(
             url=data["url"],
             mime_type=data.get("mime_type"),
@@ -77,6 +81,7 @@ class JobError:
     message: str | None = None
 
     def to_json(self) -> dict[str, Any]:
+        """The event contract's error object: ``{"code": "ImageFormatIncorrect", "message": "…"}``."""
         return {"code": self.code, "message": self.message}
 
 

@@ -30,6 +30,7 @@ class RedactCallbackTokens(logging.Filter):
     carry the path as ``args[2]``). Never drops a record."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        """Redact ``record`` in place; always ``True`` (keep it)."""
         if isinstance(record.msg, str):
             record.msg = redact(record.msg)
         if isinstance(record.args, tuple):
