@@ -10,7 +10,9 @@ client library. Example::
 
 Security (DESIGN.md "Security stance"): redirects are never followed, at most 4 KiB of a response is
 read, proxies from the environment are ignored, and targets on loopback/private/link-local addresses
-are refused (:mod:`dispatch.ssrf`) unless ``allow_private``.
+are refused (:mod:`dispatch.ssrf`) unless ``allow_private``: the URL is checked before sending, the
+connector's resolver drops non-public answers, and its socket factory refuses to dial any non-public
+address, literal IPs included.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from types import TracebackType
 import aiohttp
 
 from dispatch.errors import ValidationFailed
-from dispatch.ssrf import TargetRefused, VettingResolver, check_url
+from dispatch.ssrf import TargetRefused, VettingResolver, VettingSocketFactory, check_url
 
 MAX_RESPONSE_BYTES = 4096
 """How much of a subscriber's response body is read and kept (bytes)."""
@@ -107,7 +109,9 @@ class Sender:
 
     async def __aenter__(self) -> Sender:
         connector = aiohttp.TCPConnector(
-            limit=self._limit, resolver=VettingResolver(allow_private=self._allow_private)
+            limit=self._limit,
+            resolver=VettingResolver(allow_private=self._allow_private),
+            socket_factory=VettingSocketFactory(allow_private=self._allow_private),
         )
         self._session = aiohttp.ClientSession(
             connector=connector,
@@ -132,8 +136,10 @@ class Sender:
 
         Redirects are not followed (a 3xx is returned as is, a failed attempt). At most 4096 bytes of
         the response body are read. Timeouts, refused or reset connections, DNS failures and SSRF
-        refusals (:func:`dispatch.ssrf.check_url`, :class:`dispatch.ssrf.VettingResolver`) come back as
-        ``AttemptResult(status_code=None, error="...")``. Raises ``RuntimeError`` outside ``async with``.
+        refusals (:func:`dispatch.ssrf.check_url`, :class:`dispatch.ssrf.VettingResolver`,
+        :class:`dispatch.ssrf.VettingSocketFactory`) come back as ``AttemptResult(status_code=None,
+        error="...")``; a refusal's error starts with ``"refused: "``. Raises ``RuntimeError`` outside
+        ``async with``.
         """
         session = self._session
         if session is None:
