@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from dispatch.errors import RelayError
+from receiver.logs import redact_target, remember_secrets
 
 log = logging.getLogger("upscale_relay.http")
 
@@ -36,11 +37,27 @@ async def http_error(request: Request, exc: Exception) -> Response:
 
 
 async def unexpected_error(request: Request, exc: Exception) -> Response:
-    """Anything else: logged with its traceback, answered 500 without internals."""
-    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    """Anything else: logged with its traceback, answered 500 without internals. The path is logged
+    redacted (``/v1/callbacks/apixo/***``) even where logging is not set up by :mod:`receiver.logs`,
+    whose handlers also redact the traceback, and the request's own credentials (:func:`_credentials`)
+    wherever they appear in this request's logs (uvicorn reports the exception again, with the same
+    traceback)."""
+    remember_secrets(*_credentials(request))
+    log.exception("unhandled error on %s %s", request.method, redact_target(request.url.path), exc_info=exc)
     return JSONResponse(
         {"error": {"code": "internal_error", "message": "internal error", "details": None}}, status_code=500
     )
+
+
+def _credentials(request: Request) -> list[str]:
+    """The secrets a request carries: its callback token (the ``token`` path parameter), its
+    query-string values and its ``Authorization`` credential (``Bearer <this>``)."""
+    token = request.path_params.get("token")
+    values = [token] if isinstance(token, str) else []
+    values.extend(request.query_params.values())
+    _, _, credential = request.headers.get("authorization", "").strip().partition(" ")
+    values.append(credential.strip())
+    return values
 
 
 HANDLERS = {RelayError: relay_error, HTTPException: http_error, Exception: unexpected_error}
