@@ -53,6 +53,16 @@ def open_store(settings: Settings) -> SQLiteStore:
     return SQLiteStore.open(settings.sqlite_path, box, busy_timeout=settings.db_busy_timeout)
 
 
+def open_runner(settings: Settings) -> StoreRunner:
+    """The store runner: the writer connection plus, for a file database, a read-only reader
+    connection (reads never wait behind the write lock). Raises :class:`StoreUnavailable`."""
+    store = open_store(settings)
+    if str(settings.sqlite_path) == ":memory:":
+        return StoreRunner(store)
+    reader = SQLiteStore.open_reader(settings.sqlite_path, store.box, busy_timeout=settings.db_busy_timeout)
+    return StoreRunner(store, reader=reader)
+
+
 def make_dispatcher(settings: Settings, runner: StoreRunner, sender: Sender) -> Dispatcher:
     """A dispatcher configured from ``settings``."""
     return Dispatcher(
@@ -85,7 +95,7 @@ async def healthz(request: Request) -> JSONResponse:
 async def readyz(request: Request) -> JSONResponse:
     """Readiness: the database answers (503 otherwise)."""
     res: Resources = request.state.resources
-    ok = await res.runner.call(lambda s: s.ping())
+    ok = await res.runner.read(lambda s: s.ping())
     return JSONResponse({"status": "ok" if ok else "unavailable"}, status_code=200 if ok else 503)
 
 
@@ -99,7 +109,7 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Resources]]:
-        runner = StoreRunner(open_store(settings))
+        runner = open_runner(settings)
         runner.start()
         stop = asyncio.Event()
         tasks: list[asyncio.Task[None]] = []

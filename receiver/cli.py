@@ -109,10 +109,9 @@ def serve(ctx: click.Context, host: str, port: int | None, no_worker: bool) -> N
 
     Example: RELAY_PUBLIC_URL=https://relay.example.com upscale-relay serve --port 8000
     """
-    import uvicorn
-
     from receiver.app import create_app, open_store
     from receiver.logs import uvicorn_log_config
+    from receiver.server import run_server
 
     settings = _settings(ctx)
     if port is None:
@@ -127,7 +126,8 @@ def serve(ctx: click.Context, host: str, port: int | None, no_worker: bool) -> N
     # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal under the handler that was
     # installed before it: make that one a no-op so a graceful stop exits 0 (what process managers expect).
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
-    uvicorn.run(app, host=host, port=port, log_level="info", log_config=uvicorn_log_config())
+    # connection limits, header and keep-alive timeouts, and the shutdown grace: receiver/server.py
+    run_server(app, settings, host, port, uvicorn_log_config())
 
 
 @cli.command()
@@ -146,16 +146,17 @@ def worker(ctx: click.Context, grace: float | None) -> None:
     """
     import httpx
 
-    from dispatch.store.runner import StoreRunner
-    from receiver.app import make_dispatcher, make_sender, open_store
+    from receiver.app import make_dispatcher, make_sender, open_runner
+    from receiver.logs import configure_logging
     from receiver.poller import Poller
     from receiver.vendor_client import VendorClient
 
     settings = _settings(ctx)
+    configure_logging()  # the worker's own log lines go through the same secret redaction as serve's
     grace_seconds = settings.shutdown_grace if grace is None else grace
 
     async def main() -> None:
-        runner = StoreRunner(open_store(settings))
+        runner = open_runner(settings)
         runner.start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -43,6 +43,15 @@ class Settings(BaseSettings):
     max_headers: int = Field(default=100, ge=10)
     max_header_bytes: int = Field(default=32_768, ge=1024)
     vendor_timeout: float = Field(default=60.0, gt=0)
+    max_inbound_per_job: int = Field(default=200, ge=1)  # stored vendor messages per job; beyond: 429
+    source_max_jobs_per_hour: int = Field(
+        default=1000, ge=1
+    )  # jobs one source may create per hour; beyond: 429
+    # the HTTP server (uvicorn): connections and tasks at once (beyond: 503), idle keep-alive seconds,
+    # seconds a new connection gets to send its request headers before it is closed
+    limit_concurrency: int = Field(default=4096, ge=16)
+    keepalive_timeout: float = Field(default=5.0, gt=0)
+    header_timeout: float = Field(default=10.0, gt=0)
     confirm_unsigned: bool = False
     poll_after: dict[str, float] = Field(default_factory=dict)
     poll_every: dict[str, float] = Field(default_factory=dict)

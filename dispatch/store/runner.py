@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import queue
+import sqlite3
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from dispatch.errors import StoreUnavailable
@@ -28,18 +30,23 @@ class StoreRunner:
 
     Example::
 
-        runner = StoreRunner(store); runner.start()
-        job = await runner.call(lambda s: s.get_job("job_…"))
+        runner = StoreRunner(store, reader=SQLiteStore.open_reader(path, box)); runner.start()
+        job = await runner.read(lambda s: s.get_job("job_…"))
+        await runner.call(lambda s: s.mark_submitted(job.id, "task_1"))
         runner.stop()
 
     Exceptions raised by a verb reach its caller unchanged; a failed commit fails every call of
-    the batch with :class:`StoreUnavailable` (nothing of the batch was written).
+    the batch with :class:`StoreUnavailable` (nothing of the batch was written). Reads given to
+    :meth:`read` run on a separate read-only connection on their own thread, so they never queue
+    behind writes or wait for another process's write lock (WAL mode).
     """
 
-    def __init__(self, store: SQLiteStore) -> None:
+    def __init__(self, store: SQLiteStore, *, reader: SQLiteStore | None = None) -> None:
         self.store = store
+        self.reader = reader
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
+        self._read_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-reader")
 
     def start(self) -> None:
         """Start the writer thread; call once before :meth:`call`."""
@@ -50,6 +57,9 @@ class StoreRunner:
         if self._thread.is_alive():
             self._queue.put(_STOP)
             self._thread.join(timeout=30)
+        self._read_pool.shutdown(wait=True)
+        if self.reader is not None:
+            self.reader.close()
         self.store.close()
 
     async def call(self, fn: Callable[[SQLiteStore], T]) -> T:
@@ -58,6 +68,18 @@ class StoreRunner:
         future: asyncio.Future[T] = loop.create_future()
         self._queue.put((fn, future, loop))
         return await future
+
+    async def read(self, fn: Callable[[SQLiteStore], T]) -> T:
+        """Run the read-only ``fn(store)`` on the reader connection (on the writer when there is none).
+
+        ``fn`` must not write: the reader connection is ``query_only`` and a write raises
+        :class:`StoreUnavailable`. Reads see every transaction committed before they start.
+        """
+        reader = self.reader
+        if reader is None:
+            return await self.call(fn)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._read_pool, _read, fn, reader)
 
     def _run(self) -> None:
         while True:
@@ -106,3 +128,10 @@ def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
         future.set_result(value)
     else:
         future.set_exception(value)
+
+
+def _read(fn: Callable[[SQLiteStore], T], reader: SQLiteStore) -> T:
+    try:
+        return fn(reader)
+    except sqlite3.Error as exc:
+        raise StoreUnavailable(f"database read failed: {exc}") from exc

@@ -9,6 +9,7 @@ locked past the busy timeout) become :class:`StoreUnavailable`.
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -48,18 +49,33 @@ class SQLiteStore(JobVerbs, PollVerbs, DeliveryVerbs):
         """Open (creating if needed) and migrate the database at ``path``.
 
         ``busy_timeout`` (seconds) is how long a statement waits for a lock held by another
-        connection (another process) before it fails, as :class:`StoreUnavailable`. Raises
-        :class:`StoreUnavailable` when the file cannot be opened or migrated.
+        connection (another process) before it fails, as :class:`StoreUnavailable`. A new database
+        file is created mode 0600, and an existing one (with its ``-wal`` and ``-shm`` files, which
+        SQLite creates with the database's mode) is narrowed to 0600: it holds callback bodies and
+        encrypted secrets. Raises :class:`StoreUnavailable` when the file cannot be opened or migrated.
         """
         try:
             if str(path) != ":memory:":
                 path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-            conn.execute(f"PRAGMA busy_timeout = {round(busy_timeout * 1000)}")
+                _owner_only(path)
+            conn = _connect(path, busy_timeout)
             conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            conn.execute("PRAGMA foreign_keys = ON")
             migrate(conn)
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreUnavailable(f"cannot open database {path}: {exc}") from exc
+        return cls(conn, box)
+
+    @classmethod
+    def open_reader(cls, path: Path, box: SecretBox, *, busy_timeout: float = BUSY_TIMEOUT) -> SQLiteStore:
+        """A second, read-only connection to an existing database opened by :meth:`open`.
+
+        In WAL mode readers never wait for the writer's lock, so reads (admin API, callback token
+        lookups, readiness) stay fast while another process holds the write lock. Any write through
+        this connection fails (``PRAGMA query_only``). Raises :class:`StoreUnavailable`.
+        """
+        try:
+            conn = _connect(path, busy_timeout)
+            conn.execute("PRAGMA query_only = ON")
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot open database {path}: {exc}") from exc
         return cls(conn, box)
@@ -124,3 +140,21 @@ class SQLiteStore(JobVerbs, PollVerbs, DeliveryVerbs):
         except sqlite3.Error:
             return False
         return True
+
+
+def _connect(path: Path, busy_timeout: float) -> sqlite3.Connection:
+    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+    conn.execute(f"PRAGMA busy_timeout = {round(busy_timeout * 1000)}")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+def _owner_only(path: Path) -> None:
+    """Create ``path`` mode 0600 if missing; narrow it and its ``-wal``/``-shm`` files to 0600."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    os.close(fd)
+    for name in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with contextlib.suppress(FileNotFoundError, PermissionError):
+            if name.stat().st_mode & 0o077:
+                name.chmod(0o600)
