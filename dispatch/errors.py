@@ -44,6 +44,21 @@ class PayloadError(ValidationFailed):
     code = "invalid_payload"
 
 
+class VendorJobMismatch(PayloadError):
+    """A vendor message names another vendor job than the one its callback URL (or poll) is for:
+    stored with verdict ``mismatch`` and applied to nothing."""
+
+    code = "vendor_job_mismatch"
+
+
+class TooManyRequests(RelayError):
+    """A per-job or per-source cap is reached (``RELAY_MAX_INBOUND_PER_JOB``,
+    ``RELAY_SOURCE_MAX_JOBS_PER_HOUR``); nothing was stored, the sender may retry later."""
+
+    code = "too_many_requests"
+    status = 429
+
+
 class PayloadTooLarge(RelayError):
     """A request body is over the configured limit (bytes)."""
 

@@ -6,17 +6,27 @@ arriving twice by different roads gives the same event id and no second event.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
-from dispatch.errors import PayloadError, SignatureInvalid, UpstreamError, ValidationFailed
+from dispatch.errors import (
+    PayloadError,
+    SignatureInvalid,
+    UpstreamError,
+    ValidationFailed,
+    VendorJobMismatch,
+)
 from dispatch.model import JobUpdate
 from dispatch.store.records import IngestResult, Job, RawMessage, Source
 from dispatch.store.runner import StoreRunner
 from receiver.poller import deadline_at, first_poll_at
 from receiver.settings import Settings
+from receiver.tokens import scrub
 from receiver.vendor_client import VendorClient
-from receiver.vendors.base import VendorAdapter
+from receiver.vendors.base import VendorAdapter, check_job_id
+
+log = logging.getLogger("upscale_relay.ingest")
 
 
 class Ingest:
@@ -36,35 +46,68 @@ class Ingest:
         self.on_event = on_event
 
     def _parse(self, adapter: VendorAdapter, raw: RawMessage) -> JobUpdate:
+        """Verify and parse; raises :class:`SignatureInvalid` or :class:`PayloadError` only (an
+        adapter bug on hostile input is a :class:`PayloadError` too, so the message is still kept)."""
         adapter.verify_callback(
             raw.body, raw.headers, self.settings.vendor_credential(adapter.credential_setting)
         )
-        return adapter.parse_callback(raw.body, raw.headers)
+        try:
+            update = adapter.parse_callback(raw.body, raw.headers)
+        except (SignatureInvalid, PayloadError):
+            raise
+        except Exception as exc:  # never a 500 for a vendor body: keep it, reprocess it later
+            log.exception("%s adapter failed on a callback body", adapter.name)
+            raise PayloadError(f"{adapter.name} callback could not be parsed ({type(exc).__name__})") from exc
+        if update.vendor_job_id is not None:
+            check_job_id(adapter, update.vendor_job_id)
+        return update
 
-    async def job_callback(self, adapter: VendorAdapter, job: Job, raw: RawMessage) -> IngestResult:
+    async def job_callback(
+        self, adapter: VendorAdapter, job: Job, raw: RawMessage, *, token: str | None = None
+    ) -> IngestResult:
         """Verify, record and apply one vendor callback for ``job``.
 
-        The raw message is stored whatever happens. Raises :class:`SignatureInvalid` (stored with
-        verdict ``rejected``) or :class:`PayloadError` (stored with verdict ``invalid`` and the parse
-        error, reprocessable later), both after the store committed. Returns the store's result,
+        The raw message is stored whatever happens (at most ``RELAY_MAX_INBOUND_PER_JOB`` per job).
+        Raises, after the store committed: :class:`SignatureInvalid` (stored with verdict
+        ``rejected``), :class:`PayloadError` (verdict ``invalid`` with the parse error, reprocessable
+        later) or :class:`VendorJobMismatch` (verdict ``mismatch``: the body is about another vendor
+        job than this job's, e.g. job A's body posted to job B's URL). Raises
+        :class:`TooManyRequests` (nothing stored) past the per-job cap. Returns the store's result,
         whose ``verdict`` is ``applied``, ``duplicate``, ``stale``, ``conflict``, ``unknown_state``
         or ``unconfirmed`` (see :meth:`_confirm`).
+
+        ``token`` is the callback token of the URL the message came on: the signature is checked on
+        the bytes as received, and the message is stored with every callback token replaced by
+        ``[redacted]`` (:func:`receiver.tokens.scrub`).
         """
+        stored = scrub(raw, token)
         try:
             update = self._parse(adapter, raw)
+            mismatch(job, update)
         except (SignatureInvalid, PayloadError) as exc:
-            verdict = "rejected" if isinstance(exc, SignatureInvalid) else "invalid"
-            message = exc.message
-            await self.runner.call(
-                lambda s: s.record_message(job.id, "callback", raw, None, verdict=verdict, error=message)
-            )
+            await self._reject(job, stored, exc)
             raise
-        return await self._apply(adapter, job, raw, update)
+        return await self._apply(adapter, job, stored, update)
 
-    async def source_callback(self, adapter: VendorAdapter, source: Source, raw: RawMessage) -> IngestResult:
+    async def _reject(self, job: Job, raw: RawMessage, exc: SignatureInvalid | PayloadError) -> None:
+        if isinstance(exc, SignatureInvalid):
+            verdict = "rejected"
+        else:
+            verdict = "mismatch" if isinstance(exc, VendorJobMismatch) else "invalid"
+        message, cap = exc.message, self.settings.max_inbound_per_job
+        await self.runner.call(
+            lambda s: s.record_message(
+                job.id, "callback", raw, None, verdict=verdict, error=message, max_callbacks=cap
+            )
+        )
+
+    async def source_callback(
+        self, adapter: VendorAdapter, source: Source, raw: RawMessage, *, token: str | None = None
+    ) -> IngestResult:
         """A callback on a source URL: the job is found (or created on first sight) by the vendor
         job id in the body, then the callback is applied like any other. Raises like
         :meth:`job_callback`; a body without a vendor job id is a :class:`PayloadError`."""
+        stored = scrub(raw, token)
         try:
             update = self._parse(adapter, raw)
             if not update.vendor_job_id:
@@ -73,21 +116,25 @@ class Ingest:
             verdict = "rejected" if isinstance(exc, SignatureInvalid) else "invalid"
             message = exc.message
             await self.runner.call(
-                lambda s: s.record_orphan(source.vendor, "callback", raw, verdict=verdict, error=message)
+                lambda s: s.record_orphan(source.vendor, "callback", stored, verdict=verdict, error=message)
             )
             raise
         now = time.time()
         poll_at, deadline = first_poll_at(self.settings, source.vendor, now), deadline_at(self.settings, now)
         vendor_job_id = update.vendor_job_id
+        per_hour = self.settings.source_max_jobs_per_hour
         job = await self.runner.call(
-            lambda s: s.job_for_source(source, vendor_job_id, poll_at=poll_at, deadline_at=deadline)
+            lambda s: s.job_for_source(
+                source, vendor_job_id, poll_at=poll_at, deadline_at=deadline, max_per_hour=per_hour
+            )
         )
-        return await self._apply(adapter, job, raw, update)
+        return await self._apply(adapter, job, stored, update)
 
     async def _apply(
         self, adapter: VendorAdapter, job: Job, raw: RawMessage, update: JobUpdate
     ) -> IngestResult:
         note = None
+        cap = self.settings.max_inbound_per_job
         if (
             self.settings.confirm_unsigned
             and not adapter.signs_callbacks
@@ -98,7 +145,7 @@ class Ingest:
             if confirmed is None:
                 result = await self.runner.call(
                     lambda s: s.record_message(
-                        job.id, "callback", raw, None, verdict="unconfirmed", error=note
+                        job.id, "callback", raw, None, verdict="unconfirmed", error=note, max_callbacks=cap
                     )
                 )
                 await self.runner.call(lambda s: s.poll_soon(job.id, int(time.time() * 1000)))
@@ -106,7 +153,7 @@ class Ingest:
             update = confirmed
         final = update
         result = await self.runner.call(
-            lambda s: s.record_message(job.id, "callback", raw, final, error=note)
+            lambda s: s.record_message(job.id, "callback", raw, final, error=note, max_callbacks=cap)
         )
         if result.event_ids:
             self.on_event()
@@ -128,3 +175,18 @@ class Ingest:
         said = update.state.value if update.state else update.raw_state
         got = confirmed.state.value if confirmed.state else confirmed.raw_state
         return confirmed, f"confirmed at {adapter.name}: callback said {said}, vendor says {got}"
+
+
+def mismatch(job: Job, update: JobUpdate) -> None:
+    """Raise :class:`VendorJobMismatch` when ``update`` names another vendor job than ``job``'s.
+
+    Example: a job submitted as APIXO ``task_A`` receiving ``{"data": {"taskId": "task_B", ...}}``
+    raises ``VendorJobMismatch("message is about vendor job 'task_B', this job is 'task_A'")``. A
+    job whose vendor job id is not known yet (submit answer lost) takes the id the message gives:
+    the per-job callback token already proves the message is this job's.
+    """
+    said = update.vendor_job_id
+    if said is not None and job.vendor_job_id is not None and said != job.vendor_job_id:
+        raise VendorJobMismatch(
+            f"message is about vendor job {said[:200]!r}, this job is {job.vendor_job_id!r}; nothing applied"
+        )

@@ -31,6 +31,7 @@ from dispatch.model import JobError, JobState, JobUpdate
 from dispatch.store.records import Job, RawMessage
 from dispatch.store.runner import StoreRunner
 from receiver.settings import Settings
+from receiver.tokens import scrub
 from receiver.vendor_client import VendorClient
 from receiver.vendors import ADAPTERS
 
@@ -133,13 +134,32 @@ class Poller:
             log.warning("cannot poll %s: %s", job.id, exc)
             await self.runner.call(lambda s: s.finish_poll(job.id, next_poll_at=None))
             return
-        raw = RawMessage({k.lower(): v for k, v in response.headers.items()}, response.content, "vendor")
+        raw = scrub(
+            RawMessage({k.lower(): v for k, v in response.headers.items()}, response.content, "vendor")
+        )
+        said = update.vendor_job_id
+        if said is not None and said != vendor_job_id:  # the vendor answered about another job
+            message = f"status answer is about vendor job {said[:200]!r}, this job is {vendor_job_id!r}"
+            log.warning("poll of %s: %s", job.id, message)
+            await self._record(job, raw, None, message, verdict="mismatch")
+            await self._finish(job, now)
+            return
         await self._record(job, raw, update, None)
         soon = update.extra.get("webhookStatus") == "failed"  # Apiframe gave up calling back: keep looking
         await self._finish(job, now, soon=soon)
 
-    async def _record(self, job: Job, raw: RawMessage, update: JobUpdate | None, error: str | None) -> None:
-        result = await self.runner.call(lambda s: s.record_message(job.id, "poll", raw, update, error=error))
+    async def _record(
+        self,
+        job: Job,
+        raw: RawMessage,
+        update: JobUpdate | None,
+        error: str | None,
+        *,
+        verdict: str | None = None,
+    ) -> None:
+        result = await self.runner.call(
+            lambda s: s.record_message(job.id, "poll", raw, update, error=error, verdict=verdict)
+        )
         if result.event_ids:
             self.on_event()
 

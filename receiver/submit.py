@@ -21,10 +21,10 @@ from dispatch.store.records import Job, RawMessage
 from dispatch.store.runner import StoreRunner
 from receiver.poller import deadline_at, first_poll_at
 from receiver.settings import Settings
-from receiver.tokens import callback_url, new_token
+from receiver.tokens import callback_url, new_token, scrub
 from receiver.vendor_client import VendorClient
 from receiver.vendors import get_adapter
-from receiver.vendors.base import SubmitResult, VendorAdapter
+from receiver.vendors.base import SubmitResult, VendorAdapter, check_job_id
 
 
 def validation_details(exc: ValidationError, prefix: str = "") -> list[dict[str, str]]:
@@ -91,6 +91,8 @@ class Submitter:
                 adapter, request, safe_to_repeat=adapter.idempotent_submit, retryable=_retryable(adapter)
             )
             result = adapter.parse_submit_response(response.status_code, response.content, response.headers)
+            if result.vendor_job_id is not None:
+                check_job_id(adapter, result.vendor_job_id)
         except UpstreamError as exc:
             return await self._fail(job, exc.code, exc.message, exc.details)
         except PayloadError as exc:
@@ -105,7 +107,9 @@ class Submitter:
             lambda s: s.mark_submitted(job.id, result.vendor_job_id, poll_at=poll_at, deadline_at=deadline)
         )
         if result.update is not None:
-            raw = RawMessage({k.lower(): v for k, v in response.headers.items()}, response.content, "vendor")
+            raw = scrub(
+                RawMessage({k.lower(): v for k, v in response.headers.items()}, response.content, "vendor")
+            )
             update = result.update
             await self.runner.call(lambda s: s.record_message(job.id, "response", raw, update))
         self.on_event()

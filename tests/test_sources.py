@@ -147,6 +147,8 @@ def test_source_callback_creates_job_on_first_sight(env: RelayEnv, vendor: str) 
     assert [i["verdict"] for i in env.job(job["id"])["inbound"]] == ["duplicate", "applied"]
 
     other_body, other_id = with_job_id(vendor, COMPLETED[vendor], f"{vjid}-2")
+    if vendor == "ltxstudio":  # LTX job ids end in -type:image
+        other_body, other_id = with_job_id(vendor, COMPLETED[vendor], vjid.replace("-type:", "-2-type:"))
     if vendor == "apiframe":  # Apiframe job ids are UUIDs
         other_body, other_id = with_job_id(vendor, COMPLETED[vendor], "0f0e0d0c-0b0a-4908-8706-050403020100")
     second = post(env, url, vendor, other_body)

@@ -31,6 +31,7 @@ def test_migrations_are_recorded_and_wal_is_on(store: SQLiteStore) -> None:
     assert [r[0] for r in store.conn.execute("SELECT name FROM _migrations")] == [
         "001_initial",
         "002_polling_sources_recovery",
+        "003_callback_count",
     ]
     assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 

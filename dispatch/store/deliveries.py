@@ -360,7 +360,7 @@ class DeliveryVerbs:
                     attempt.started_at,
                     attempt.duration_ms,
                     attempt.status_code,
-                    json.dumps(attempt.response_headers),
+                    json.dumps(cap_headers(attempt.response_headers)),
                     attempt.response_body,
                     attempt.error,
                 ),
@@ -478,3 +478,27 @@ class DeliveryVerbs:
             "SELECT MIN(next_attempt_at) FROM deliveries WHERE status IN ('pending', 'retrying')"
         ).fetchone()
         return row[0] if row else None
+
+
+MAX_STORED_HEADER_BYTES = 4096
+"""How much of a subscriber's response headers an attempt keeps (names and values, bytes), like the
+4 KiB of its body (:data:`dispatch.sender.MAX_RESPONSE_BYTES`)."""
+
+
+def cap_headers(headers: dict[str, str], limit: int = MAX_STORED_HEADER_BYTES) -> dict[str, str]:
+    """``headers`` cut to at most ``limit`` bytes of names and values (UTF-8), in order; a value that
+    does not fit whole is cut, and the marker ``"x-relay-truncated": "true"`` is added when anything
+    was dropped. Example: 100 headers of 8 KB each → a few kept, about 4 KiB in all."""
+    kept: dict[str, str] = {}
+    used = 0
+    for name, value in headers.items():
+        size = len(name.encode()) + len(value.encode())
+        if used + size > limit:
+            room = limit - used - len(name.encode())
+            if room > 0:
+                kept[name] = value.encode()[:room].decode("utf-8", "ignore")
+            kept["x-relay-truncated"] = "true"
+            return kept
+        kept[name] = value
+        used += size
+    return kept

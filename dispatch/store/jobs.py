@@ -9,14 +9,15 @@ from contextlib import AbstractContextManager
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from dispatch.errors import NotFound
+from dispatch.errors import NotFound, TooManyRequests
 from dispatch.model import JobError, JobState, JobUpdate, Output, event_id, iso_ms, new_id, now_ms
 from dispatch.state import APPLIED, transition
 from dispatch.store.records import Event, Inbound, IngestResult, Job, RawMessage
 
 _JOB_COLUMNS = (
     "id, vendor, vendor_job_id, status, progress, outputs, error, reference, params, sequence, flags,"
-    " created_at, updated_at, submitted_at, completed_at, source_id, poll_at, poll_attempts, deadline_at"
+    " created_at, updated_at, submitted_at, completed_at, source_id, poll_at, poll_attempts, deadline_at,"
+    " callback_count"
 )
 
 
@@ -42,6 +43,7 @@ def _job(row: sqlite3.Row | tuple[Any, ...]) -> Job:
         poll_at=row[16],
         poll_attempts=row[17] or 0,
         deadline_at=row[18],
+        callback_count=row[19] or 0,
     )
 
 
@@ -58,10 +60,11 @@ def _inbound(row: tuple[Any, ...]) -> Inbound:
         received_at=row[4],
         peer=row[5],
         headers=json.loads(row[6] or "{}"),
-        body=bytes(row[7]),
+        body=bytes(row[7] or b""),
         verdict=row[8],
         error=row[9],
         event_ids=tuple(json.loads(row[10] or "[]")),
+        size=row[11] if len(row) > 11 else None,
     )
 
 
@@ -175,18 +178,31 @@ class JobVerbs:
         *,
         verdict: str | None = None,
         error: str | None = None,
+        max_callbacks: int | None = None,
     ) -> IngestResult:
         """Store a raw vendor message and apply its parsed ``update`` to the job, in one transaction.
 
         ``kind`` is ``callback``, ``response`` or ``poll``. With ``update=None`` the message is kept
         with ``verdict`` (default ``invalid``) and ``error``, and nothing else changes. Otherwise the
         state machine decides; new events and their deliveries are written in the same transaction.
-        Raises :class:`NotFound` for an unknown job, :class:`StoreUnavailable` if nothing could be written.
+        With ``max_callbacks``, a job that already has that many stored callbacks takes no more.
+
+        Example: ``record_message("job_1", "callback", raw, update)`` →
+        ``IngestResult("in_…", "applied", <Job succeeded>, ("evt_…",))``.
+        Raises :class:`NotFound` for an unknown job, :class:`TooManyRequests` (nothing written) past
+        ``max_callbacks``, :class:`StoreUnavailable` if nothing could be written.
         """
         now = now_ms()
         inbound_id = new_id("in")
         with self.transaction() as conn:
             job = self.get_job(job_id)
+            if kind == "callback":
+                if max_callbacks is not None and job.callback_count >= max_callbacks:
+                    raise TooManyRequests(
+                        f"job {job_id} already has {job.callback_count} stored callbacks"
+                        f" (RELAY_MAX_INBOUND_PER_JOB={max_callbacks}); nothing stored"
+                    )
+                conn.execute("UPDATE jobs SET callback_count = callback_count + 1 WHERE id = ?", (job_id,))
             event_ids: tuple[str, ...] = ()
             if update is None:
                 verdict = verdict or "invalid"
@@ -284,14 +300,40 @@ class JobVerbs:
         vendor: str | None = None,
         verdict: str | None = None,
         limit: int = 50,
+        body_prefix: int | None = None,
     ) -> list[Inbound]:
-        """Newest stored vendor messages first, optionally filtered."""
+        """Newest stored vendor messages first, optionally filtered.
+
+        With ``body_prefix`` (bytes) each body is read only that far; the record's ``size`` then
+        gives the whole length (see :meth:`read_inbound_body`), so a job with 200 callbacks of
+        1 MiB does not come back as 200 MiB.
+        """
         where, args = _filters(job_id=job_id, vendor=vendor, verdict=verdict)
+        columns = _INBOUND_COLUMNS
+        if body_prefix is not None:
+            columns = columns.replace(" body,", f" substr(body, 1, {int(body_prefix)}),") + ", length(body)"
         rows = self.conn.execute(
-            f"SELECT {_INBOUND_COLUMNS} FROM inbound {where} ORDER BY received_at DESC, id DESC LIMIT ?",
+            f"SELECT {columns} FROM inbound {where} ORDER BY received_at DESC, id DESC LIMIT ?",
             (*args, limit),
         ).fetchall()
         return [_inbound(r) for r in rows]
+
+    def inbound_body_size(self, inbound_id: str) -> int:
+        """Bytes of a stored message's body, e.g. ``1048576``. Raises :class:`NotFound`."""
+        row = self.conn.execute("SELECT length(body) FROM inbound WHERE id = ?", (inbound_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"inbound message {inbound_id} not found")
+        return int(row[0] or 0)
+
+    def read_inbound_body(self, inbound_id: str, offset: int, length: int) -> bytes:
+        """``length`` bytes of a stored body from byte ``offset`` (fewer at its end; ``b""`` past
+        it), for streaming it in chunks. Raises :class:`NotFound`."""
+        row = self.conn.execute(
+            "SELECT substr(body, ?, ?) FROM inbound WHERE id = ?", (offset + 1, length, inbound_id)
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"inbound message {inbound_id} not found")
+        return bytes(row[0] or b"")
 
     # events -------------------------------------------------------------------------------------
     def get_event(self, eid: str) -> Event:

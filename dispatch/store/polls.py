@@ -11,7 +11,7 @@ import sqlite3
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING
 
-from dispatch.errors import NotFound
+from dispatch.errors import NotFound, TooManyRequests
 from dispatch.model import new_id, now_ms
 from dispatch.store.records import Job, RawMessage, Source
 
@@ -96,10 +96,20 @@ class PollVerbs:
         return Source(*row)
 
     def job_for_source(
-        self, source: Source, vendor_job_id: str, *, poll_at: int | None, deadline_at: int | None
+        self,
+        source: Source,
+        vendor_job_id: str,
+        *,
+        poll_at: int | None,
+        deadline_at: int | None,
+        max_per_hour: int | None = None,
     ) -> Job:
         """The job a source callback is about: found by (source, vendor job id), or created on
-        first sight (``queued``, no params, polled at ``poll_at`` until ``deadline_at``)."""
+        first sight (``queued``, no params, polled at ``poll_at`` until ``deadline_at``).
+
+        Raises :class:`TooManyRequests` (nothing created) when the source already created
+        ``max_per_hour`` jobs in the last hour, :class:`StoreUnavailable` when it cannot write.
+        """
         with self.transaction() as conn:
             row = conn.execute(
                 "SELECT id FROM jobs WHERE source_id = ? AND vendor_job_id = ?", (source.id, vendor_job_id)
@@ -107,6 +117,16 @@ class PollVerbs:
             if row:
                 return self.get_job(row[0])
             now = now_ms()
+            if max_per_hour is not None:
+                (recent,) = conn.execute(
+                    "SELECT COUNT(*) FROM jobs WHERE source_id = ? AND created_at > ?",
+                    (source.id, now - 3_600_000),
+                ).fetchone()
+                if recent >= max_per_hour:
+                    raise TooManyRequests(
+                        f"source {source.id} created {recent} jobs in the last hour"
+                        f" (RELAY_SOURCE_MAX_JOBS_PER_HOUR={max_per_hour}); try again later"
+                    )
             job_id = new_id("job")
             conn.execute(
                 "INSERT INTO jobs (id, vendor, vendor_job_id, status, params, sequence, flags, outputs, created_at,"

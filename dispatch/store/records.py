@@ -33,6 +33,7 @@ class Job:
     poll_at: int | None = None
     poll_attempts: int = 0
     deadline_at: int | None = None
+    callback_count: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -114,8 +115,18 @@ class Inbound:
     verdict: str
     error: str | None
     event_ids: tuple[str, ...]
+    size: int | None = None  # bytes of the whole body when ``body`` holds only a prefix of it
+
+    @property
+    def truncated(self) -> bool:
+        """True when ``body`` is only the first bytes of a longer stored body."""
+        return self.size is not None and self.size > len(self.body)
 
     def to_json(self) -> dict[str, Any]:
+        """The API shape. ``body`` is text (UTF-8, invalid bytes replaced); when it is a prefix,
+        ``body_truncated`` is true and ``body_url`` streams the whole body as received, e.g.
+        ``{"id": "in_1", ..., "body": "{\\"code\\": 200, ...", "size": 1048576, "body_truncated": true,
+        "body_url": "/v1/inbound/in_1/body"}``."""
         return {
             "id": self.id,
             "job_id": self.job_id,
@@ -125,7 +136,9 @@ class Inbound:
             "peer": self.peer,
             "headers": self.headers,
             "body": self.body.decode("utf-8", "replace"),
-            "size": len(self.body),
+            "size": self.size if self.size is not None else len(self.body),
+            "body_truncated": self.truncated,
+            "body_url": f"/v1/inbound/{self.id}/body",
             "verdict": self.verdict,
             "error": self.error,
             "event_ids": list(self.event_ids),

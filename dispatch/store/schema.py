@@ -153,9 +153,20 @@ def _m002_polling_sources_recovery(db: Database) -> None:
     db.table("deliveries").add_column("schedule_offset", int, not_null_default=0)
 
 
+def _m003_callback_count(db: Database) -> None:
+    # stored callbacks per job, so RELAY_MAX_INBOUND_PER_JOB is checked without counting rows
+    db.table("jobs").add_column("callback_count", int, not_null_default=0)
+    db.execute(
+        "UPDATE jobs SET callback_count = (SELECT COUNT(*) FROM inbound i"
+        " WHERE i.job_id = jobs.id AND i.kind = 'callback')"
+    )
+    db.table("jobs").create_index(["source_id", "created_at"])
+
+
 MIGRATIONS: list[tuple[str, Callable[[Database], None]]] = [
     ("001_initial", _m001_initial),
     ("002_polling_sources_recovery", _m002_polling_sources_recovery),
+    ("003_callback_count", _m003_callback_count),
 ]
 
 

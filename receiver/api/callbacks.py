@@ -17,14 +17,18 @@ from receiver.vendors import ADAPTERS
 
 async def receive_callback(request: Request) -> JSONResponse:
     """Authenticate by token, store, parse and apply; 404 (nothing stored) for an unknown vendor or
-    token, 413 over the size limit, 401 for a bad signature, 422 for an unparseable body."""
+    token, 413 over the size limit, 401 for a bad signature, 422 for an unparseable body or one about
+    another vendor job (verdict ``mismatch``), 429 (nothing stored) past the per-job or per-source
+    caps, 503 when the store cannot write within ``RELAY_DB_BUSY_TIMEOUT``. Callback tokens echoed in
+    the body or headers are replaced by ``[redacted]`` before storage."""
     res = resources(request)
     vendor = request.path_params["vendor"]
     adapter = ADAPTERS.get(vendor)
     if adapter is None or adapter.synchronous:
         raise NotFound("unknown callback URL")
-    token_hash = hash_token(request.path_params["token"])
-    job, source = await res.runner.call(
+    token = request.path_params["token"]
+    token_hash = hash_token(token)
+    job, source = await res.runner.read(
         lambda s: (s.find_job_by_token(vendor, token_hash), s.find_source_by_token(vendor, token_hash))
     )
     if job is None and source is None:
@@ -33,10 +37,10 @@ async def receive_callback(request: Request) -> JSONResponse:
     peer = f"{request.client.host}:{request.client.port}" if request.client else None
     raw = RawMessage({k.lower(): v for k, v in request.headers.items()}, body, peer)
     if job is not None:
-        result = await res.ingest.job_callback(adapter, job, raw)
+        result = await res.ingest.job_callback(adapter, job, raw, token=token)
     else:
         assert source is not None
-        result = await res.ingest.source_callback(adapter, source, raw)
+        result = await res.ingest.source_callback(adapter, source, raw, token=token)
     return JSONResponse(
         {
             "ok": True,

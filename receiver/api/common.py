@@ -18,6 +18,8 @@ from receiver.submit import Submitter, validation_details
 
 M = TypeVar("M", bound=BaseModel)
 MAX_LIMIT = 500
+BODY_PREVIEW_BYTES = 8192
+"""How much of each stored vendor body lists and job detail return; the rest is at ``body_url``."""
 
 
 @dataclass
@@ -91,10 +93,11 @@ def query_choice(request: Request, name: str, choices: Iterable[str]) -> str | N
 
 
 def query_limit(request: Request, default: int = 50) -> int:
-    """``?limit=N`` as an int in 1..500. Raises :class:`ValidationFailed`."""
+    """``?limit=N`` as an int in 1..500 written in ASCII digits (fullwidth and superscript digits are refused, as is
+    an empty value). Raises :class:`ValidationFailed`."""
     raw = request.query_params.get("limit")
     if raw is None:
         return default
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LIMIT:
         raise ValidationFailed(f"limit: must be a whole number from 1 to {MAX_LIMIT}")
     return int(raw)

@@ -17,7 +17,7 @@ async def list_deliveries(request: Request) -> JSONResponse:
     q = request.query_params
     limit = query_limit(request)
     status = query_choice(request, "status", DELIVERY_STATUSES)
-    rows = await res.runner.call(
+    rows = await res.runner.read(
         lambda s: s.list_deliveries(
             status=status,
             subscriber_id=q.get("subscriber_id"),
@@ -32,7 +32,7 @@ async def get_delivery(request: Request) -> JSONResponse:
     """One delivery with its ``attempt_log`` (status, duration ms, headers, first 4 KiB, error)."""
     res = resources(request)
     delivery_id = request.path_params["id"]
-    delivery = await res.runner.call(lambda s: s.get_delivery(delivery_id))
+    delivery = await res.runner.read(lambda s: s.get_delivery(delivery_id))
     return JSONResponse(delivery.to_json())
 
 

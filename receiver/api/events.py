@@ -26,6 +26,8 @@ def _time_param(request: Request, name: str) -> int | None:
     raw = request.query_params.get(name)
     if raw is None:
         return None
+    if not raw.isascii():
+        raise ValidationFailed(f"{name}: not an ISO-8601 time in ASCII: {raw[:100]!r}")
     try:
         parsed: datetime | None = parse_iso(raw)
     except ValueError:
@@ -39,7 +41,7 @@ async def list_events(request: Request) -> JSONResponse:
     q = request.query_params
     since, until, limit = _time_param(request, "since"), _time_param(request, "until"), query_limit(request)
     vendor, type_ = query_choice(request, "vendor", ADAPTERS), query_choice(request, "type", EVENT_TYPES)
-    events = await res.runner.call(
+    events = await res.runner.read(
         lambda s: s.list_events(
             job_id=q.get("job_id"),
             vendor=vendor,
@@ -56,7 +58,7 @@ async def get_event(request: Request) -> JSONResponse:
     """One event with its delivered payload."""
     res = resources(request)
     eid = request.path_params["id"]
-    event = await res.runner.call(lambda s: s.get_event(eid))
+    event = await res.runner.read(lambda s: s.get_event(eid))
     return JSONResponse(event.to_json())
 
 

@@ -2,24 +2,33 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
 from dispatch.errors import PayloadError, SignatureInvalid, ValidationFailed
 from dispatch.store.records import RawMessage
-from receiver.api.common import query_choice, query_limit, resources
+from receiver.api.common import BODY_PREVIEW_BYTES, query_choice, query_limit, resources
 from receiver.vendors import ADAPTERS, get_adapter
 
 
 async def list_inbound(request: Request) -> JSONResponse:
-    """Newest first; filters ``job_id``, ``vendor``, ``verdict``, ``limit``."""
+    """Newest first; filters ``job_id``, ``vendor``, ``verdict``, ``limit``. Bodies are cut at 8 KiB
+    (``body_truncated``); ``body_url`` streams the whole one."""
     res = resources(request)
     q = request.query_params
     limit = query_limit(request)
     vendor = query_choice(request, "vendor", ADAPTERS)
-    rows = await res.runner.call(
-        lambda s: s.list_inbound(job_id=q.get("job_id"), vendor=vendor, verdict=q.get("verdict"), limit=limit)
+    rows = await res.runner.read(
+        lambda s: s.list_inbound(
+            job_id=q.get("job_id"),
+            vendor=vendor,
+            verdict=q.get("verdict"),
+            limit=limit,
+            body_prefix=BODY_PREVIEW_BYTES,
+        )
     )
     return JSONResponse({"data": [i.to_json() for i in rows]})
 
@@ -28,8 +37,31 @@ async def get_inbound(request: Request) -> JSONResponse:
     """One stored vendor message: headers, body (as text), verdict, error, event ids."""
     res = resources(request)
     inbound_id = request.path_params["id"]
-    row = await res.runner.call(lambda s: s.get_inbound(inbound_id))
+    row = await res.runner.read(lambda s: s.get_inbound(inbound_id))
     return JSONResponse(row.to_json())
+
+
+BODY_CHUNK_BYTES = 65536
+
+
+async def get_inbound_body(request: Request) -> StreamingResponse:
+    """The stored body exactly as kept (callback tokens redacted), streamed in 64 KiB chunks as
+    ``application/octet-stream``; ``Content-Length`` is its size. 404 if unknown."""
+    res = resources(request)
+    inbound_id = request.path_params["id"]
+    size = await res.runner.read(lambda s: s.inbound_body_size(inbound_id))
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for offset in range(0, size, BODY_CHUNK_BYTES):
+            yield await res.runner.read(
+                lambda s, at=offset: s.read_inbound_body(inbound_id, at, BODY_CHUNK_BYTES)  # type: ignore[misc]
+            )
+
+    return StreamingResponse(
+        chunks(),
+        media_type="application/octet-stream",
+        headers={"content-length": str(size), "x-content-type-options": "nosniff"},
+    )
 
 
 async def reprocess_inbound(request: Request) -> JSONResponse:
@@ -37,7 +69,7 @@ async def reprocess_inbound(request: Request) -> JSONResponse:
     message (kind ``reprocess``) and applied like any callback. 200 with the new message."""
     res = resources(request)
     inbound_id = request.path_params["id"]
-    original = await res.runner.call(lambda s: s.get_inbound(inbound_id))
+    original = await res.runner.read(lambda s: s.get_inbound(inbound_id))
     if original.job_id is None or original.kind != "callback":
         raise ValidationFailed(f"inbound message {inbound_id} is not a callback of a known job")
     adapter = get_adapter(original.vendor)
@@ -58,12 +90,13 @@ async def reprocess_inbound(request: Request) -> JSONResponse:
         result = await res.runner.call(lambda s: s.record_message(job_id, "reprocess", raw, update))
         if result.event_ids:
             res.wake()
-    row = await res.runner.call(lambda s: s.get_inbound(result.inbound_id))
+    row = await res.runner.read(lambda s: s.get_inbound(result.inbound_id))
     return JSONResponse(row.to_json())
 
 
 routes = [
     Route("/v1/inbound", list_inbound, methods=["GET"]),
     Route("/v1/inbound/{id}", get_inbound, methods=["GET"]),
+    Route("/v1/inbound/{id}/body", get_inbound_body, methods=["GET"]),
     Route("/v1/inbound/{id}/reprocess", reprocess_inbound, methods=["POST"]),
 ]

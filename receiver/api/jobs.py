@@ -10,7 +10,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from dispatch.model import JobState
-from receiver.api.common import parse_json, query_choice, query_limit, resources
+from receiver.api.common import BODY_PREVIEW_BYTES, parse_json, query_choice, query_limit, resources
 from receiver.vendors import ADAPTERS
 
 
@@ -38,23 +38,25 @@ async def list_jobs(request: Request) -> JSONResponse:
     limit = query_limit(request)
     vendor = query_choice(request, "vendor", ADAPTERS)
     status = query_choice(request, "status", (state.value for state in JobState))
-    jobs = await res.runner.call(lambda s: s.list_jobs(vendor=vendor, status=status, limit=limit))
+    jobs = await res.runner.read(lambda s: s.list_jobs(vendor=vendor, status=status, limit=limit))
     return JSONResponse({"data": [j.to_json() for j in jobs]})
 
 
 async def get_job(request: Request) -> JSONResponse:
-    """One job with its inbound messages and events."""
+    """One job with its inbound messages (each body cut at 8 KiB, whole at its ``body_url``) and
+    events."""
     res = resources(request)
     job_id = request.path_params["id"]
 
     def read(store: Any) -> dict[str, Any]:
         job = store.get_job(job_id)
         out: dict[str, Any] = job.to_json()
-        out["inbound"] = [i.to_json() for i in store.list_inbound(job_id=job_id, limit=500)]
+        inbound = store.list_inbound(job_id=job_id, limit=500, body_prefix=BODY_PREVIEW_BYTES)
+        out["inbound"] = [i.to_json() for i in inbound]
         out["events"] = [e.to_json() for e in store.iter_job_events(job_id)]
         return out
 
-    return JSONResponse(await res.runner.call(read))
+    return JSONResponse(await res.runner.read(read))
 
 
 routes = [

@@ -44,7 +44,7 @@ async def create_source(request: Request) -> JSONResponse:
 async def list_sources(request: Request) -> JSONResponse:
     """``{"data": [source, ...]}``; callback tokens are never shown again."""
     res = resources(request)
-    rows = await res.runner.call(lambda s: s.list_sources())
+    rows = await res.runner.read(lambda s: s.list_sources())
     return JSONResponse({"data": [r.to_json() for r in rows]})
 
 
@@ -52,7 +52,7 @@ async def get_source(request: Request) -> JSONResponse:
     """One source; 404 if unknown."""
     res = resources(request)
     source_id = request.path_params["id"]
-    source = await res.runner.call(lambda s: s.get_source(source_id))
+    source = await res.runner.read(lambda s: s.get_source(source_id))
     return JSONResponse(source.to_json())
 
 

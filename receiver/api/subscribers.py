@@ -56,6 +56,13 @@ class SubscriberPatch(BaseModel):
 
     _types = field_validator("event_types")(_event_types)
 
+    @field_validator("url", "event_types", "enabled", mode="before")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        if value is None:
+            raise ValueError("must not be null (leave the field out to keep its value)")
+        return value
+
 
 class RecoverRequest(BaseModel):
     """``{"since": "2026-11-20T00:00:00Z", "until"?: ..., "dry_run"?: false}``."""
@@ -92,7 +99,7 @@ async def create_subscriber(request: Request) -> JSONResponse:
 async def list_subscribers(request: Request) -> JSONResponse:
     """``{"data": [subscriber, ...]}``, oldest first; secrets are never included."""
     res = resources(request)
-    subs = await res.runner.call(lambda s: s.list_subscribers())
+    subs = await res.runner.read(lambda s: s.list_subscribers())
     return JSONResponse({"data": [s.to_json() for s in subs]})
 
 
@@ -100,7 +107,7 @@ async def get_subscriber(request: Request) -> JSONResponse:
     """One subscriber (no secret); 404 if unknown or deleted."""
     res = resources(request)
     sub_id = request.path_params["id"]
-    sub = await res.runner.call(lambda s: s.get_subscriber(sub_id))
+    sub = await res.runner.read(lambda s: s.get_subscriber(sub_id))
     return JSONResponse(sub.to_json())
 
 
@@ -145,7 +152,7 @@ async def recover(request: Request) -> JSONResponse:
     if until is not None and until <= since:
         raise ValidationFailed("until: must be after since")
     if body.dry_run:
-        count = await res.runner.call(lambda s: s.count_recoverable(sub_id, since=since, until=until))
+        count = await res.runner.read(lambda s: s.count_recoverable(sub_id, since=since, until=until))
         return JSONResponse({"count": count, "dry_run": True}, status_code=202)
     await res.runner.call(lambda s: s.update_subscriber(sub_id, enabled=True))
     count = 0

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, ClassVar, Literal, Self
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -313,6 +314,10 @@ class ApiframeAdapter:
     signs_callbacks: ClassVar[bool] = True
     credential_setting: ClassVar[str] = "apiframe_api_key"
     base_url_setting: ClassVar[str] = "apiframe_base_url"
+    # a UUID: "GET /v2/jobs/{id} (id = UUID; 400 if not a UUID)" [VENDORS.md §3, AF-OAS]
+    job_id_pattern: ClassVar[re.Pattern[str]] = re.compile(
+        r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+    )
 
     def auth_headers(self, credential: str) -> dict[str, str]:
         """``{"X-API-Key": "afk_…"}`` (Apiframe does not use Bearer auth)."""
@@ -355,7 +360,7 @@ class ApiframeAdapter:
 
     def status_request(self, vendor_job_id: str) -> VendorRequest:
         """``GET /v2/jobs/{id}``."""
-        return VendorRequest("GET", f"/v2/jobs/{vendor_job_id}")
+        return VendorRequest("GET", f"/v2/jobs/{quote(vendor_job_id, safe='')}")
 
     def parse_callback(self, body: bytes, headers: Mapping[str, str]) -> JobUpdate:
         """A webhook body, e.g. ``{"event": "completed", "jobId": "a1b2…", "status": "COMPLETED",

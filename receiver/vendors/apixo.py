@@ -20,6 +20,7 @@ https://apixo.ai/docs/api-reference/response-format.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Literal
@@ -248,6 +249,8 @@ class ApixoAdapter:
     idempotent_submit: ClassVar[bool] = False
     signs_callbacks: ClassVar[bool] = False
     credential_setting: ClassVar[str] = "apixo_api_key"
+    # ``task_<id>`` ("taskId": "task_12345678") [VENDORS.md §4, seed 003]
+    job_id_pattern: ClassVar[re.Pattern[str]] = re.compile(r"task_[A-Za-z0-9_\-]{1,128}")
     base_url_setting: ClassVar[str] = "apixo_base_url"
 
     def auth_headers(self, credential: str) -> dict[str, str]:

@@ -118,6 +118,8 @@ class ArtnexAdapter:
     signs_callbacks: ClassVar[bool] = False
     credential_setting: ClassVar[str] = "artnex_api_key"
     base_url_setting: ClassVar[str] = "artnex_base_url"
+    # the response's ``request_id`` (``req_…``); Artnex has no status endpoint, so it is only stored
+    job_id_pattern: ClassVar[re.Pattern[str]] = re.compile(r"[A-Za-z0-9_\-]{1,128}")
 
     def __init__(self, clock: Callable[[], datetime] = utcnow) -> None:
         self._clock = clock

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import posixpath
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
@@ -52,6 +53,8 @@ class VendorAdapter(Protocol):
         idempotent_submit: a submit can be safely re-sent (Apiframe's ``Idempotency-Key``).
         signs_callbacks: callbacks carry a signature :meth:`verify_callback` checks (Apiframe).
         credential_setting: name of the ``Settings`` attribute holding the vendor credential.
+        job_id_pattern: the documented shape of the vendor's job id (full match); an id of any other
+            shape is refused before it is stored or put into a status URL (:func:`check_job_id`).
     """
 
     name: ClassVar[str]
@@ -62,6 +65,7 @@ class VendorAdapter(Protocol):
     signs_callbacks: ClassVar[bool]
     credential_setting: ClassVar[str]
     base_url_setting: ClassVar[str]
+    job_id_pattern: ClassVar[re.Pattern[str]]
 
     def auth_headers(self, credential: str) -> dict[str, str]:
         """Headers that authenticate a request, e.g. ``{"Authorization": "Bearer user:1-abc"}``."""
@@ -140,6 +144,22 @@ def upstream_error(
     )
 
 
+MAX_JOB_ID_LENGTH = 512
+
+
+def check_job_id(adapter: VendorAdapter, value: str) -> str:
+    """``value`` when it has the vendor's documented job id shape, else :class:`PayloadError`.
+
+    Example: ``check_job_id(ApixoAdapter(), "task_12345678")`` → ``"task_12345678"``;
+    ``check_job_id(ApixoAdapter(), "../../x?probe=1")`` raises ``PayloadError("apixo job id
+    '../../x?probe=1' does not have the documented shape")``. Vendor job ids end up in status-poll
+    URLs sent with the relay's credentials, so they are checked before any use.
+    """
+    if len(value) > MAX_JOB_ID_LENGTH or not adapter.job_id_pattern.fullmatch(value):
+        raise PayloadError(f"{adapter.name} job id {value[:100]!r} does not have the documented shape")
+    return value
+
+
 def load_json(body: bytes) -> Any:
     """Decode a vendor body as UTF-8 JSON. Raises :class:`PayloadError` naming what is wrong
     (empty body, not UTF-8, not JSON)."""
@@ -150,13 +170,34 @@ def load_json(body: bytes) -> Any:
     except UnicodeDecodeError as exc:
         raise PayloadError(f"body is not UTF-8: {exc}") from None
     try:
-        return json.loads(text)
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise PayloadError(f"body is not JSON: {exc}") from None
     except RecursionError:
         raise PayloadError("body is not JSON: nested too deeply") from None
     except ValueError as exc:  # e.g. an integer with more digits than Python converts
         raise PayloadError(f"body is not JSON: {exc}") from None
+    if "\\u" not in text:
+        return data
+    try:
+        return _replace_lone_surrogates(data)
+    except RecursionError:
+        raise PayloadError("body is not JSON: nested too deeply") from None
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _replace_lone_surrogates(value: Any) -> Any:
+    """``value`` with every unpaired surrogate (``"\\ud800"`` in JSON, valid JSON but not encodable
+    as UTF-8) replaced by U+FFFD, in keys and strings at any depth."""
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_replace_lone_surrogates(v) for v in value]
+    if isinstance(value, dict):
+        return {_replace_lone_surrogates(k): _replace_lone_surrogates(v) for k, v in value.items()}
+    return value
 
 
 def load_object(body: bytes) -> dict[str, Any]:

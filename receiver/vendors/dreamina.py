@@ -18,8 +18,10 @@ any other word → unknown state.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
+from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -79,6 +81,10 @@ class DreaminaAdapter:
     signs_callbacks: ClassVar[bool] = False
     credential_setting: ClassVar[str] = "useapi_token"
     base_url_setting: ClassVar[str] = "useapi_base_url"
+    # ``j<digits><letter>-u<digits>-<region>:<address>:dreamina`` or ``...-bot:dreamina`` (VENDORS.md §2)
+    job_id_pattern: ClassVar[re.Pattern[str]] = re.compile(
+        r"j[0-9]{6,32}[A-Za-z]?-u[0-9]+-[A-Za-z0-9._+\-@:]{1,400}"
+    )
 
     def auth_headers(self, credential: str) -> dict[str, str]:
         """``{"Authorization": "Bearer user:12345-abc"}``."""
@@ -118,7 +124,7 @@ class DreaminaAdapter:
     def status_request(self, vendor_job_id: str) -> VendorRequest:
         """``GET /v1/dreamina/images/{jobid}`` with the id verbatim: its ``:`` and ``@`` stay unencoded,
         as in useapi's own examples."""
-        return VendorRequest("GET", STATUS_PATH.format(jobid=vendor_job_id))
+        return VendorRequest("GET", STATUS_PATH.format(jobid=quote(vendor_job_id, safe=":@")))
 
     def parse_callback(self, body: bytes, headers: Mapping[str, str]) -> JobUpdate:
         """The ``replyUrl`` POST body, i.e. the job record. Raises :class:`PayloadError`."""

@@ -19,9 +19,11 @@ succeeded; ``completed`` without it → still running (the docs warn the two can
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
+from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -74,6 +76,11 @@ class LtxStudioAdapter:
     signs_callbacks: ClassVar[bool] = False
     credential_setting: ClassVar[str] = "useapi_token"
     base_url_setting: ClassVar[str] = "useapi_base_url"
+    # ``email:<address>-job:<uuid>-type:image`` (VENDORS.md §1: the docs obfuscate the middle, so the
+    # address part is any run of address characters, ``:`` and ``@``)
+    job_id_pattern: ClassVar[re.Pattern[str]] = re.compile(
+        r"email:[A-Za-z0-9._+\-@:]{1,400}-type:(?:image|video)"
+    )
 
     def auth_headers(self, credential: str) -> dict[str, str]:
         """``{"Authorization": "Bearer user:12345-abc"}``."""
@@ -115,7 +122,7 @@ class LtxStudioAdapter:
     def status_request(self, vendor_job_id: str) -> VendorRequest:
         """``GET /v1/ltxstudio/assets/{jobId}`` with the id verbatim: its ``:`` and ``@`` stay unencoded,
         as in useapi's own examples."""
-        return VendorRequest("GET", STATUS_PATH.format(jobId=vendor_job_id))
+        return VendorRequest("GET", STATUS_PATH.format(jobId=quote(vendor_job_id, safe=":@")))
 
     def parse_callback(self, body: bytes, headers: Mapping[str, str]) -> JobUpdate:
         """The ``replyUrl`` POST body, i.e. the job model. Raises :class:`PayloadError`."""
