@@ -90,7 +90,7 @@ def run_demo(*, timeout: float = 30.0, keep: bool = False, console: Console | No
     def check_signature(body: bytes, headers: Mapping[str, str]) -> None:
         verify(secret_box[0], headers, body)
 
-    fake = FakeConfig(callback_delay=0.05, apixo_retry_scale=0.01)
+    fake = FakeConfig(callback_delay=0.05, apixo_retry_scale=0.01, apixo_allow_http=True)  # http loopback
     api_token = secrets.token_urlsafe(24)
     sub_app, sub_log = create_subscriber(check_signature)
     started = time.monotonic()

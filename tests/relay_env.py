@@ -113,8 +113,12 @@ def relay_settings(
 
 @contextmanager
 def relay_env(tmp_path: Path, fake: FakeConfig | None = None, **overrides: Any) -> Iterator[RelayEnv]:
-    """Start fake vendors, a subscriber and a relay (with its dispatcher) on loopback."""
-    fake = fake or FakeConfig(callback_delay=0.02, apixo_retry_scale=0.001)
+    """Start fake vendors, a subscriber and a relay (with its dispatcher) on loopback.
+
+    The relay listens on plain HTTP, so a ``fake`` given here needs ``apixo_allow_http=True`` for
+    APIXO callback jobs (the default one has it).
+    """
+    fake = fake or FakeConfig(callback_delay=0.02, apixo_retry_scale=0.001, apixo_allow_http=True)
     sub_app, sub_log = create_subscriber()
     vendors_app = create_fake_vendors(fake)
     db = tmp_path / "relay.db"

@@ -11,20 +11,19 @@ the default first poll (a minute away), so every outcome comes from callbacks; t
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from dispatch.model import EVENT_TYPES, event_id
-from fixtures.fake_vendors import FakeConfig, dreamina_source_job, ltx_source_job, source_image
+from fixtures.fake_vendors import FakeConfig
 from fixtures.harness import wait_until
 from fixtures.subscriber import Delivery
 from tests.relay_env import RelayEnv, relay_env
+from tests.vendor_inputs import FAKE_NAME, make_params
 
 ASYNC_VENDORS = ("ltxstudio", "dreamina", "apiframe", "apixo")
-FAKE_NAME = {"ltxstudio": "ltx"}  # the fake names LTX Studio "ltx"
 HOOK = "all"
 
 Q, R, S = "job.queued", "job.running", "job.succeeded"
@@ -45,7 +44,7 @@ EXPECTED: dict[str, list[str]] = {
 # -- environments --------------------------------------------------------------------------------
 # Status cases: one step every 0.5 s (terminal at ~1 s, or ~1.5 s for three steps); the first poll at
 # 1.25 s lands while a three-step job shows its middle step, then polls follow every 0.05 s x1.5.
-POLL_FAKE = FakeConfig(callback_delay=0.5, apixo_retry_scale=0.001)
+POLL_FAKE = FakeConfig(callback_delay=0.5, apixo_retry_scale=0.001, apixo_allow_http=True)
 POLL_SOON = {
     "poll_after": dict.fromkeys(ASYNC_VENDORS, 1.25),
     "poll_every": dict.fromkeys(ASYNC_VENDORS, 0.05),
@@ -55,7 +54,7 @@ POLL_SOON = {
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelayEnv]:
     """Default polling: outcomes come from callbacks."""
-    fake = FakeConfig(callback_delay=0.05, apixo_retry_scale=0.001)
+    fake = FakeConfig(callback_delay=0.05, apixo_retry_scale=0.001, apixo_allow_http=True)
     with relay_env(tmp_path_factory.mktemp("altshape"), fake=fake) as started:
         started.subscribe(HOOK, event_types=list(EVENT_TYPES))
         yield started
@@ -70,18 +69,6 @@ def poll_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelayEnv]:
 
 
 # -- helpers -------------------------------------------------------------------------------------
-def make_params(vendor: str, marker: str) -> tuple[dict[str, Any], str]:
-    """``(params, input)``: a unique vendor input carrying ``marker``."""
-    if vendor == "ltxstudio":
-        src = ltx_source_job(marker)
-        return {"jobId": src}, src
-    if vendor == "dreamina":
-        src = dreamina_source_job(marker)
-        return {"jobid": src}, src
-    image = source_image(f"{marker} {uuid.uuid4().hex[:8]}")  # hex never contains a marker
-    if vendor == "apiframe":
-        return {"model": "topaz-image-upscale", "topazUpscaleParams": {"image": image}}, image
-    return {"input": {"image_urls": [image]}}, image
 
 
 def fake_record(env: RelayEnv, vendor: str, vendor_job_id: str) -> dict[str, Any]:

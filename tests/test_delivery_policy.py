@@ -176,7 +176,8 @@ def test_secrets_never_leave_after_creation(env: RelayEnv) -> None:
 
 def test_store_write_failure_answers_503_and_keeps_nothing(tmp_path: Path) -> None:
     """With the database full, a callback gets 503 (the vendor retries) and no half-written rows remain."""
-    with relay_env(tmp_path, FakeConfig(callback_delay=0.02, apixo_retry_scale=0.001)) as env:
+    fake = FakeConfig(callback_delay=0.02, apixo_retry_scale=0.001, apixo_allow_http=True)
+    with relay_env(tmp_path, fake) as env:
         runner = env.apps[0].state.resources.runner
         job = env.submit("apixo", {"input": {"image_urls": [source_image("lost")]}})
         url = env.callback_url("generateTask")

@@ -41,7 +41,7 @@ from fixtures.fake_vendors import (
 from fixtures.harness import serve_in_thread, wait_until
 from fixtures.subscriber import Behaviour, Delivery, SubscriberLog, create_subscriber
 
-CONFIG = FakeConfig(callback_delay=0.02, apixo_retry_scale=0.001, slow_seconds=0.5)
+CONFIG = FakeConfig(callback_delay=0.02, apixo_retry_scale=0.001, slow_seconds=0.5, apixo_allow_http=True)
 USEAPI = {"Authorization": f"Bearer {CONFIG.useapi_token}"}
 APIFRAME = {"X-API-Key": CONFIG.apiframe_api_key}
 APIXO = {"Authorization": f"Bearer {CONFIG.apixo_api_key}"}
@@ -88,8 +88,9 @@ def _bodies(deliveries: list[Delivery]) -> list[Any]:
 
 
 # -- useapi LTX Studio ---------------------------------------------------------------------------
-def test_ltx_calls_back_active_then_completed(env: Env) -> None:
-    """LTX answers {jobId, generationId} and posts the active (50) model, then the completed artifact."""
+def test_ltx_calls_back_once_with_the_completed_model(env: Env) -> None:
+    """LTX answers {jobId, generationId} and posts only the completed artifact ("job completion
+    notifications", seed 000), echoing replyRef and replyUrl."""
     name, url = env.hook("ltx")
     body = {"jobId": LTX_SOURCE_JOB, "replyUrl": url, "replyRef": "ref-1"}
     submitted = env.fake.post("/v1/ltxstudio/images/upscale", json=body, headers=USEAPI)
@@ -97,9 +98,9 @@ def test_ltx_calls_back_active_then_completed(env: Env) -> None:
     job_id = submitted.json()["jobId"]
     assert submitted.json()["generationId"].startswith("gen_")
     assert job_id.startswith("email:demo@example.com-job:") and job_id.endswith("-type:image")
-    first, second = _bodies(env.log.wait_for(2, name))
-    assert first["status"] == {"type": "active", "progress": 50}
-    assert (first["jobId"], first["replyRef"], first["replyUrl"]) == (job_id, "ref-1", url)
+    env.finished("ltx", job_id)
+    [second] = _bodies(env.log.deliveries(name))
+    assert (second["jobId"], second["replyRef"], second["replyUrl"]) == (job_id, "ref-1", url)
     assert second["status"]["type"] == "completed" and second["status"]["progress"] == 100
     artifact = second["status"]["artifact"]
     assert artifact["asset"]["mimeType"] == "image/png" and artifact["asset"]["type"] == "artifact"
@@ -115,7 +116,7 @@ def test_ltx_failure_and_errors(env: Env) -> None:
     env.fake.post(
         "/v1/ltxstudio/images/upscale", json={"jobId": LTX_SOURCE_JOB_FAIL, "replyUrl": url}, headers=USEAPI
     )
-    terminal = env.log.wait_for(2, name)[-1].json
+    [terminal] = _bodies(env.log.wait_for(1, name))
     assert terminal["status"]["type"] == "failed" and terminal["status"]["message"]
     unknown = env.fake.post("/v1/ltxstudio/images/upscale", json={"jobId": "nope"}, headers=USEAPI)
     assert unknown.status_code == 400 and unknown.json()["code"] == 400 and unknown.json()["error"]
@@ -129,11 +130,39 @@ def test_ltx_failure_and_errors(env: Env) -> None:
     assert missing.json() == {"error": "Job not found or has expired", "code": 404}
 
 
+def test_ltx_altshape_also_calls_back_the_active_model(env: Env) -> None:
+    """Only an 'altshape' source gets the undocumented active (50) callback, before the completed ones."""
+    name, url = env.hook("ltx-alt")
+    body = {"jobId": ltx_source_job("altshape"), "replyUrl": url}
+    job_id = env.fake.post("/v1/ltxstudio/images/upscale", json=body, headers=USEAPI).json()["jobId"]
+    env.finished("ltx", job_id)
+    statuses = [d["status"] for d in _bodies(env.log.deliveries(name))]
+    assert statuses[0] == {"type": "active", "progress": 50}
+    assert [s["type"] for s in statuses] == ["active", "completed", "completed"]
+
+
 def test_ltx_poll_for_result_returns_the_full_model(env: Env) -> None:
     """With pollForResult the submit waits and answers the completed job model with code 200."""
     body = {"jobId": LTX_SOURCE_JOB, "pollForResult": 1}
     answered = env.fake.post("/v1/ltxstudio/images/upscale", json=body, headers=USEAPI).json()
     assert answered["code"] == 200 and answered["status"]["type"] == "completed"
+
+
+def test_ltx_poll_for_result_waits_3_s_per_attempt_scaled() -> None:
+    """A job slower than pollForResult x 3 s (x time_scale) is answered with {jobId, generationId}
+    once that time is up; a job done within it is answered with the completed model."""
+    config = FakeConfig(callback_delay=0.5, time_scale=0.05)  # 3 s x 2 attempts x 0.05 = 0.3 s
+    with serve_in_thread(create_fake_vendors(config)) as server, httpx.Client(base_url=server.url) as fake:
+        started = time.monotonic()
+        body = {"jobId": LTX_SOURCE_JOB, "pollForResult": 2}
+        early = fake.post("/v1/ltxstudio/images/upscale", json=body, headers=USEAPI)
+        waited = time.monotonic() - started
+        assert early.status_code == 200 and set(early.json()) == {"jobId", "generationId"}
+        assert 0.3 <= waited < 1.0  # the job itself completes at about 1 s
+        body["pollForResult"] = 20  # up to 3 s
+        done = fake.post("/v1/ltxstudio/images/upscale", json=body, headers=USEAPI).json()
+        assert (done["code"], done["status"]["type"]) == (200, "completed")
+        assert done["status"]["artifact"]["assetUrl"].startswith("https://")
 
 
 # -- useapi Dreamina -----------------------------------------------------------------------------
@@ -439,12 +468,13 @@ def test_ooo_sends_terminal_before_progress(env: Env) -> None:
 
 
 def test_lateprogress_and_lost(env: Env) -> None:
-    """'lateprogress' adds an LTX active callback after completed; 'lost' sends none but GET completes."""
+    """'lateprogress' adds an LTX active callback after the completed one; 'lost' sends none but GET
+    completes."""
     name, url = env.hook("late")
     late = {"jobId": ltx_source_job("lateprogress"), "replyUrl": url}
     job_id = env.fake.post("/v1/ltxstudio/images/upscale", json=late, headers=USEAPI).json()["jobId"]
     env.finished("ltx", job_id)
-    assert [d.json["status"]["type"] for d in env.log.deliveries(name)] == ["active", "completed", "active"]
+    assert [d.json["status"]["type"] for d in env.log.deliveries(name)] == ["completed", "active"]
     assert (
         env.fake.get(f"/v1/ltxstudio/assets/{job_id}", headers=USEAPI).json()["status"]["type"] == "completed"
     )
@@ -494,10 +524,7 @@ def test_inspection_endpoints_list_submits_callbacks_and_jobs(env: Env) -> None:
     submits = env.fake.get("/_fake/submits", params={"vendor": "ltx"}).json()
     assert any(s["job_id"] == job_id and s["status"] == 200 and s["body"] == body for s in submits)
     callbacks = [c for c in env.fake.get("/_fake/callbacks").json() if c["job_id"] == job_id]
-    assert [(c["kind"], c["status_code"], c["url"]) for c in callbacks] == [
-        ("running", 200, url),
-        ("terminal", 200, url),
-    ]
+    assert [(c["kind"], c["status_code"], c["url"]) for c in callbacks] == [("terminal", 200, url)]
     jobs = env.fake.get("/_fake/jobs", params={"vendor": "ltx"}).json()
     assert {j["vendor"] for j in jobs} == {"ltx"} and any(
         j["job_id"] == job_id and j["terminal"] for j in jobs
@@ -522,3 +549,127 @@ def test_terminal_state_is_visible_when_the_terminal_callback_arrives(env: Env) 
         env.fake.post("/api/v1/generateTask/image-upscaler", json=body, headers=APIXO)
         wait_until(lambda: len(seen) == 2, timeout=5, message="callbacks did not arrive")
     assert seen == ["success", "success"]
+
+
+# -- documented submit errors on demand ----------------------------------------------------------
+def _submit(env: Env, vendor: str, marker: str) -> httpx.Response:
+    """Submit a valid job to ``vendor`` whose input carries ``marker``."""
+    post = env.fake.post
+    if vendor == "ltx":
+        return post("/v1/ltxstudio/images/upscale", json={"jobId": ltx_source_job(marker)}, headers=USEAPI)
+    if vendor == "dreamina":
+        body = {"jobid": dreamina_source_job(marker)}
+        return post("/v1/dreamina/images/upscale", json=body, headers=USEAPI)
+    image = source_image(f"{marker}-{uuid.uuid4().hex[:6]}")
+    if vendor == "apiframe":
+        return post(
+            "/v2/images/upscale", json=_apiframe_body(image, "https://example.com/h"), headers=APIFRAME
+        )
+    if vendor == "apixo":
+        return post("/api/v1/generateTask/image-upscaler", json=_apixo_body(image, None), headers=APIXO)
+    return post("/v1/upscale", json={"image": image}, headers=ARTNEX)
+
+
+SUBMIT_ERRORS: list[tuple[str, int, dict[str, Any]]] = [
+    ("ltx", 400, {"error": "Error message", "code": 400}),
+    ("ltx", 401, {"error": "Unauthorized", "code": 401}),
+    ("ltx", 402, {"error": "Insufficient credits", "code": 402}),
+    ("dreamina", 400, {"error": "Source image job is created, must be completed"}),
+    ("dreamina", 401, {"error": "Unauthorized"}),
+    ("dreamina", 404, {"error": "Source image job not found"}),
+    (
+        "apiframe",
+        400,
+        {
+            "error": "Validation failed",
+            "details": {"clarityUpscaleParams.image": ["The input image could not be read"]},
+        },
+    ),
+    ("apiframe", 401, {"error": "Invalid API key"}),
+    ("apiframe", 402, {"error": "Insufficient credits", "creditsRequired": 3, "creditsAvailable": 0}),
+    ("apiframe", 403, {"error": "API key is inactive"}),
+    ("apiframe", 503, {"error": "Service unavailable"}),
+    ("apixo", 400, {"code": 400, "message": "Invalid request", "data": None}),
+    ("apixo", 401, {"code": 401, "message": "Unauthorized: invalid API key", "data": None}),
+    ("apixo", 402, {"code": 402, "message": "Insufficient balance", "data": None}),
+    (
+        "apixo",
+        403,
+        {"code": 403, "message": "This API key cannot access the model image-upscaler", "data": None},
+    ),
+    ("apixo", 502, {"code": 502, "message": "Upstream service error", "data": None}),
+    ("apixo", 503, {"code": 503, "message": "Service unavailable", "data": None}),
+    ("apixo", 504, {"code": 504, "message": "Upstream timeout", "data": None}),
+    (
+        "artnex",
+        400,
+        {
+            "success": False,
+            "error": "invalid_image_format",
+            "message": "The image format is not supported or the file is corrupt.",
+        },
+    ),
+    (
+        "artnex",
+        401,
+        {"success": False, "error": "invalid_api_key", "message": "The API key provided is not valid."},
+    ),
+    (
+        "artnex",
+        402,
+        {
+            "success": False,
+            "error": "insufficient_credits",
+            "message": "Your account does not have enough credits.",
+        },
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("vendor", "status", "body"), SUBMIT_ERRORS, ids=[f"{v}-{s}" for v, s, _ in SUBMIT_ERRORS]
+)
+def test_submit_marker_gives_the_documented_error_every_time(
+    env: Env, vendor: str, status: int, body: dict[str, Any]
+) -> None:
+    """A ``submit<status>`` input gets the vendor's documented error body on every submit, and no job."""
+    before = len(env.state.jobs(vendor))
+    for _ in "12":
+        answer = _submit(env, vendor, f"submit{status}")
+        assert (answer.status_code, answer.json()) == (status, body)
+    assert len(env.state.jobs(vendor)) == before
+    assert [s.status for s in env.state.submits(vendor)[-2:]] == [status, status]
+
+
+@pytest.mark.parametrize(
+    ("vendor", "marker"), [("ltx", "submit403"), ("dreamina", "submit402"), ("artnex", "submit503")]
+)
+def test_submit_marker_of_an_undocumented_status_is_ignored(env: Env, vendor: str, marker: str) -> None:
+    """A vendor never answers a status its pages do not document: the job is accepted as usual."""
+    assert _submit(env, vendor, marker).status_code == 200
+
+
+def test_apixo_refuses_an_http_callback_url_unless_allowed() -> None:
+    """APIXO wants a public HTTPS callback_url [seed:003]: http:// gets a 400 envelope and no task, unless
+    the fake runs with apixo_allow_http."""
+    body = _apixo_body(SOURCE_IMAGE, "http://127.0.0.1:9/hook")
+    strict = FakeConfig(callback_delay=30.0)  # no callback leaves within the test
+    with (
+        serve_in_thread(create_fake_vendors(strict)) as server,
+        httpx.Client(base_url=server.url) as fake,
+    ):
+        refused = fake.post("/api/v1/generateTask/image-upscaler", json=body, headers=APIXO)
+        assert (refused.status_code, refused.json()) == (
+            400,
+            {
+                "code": 400,
+                "message": "The parameter {{callback_url}} must be a public HTTPS URL.",
+                "data": None,
+            },
+        )
+        https = _apixo_body(SOURCE_IMAGE, "https://hooks.example.com/apixo")
+        accepted = fake.post("/api/v1/generateTask/image-upscaler", json=https, headers=APIXO)
+        assert accepted.status_code == 200 and accepted.json()["data"]["taskId"].startswith("task_")
+    allowed = FakeConfig(apixo_allow_http=True, callback_delay=30.0)  # no callback within the test
+    with serve_in_thread(create_fake_vendors(allowed)) as server, httpx.Client(base_url=server.url) as fake:
+        assert fake.post("/api/v1/generateTask/image-upscaler", json=body, headers=APIXO).status_code == 200

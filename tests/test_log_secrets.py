@@ -49,7 +49,7 @@ SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 def test_serve_logs_no_token_secret_or_credential(tmp_path: Path) -> None:
     """Access and application logs of a full submit → callback → delivery → rotate run name none of
     the run's secrets; the callback path is logged with its token redacted."""
-    fake = FakeConfig(callback_delay=0.02)
+    fake = FakeConfig(callback_delay=0.02, apixo_allow_http=True)
     sub_app, sub_log = create_subscriber()
     port = free_port()
     base = f"http://127.0.0.1:{port}"

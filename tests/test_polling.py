@@ -40,7 +40,7 @@ from tests.relay_env import API_TOKEN, RelayEnv, relay_env, relay_settings
 ASYNC_VENDORS = ("ltxstudio", "dreamina", "apiframe", "apixo")
 FAKE_NAME = {"ltxstudio": "ltx"}
 HOOK = "all"
-FAKE = FakeConfig(callback_delay=0.05, apixo_retry_scale=0.001)
+FAKE = FakeConfig(callback_delay=0.05, apixo_retry_scale=0.001, apixo_allow_http=True)
 
 
 def fast_polls(after: float, every: float = 0.1) -> dict[str, dict[str, float]]:
@@ -174,7 +174,8 @@ def test_vendor_not_found_when_polled_fails_the_job(poll_env: RelayEnv) -> None:
 # -- job timeout -------------------------------------------------------------------------------
 def test_job_that_never_finishes_fails_with_timeout(tmp_path: Path) -> None:
     """A job still running at the vendor when job_timeout passes fails with code timeout after polling."""
-    slow_vendor = FakeConfig(callback_delay=30.0, apixo_retry_scale=0.001)  # steps far beyond the test
+    # steps far beyond the test
+    slow_vendor = FakeConfig(callback_delay=30.0, apixo_retry_scale=0.001, apixo_allow_http=True)
     with relay_env(tmp_path, fake=slow_vendor, job_timeout=1.0, **fast_polls(0.2)) as env:
         env.subscribe(HOOK, event_types=list(EVENT_TYPES))
         started = time.monotonic()
@@ -209,7 +210,7 @@ def _stored_poll(db: Path, job_id: str) -> tuple[str, int | None, int]:
 
 def test_polling_survives_a_restart(tmp_path: Path) -> None:
     """A poll time stored by relay A is honoured by relay B on the same database after A stopped."""
-    fake = FakeConfig(callback_delay=0.02, apixo_retry_scale=0.001)
+    fake = FakeConfig(callback_delay=0.02, apixo_retry_scale=0.001, apixo_allow_http=True)
     sub_app, sub_log = create_subscriber()
     vendors_app = create_fake_vendors(fake)
     db = tmp_path / "relay.db"
