@@ -23,7 +23,6 @@ IMAGE = "https://example.com/photo.jpg"
 CALLBACK_URL = "https://relay.example.com/v1/callbacks/apiframe/cbt_abc"
 CREATED = datetime(2026, 3, 15, 10, 0, 0, tzinfo=UTC)
 COMPLETED = datetime(2026, 3, 15, 10, 0, 32, tzinfo=UTC)
-EXPIRES = datetime(2026, 3, 16, 10, 0, 32, tzinfo=UTC)
 CDN2_URL = f"https://cdn2.apiframe.ai/images/{JOB}-1.png"
 
 # The SDK's test key and body; the digest is the one VENDORS.md §3 pins (Node crypto and Python hmac agree).
@@ -431,13 +430,13 @@ def test_callback_progress() -> None:
 
 
 def test_callback_completed_with_a_url_string() -> None:
-    """A ``completed`` webhook whose ``result`` is a URL string gives one PNG output expiring 24 h later."""
+    """A ``completed`` webhook whose ``result`` is a URL string gives one PNG output with no stated expiry."""
     assert ADAPTER.parse_callback(payload("apiframe", "callback_completed_string"), {}) == JobUpdate(
         state=JobState.SUCCEEDED,
         raw_state="COMPLETED",
         vendor_job_id=JOB,
         progress=100,
-        outputs=(Output("https://cdn.apiframe.ai/results/a1b2c3d4.png", "image/png", expires_at=EXPIRES),),
+        outputs=(Output("https://cdn.apiframe.ai/results/a1b2c3d4.png", "image/png", expires_at=None),),
         completed_at=COMPLETED,
         extra={"event": "completed", "model": "topaz-image-upscale", "creditCost": 10},
     )
@@ -450,7 +449,7 @@ def test_callback_completed_with_an_images_array() -> None:
         raw_state="COMPLETED",
         vendor_job_id=JOB,
         progress=100,
-        outputs=(Output(CDN2_URL, "image/png", expires_at=EXPIRES),),
+        outputs=(Output(CDN2_URL, "image/png", expires_at=None),),
         completed_at=COMPLETED,
         extra={"event": "completed", "model": "topaz-image-upscale", "creditCost": 10},
     )
@@ -495,8 +494,8 @@ def test_completed_with_several_images_and_a_grid_url() -> None:
     }
     update = ADAPTER.parse_callback(callback(result=result, completedAt="2026-03-15T10:00:32Z"), {})
     assert update.outputs == (
-        Output("https://cdn2.apiframe.ai/a-1.png", "image/png", expires_at=EXPIRES),
-        Output("https://cdn2.apiframe.ai/a-2.jpg", "image/jpeg", expires_at=EXPIRES),
+        Output("https://cdn2.apiframe.ai/a-1.png", "image/png", expires_at=None),
+        Output("https://cdn2.apiframe.ai/a-2.jpg", "image/jpeg", expires_at=None),
     )
     assert update.extra["gridUrl"] == "g.png"
 
@@ -507,6 +506,14 @@ def test_completed_without_completed_at_has_no_expiry_and_progress_100() -> None
     assert update.progress == 100
     assert update.completed_at is None
     assert update.outputs == (Output(CDN2_URL, "image/png", expires_at=None),)
+
+
+@pytest.mark.parametrize("completed_at", ["2026-03-15T10:00:32.000Z", "2026-03-15T10:00:32Z", None])
+def test_outputs_have_no_expiry(completed_at: str | None) -> None:
+    """No body states an expiry and the sources disagree (90 days vs 24 h), so ``expires_at`` is ``None``."""
+    update = ADAPTER.parse_callback(callback(completedAt=completed_at), {})
+    assert update.state is JobState.SUCCEEDED
+    assert [output.expires_at for output in update.outputs] == [None]
 
 
 def test_completed_at_with_offset_is_converted_to_utc() -> None:
@@ -560,7 +567,7 @@ def test_status_completed() -> None:
         raw_state="COMPLETED",
         vendor_job_id=JOB,
         progress=100,
-        outputs=(Output(CDN2_URL, "image/png", expires_at=EXPIRES),),
+        outputs=(Output(CDN2_URL, "image/png", expires_at=None),),
         created_at=CREATED,
         completed_at=COMPLETED,
         extra={
@@ -598,6 +605,32 @@ def test_status_cancelled() -> None:
         completed_at=datetime(2026, 3, 15, 10, 0, 3, tzinfo=UTC),
         extra={"model": "topaz-image-upscale", "creditCost": 0, "webhookStatus": None, "expired": False},
     )
+
+
+def test_status_expired_true_is_in_extra() -> None:
+    """A completed job showing ``"expired": true`` (CDN assets purged) reports ``extra["expired"] is True``."""
+    job = json.loads(payload("apiframe", "status_completed"))
+    job["expired"] = True
+    update = ADAPTER.parse_status(200, body(job))
+    assert update.state is JobState.SUCCEEDED
+    assert update.extra["expired"] is True
+    assert update.outputs == (Output(CDN2_URL, "image/png", expires_at=None),)
+
+
+@pytest.mark.parametrize("status", ["QUEUED", "FAILED", "CANCELLED"])
+def test_expired_true_is_in_extra_whatever_the_status(status: str) -> None:
+    """``"expired": true`` reaches ``extra`` on any job status, in a poll answer or a webhook."""
+    update = ADAPTER.parse_status(200, body({"id": JOB, "status": status, "expired": True}))
+    assert update.extra["expired"] is True
+    assert ADAPTER.parse_callback(body({"jobId": JOB, "status": status, "expired": True}), {}).extra == {
+        "expired": True
+    }
+
+
+def test_status_not_expired_is_not_reported_as_expired() -> None:
+    """``"expired": false`` stays ``False`` in ``extra``; a body without the key has none."""
+    assert ADAPTER.parse_status(200, payload("apiframe", "status_completed")).extra["expired"] is False
+    assert "expired" not in ADAPTER.parse_status(200, payload("apiframe", "status_queued")).extra
 
 
 @pytest.mark.parametrize(

@@ -10,9 +10,10 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from pydantic import BaseModel, ValidationError
 
-from dispatch.errors import PayloadError, UpstreamError
+from dispatch.errors import PayloadError, UpstreamError, ValidationFailed
 from dispatch.model import JobError, JobState, JobUpdate, Output
 from fixtures import payload, payload_names
+from receiver.submit import validate_params
 from receiver.vendors import apixo
 from receiver.vendors.base import SubmitResult
 from tests.properties import JSON_VALUES, check_parsers, check_submit_response
@@ -125,8 +126,9 @@ def test_request_model_accepts_json_text() -> None:
     [
         ({"input": {"image_urls": []}}, ("input", "image_urls"), "exactly 1 image URL, got 0"),
         ({"input": {"image_urls": [IMAGE, IMAGE]}}, ("input", "image_urls"), "exactly 1 image URL, got 2"),
-        ({"input": {"image_urls": [""]}}, ("input", "image_urls"), "empty string"),
-        ({"input": {"image_urls": ["  "]}}, ("input", "image_urls"), "empty string"),
+        ({"input": {"image_urls": [""]}}, ("input", "image_urls", 0), "empty string"),
+        ({"input": {"image_urls": ["  "]}}, ("input", "image_urls", 0), "empty string"),
+        ({"input": {"image_urls": ["not a url"]}}, ("input", "image_urls", 0), "http(s) URL"),
         ({"input": {"image_urls": [7]}}, ("input", "image_urls", 0), "valid string"),
         ({"input": {"image_urls": IMAGE}}, ("input", "image_urls"), "valid list"),
         ({"input": {}}, ("input", "image_urls"), "required"),
@@ -157,6 +159,65 @@ def test_request_model_refuses_bad_fields(data: dict[str, Any], loc: tuple[Any, 
     errors = caught.value.errors()
     assert [err["loc"] for err in errors] == [loc]
     assert message in errors[0]["msg"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://example.com/input.jpg",
+        "https://example.com/input.jpg",
+        "HTTPS://EXAMPLE.COM/input.jpg",
+        "https://images.example.com:8443/a/b.png?sig=1&x=2",
+        "https://[2001:db8::1]/input.webp",
+    ],
+)
+def test_request_model_accepts_http_and_https_image_urls(url: str) -> None:
+    """An ``http://`` or ``https://`` URL with a host is accepted and sent unchanged."""
+    request = ADAPTER.submit_request(
+        ADAPTER.params_model.model_validate({"input": {"image_urls": [url]}}), callback_url=None, job_id="j"
+    )
+    assert request.json is not None
+    assert request.json["input"]["image_urls"] == [url]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "not a url",
+        "ftp://x",
+        "ftp://example.com/input.jpg",
+        "file:///etc/passwd",
+        "data:image/png;base64,AAAA",
+        "example.com/input.jpg",
+        "//example.com/input.jpg",
+        "https://",
+        "https:///input.jpg",
+        "https://:443/input.jpg",
+        "http://user@/input.jpg",
+        "http:example.com",
+        "https://[broken/input.jpg",
+        " https://example.com/input.jpg",
+        "https://example.com/in put.jpg",
+        "https://example.com/input.jpg\n",
+    ],
+)
+def test_request_model_refuses_image_urls_that_are_not_http_urls(url: str) -> None:
+    """A string that is not an http(s) URL with a host is refused at ``input.image_urls.0``."""
+    with pytest.raises(ValidationError) as caught:
+        ADAPTER.params_model.model_validate({"input": {"image_urls": [url]}})
+    [error] = caught.value.errors()
+    assert error["loc"] == ("input", "image_urls", 0)
+    assert "http(s) URL" in error["msg"]
+
+
+def test_a_bad_image_url_is_a_422_naming_the_field() -> None:
+    """The relay's params validation turns a bad URL into ``ValidationFailed`` naming the element."""
+    with pytest.raises(ValidationFailed) as caught:
+        validate_params(ADAPTER, {"input": {"image_urls": ["not a url"]}})
+    error = caught.value
+    assert error.status == 422
+    assert error.message.startswith("params.input.image_urls.0: ")
+    assert [detail["field"] for detail in error.details] == ["params.input.image_urls.0"]
 
 
 def test_request_model_requires_the_input_wrapper() -> None:

@@ -81,15 +81,21 @@ def validate(**fields: Any) -> BaseModel:
         ({}, {"image": IMAGE, "scale": 2}),
         ({"scale": 4}, {"image": IMAGE, "scale": 4}),
         ({"scale": 2.5}, {"image": IMAGE, "scale": 2.5}),
+        ({"scale": 3}, {"image": IMAGE, "scale": 3}),
+        ({"scale": 8.5}, {"image": IMAGE, "scale": 8.5}),
+        ({"scale": 1000}, {"image": IMAGE, "scale": 1000}),
         ({"scale": 1e-9}, {"image": IMAGE, "scale": 1e-9}),
         ({"image": "HTTPS://EXAMPLE.COM/a.png"}, {"image": "HTTPS://EXAMPLE.COM/a.png", "scale": 2}),
         ({"image": data_uri(3, "jpeg")}, {"image": data_uri(3, "jpeg"), "scale": 2}),
+        ({"image": data_uri(3, "jpg")}, {"image": data_uri(3, "jpg"), "scale": 2}),
+        ({"image": data_uri(3, "JPG")}, {"image": data_uri(3, "JPG"), "scale": 2}),
         ({"image": data_uri(3, "png")}, {"image": data_uri(3, "png"), "scale": 2}),
         ({"image": data_uri(3, "webp")}, {"image": data_uri(3, "webp"), "scale": 2}),
     ],
 )
 def test_request_model_accepts_documented_values(fields: dict[str, Any], expected: dict[str, Any]) -> None:
-    """An https URL or a JPEG/PNG/WebP data URI and any positive scale are accepted; scale defaults to 2."""
+    """An https URL or a JPEG (``image/jpeg`` or ``image/jpg``)/PNG/WebP data URI and any positive scale
+    (no upper bound: seed:004 documents none) are accepted; scale defaults to 2."""
     request = ADAPTER.submit_request(validate(**fields), callback_url=None, job_id="job_1")
     assert request.json == expected
 
@@ -119,11 +125,14 @@ def test_request_model_refuses_a_data_uri_over_10_mb() -> None:
         ({"image": ""}, ("image",), "https:// URL"),
         ({"image": "https://[broken/a.jpg"}, ("image",), "https:// URL"),
         ({"image": "data:image/gif;base64,R0lGOD=="}, ("image",), "https:// URL"),
+        ({"image": "data:image/jpgg;base64,AAAA"}, ("image",), "https:// URL"),
         ({"image": "data:image/png,rawbytes"}, ("image",), "https:// URL"),
         ({"image": "data:image/png;base64,not base64!"}, ("image",), "not valid base64"),
         ({"image": 5}, ("image",), "valid string"),
         ({"scale": 0}, ("scale",), "greater than 0"),
+        ({"scale": -1}, ("scale",), "greater than 0"),
         ({"scale": -2}, ("scale",), "greater than 0"),
+        ({"scale": -0.5}, ("scale",), "greater than 0"),
         ({"scale": "2"}, ("scale",), "valid number"),
         ({"scale": True}, ("scale",), "valid number"),
         ({"scale": None}, ("scale",), "valid number"),
@@ -242,11 +251,14 @@ def test_response_without_request_id_has_no_vendor_job_id() -> None:
     assert (result.update.vendor_job_id, result.update.extra) == (None, {})
 
 
+SCALE_MESSAGE = "The scale value is outside the supported range."
+
+
 @pytest.mark.parametrize(
     ("status", "name", "code", "message"),
     [
         (401, "error_invalid_api_key", "invalid_api_key", "The API key provided is not valid."),
-        (400, "error_invalid_scale", "invalid_scale", "The scale value is outside the supported range."),
+        (400, "error_invalid_scale", "invalid_scale", f"params.scale: {SCALE_MESSAGE}"),
     ],
 )
 def test_error_fixtures_keep_the_vendor_code(status: int, name: str, code: str, message: str) -> None:
@@ -255,6 +267,35 @@ def test_error_fixtures_keep_the_vendor_code(status: int, name: str, code: str, 
         FIXED.parse_submit_response(status, payload("artnex", name), {})
     error = caught.value
     assert (error.code, error.message, error.http_status, error.retryable) == (code, message, status, False)
+
+
+def test_invalid_scale_names_the_scale_field() -> None:
+    """``invalid_scale`` keeps its code and names ``params.scale`` in the message and the details."""
+    with pytest.raises(UpstreamError) as caught:
+        FIXED.parse_submit_response(400, payload("artnex", "error_invalid_scale"), {})
+    error = caught.value
+    assert error.code == "invalid_scale"
+    assert error.message == f"params.scale: {SCALE_MESSAGE}"
+    assert error.details == [{"field": "params.scale", "message": SCALE_MESSAGE}]
+    assert error.to_dict()["details"] == [{"field": "params.scale", "message": SCALE_MESSAGE}]
+
+
+def test_invalid_scale_without_message_still_names_the_field() -> None:
+    """An ``invalid_scale`` body without ``message`` names ``params.scale`` with the code as the text."""
+    with pytest.raises(UpstreamError) as caught:
+        FIXED.parse_submit_response(400, b'{"success": false, "error": "invalid_scale"}', {})
+    error = caught.value
+    assert (error.code, error.message) == ("invalid_scale", "params.scale: invalid_scale")
+    assert error.details == [{"field": "params.scale", "message": "invalid_scale"}]
+
+
+@pytest.mark.parametrize("name", ["error_invalid_api_key", "error_rate_limit"])
+def test_other_errors_name_no_field(name: str) -> None:
+    """Errors that are not about one request field carry no field details."""
+    with pytest.raises(UpstreamError) as caught:
+        FIXED.parse_submit_response(429 if name == "error_rate_limit" else 401, payload("artnex", name), {})
+    assert caught.value.details is None
+    assert "params." not in caught.value.message
 
 
 def test_rate_limit_is_a_daily_quota_and_not_retryable() -> None:
@@ -309,10 +350,11 @@ def test_http_200_with_success_false_is_an_upstream_error() -> None:
     error = caught.value
     assert (error.code, error.message, error.http_status, error.retryable) == (
         "invalid_scale",
-        "The scale value is outside the supported range.",
+        f"params.scale: {SCALE_MESSAGE}",
         200,
         False,
     )
+    assert error.details == [{"field": "params.scale", "message": SCALE_MESSAGE}]
 
 
 @pytest.mark.parametrize(

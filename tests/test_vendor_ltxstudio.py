@@ -86,12 +86,14 @@ def validate(**fields: Any) -> BaseModel:
         {"pollForResult": 20},
         {"maxJobs": 1},
         {"maxJobs": 100},
+        {"maxJobs": 101},
+        {"maxJobs": 500},
         {"email": "demo@example.com"},
         {"email": "demo@example.com", "pollForResult": 10, "maxJobs": 5},
     ],
 )
 def test_request_model_accepts_documented_values(fields: dict[str, Any]) -> None:
-    """Values at the documented bounds are accepted and kept as given."""
+    """Values at the documented bounds (and any positive ``maxJobs``: no cap) are accepted and kept."""
     model = validate(**fields)
     assert model.model_dump(exclude_unset=True) == {"jobId": JOB_ID, **fields}
 
@@ -105,7 +107,10 @@ def test_request_model_accepts_documented_values(fields: dict[str, Any]) -> None
         ({"pollForResult": 5.0}, "pollForResult"),
         ({"pollForResult": True}, "pollForResult"),
         ({"maxJobs": 0}, "maxJobs"),
-        ({"maxJobs": 101}, "maxJobs"),
+        ({"maxJobs": -1}, "maxJobs"),
+        ({"maxJobs": "5"}, "maxJobs"),
+        ({"maxJobs": 5.0}, "maxJobs"),
+        ({"maxJobs": True}, "maxJobs"),
         ({"email": 7}, "email"),
         ({"email": ""}, "email"),
         ({"jobId": ""}, "jobId"),
@@ -120,6 +125,17 @@ def test_request_model_refuses_bad_fields(fields: dict[str, Any], field: str) ->
     with pytest.raises(ValidationError) as caught:
         validate(**fields)
     assert [err["loc"] for err in caught.value.errors()] == [(field,)]
+
+
+def test_max_jobs_has_no_upper_cap() -> None:
+    """seed:000 documents no range for the per-request ``maxJobs``: 500 is sent as given, 0 is refused."""
+    request = ADAPTER.submit_request(validate(maxJobs=500), callback_url=None, job_id="job_01")
+    assert request.json is not None
+    assert request.json["maxJobs"] == 500
+    with pytest.raises(ValidationError) as caught:
+        validate(maxJobs=0)
+    [error] = caught.value.errors()
+    assert (error["loc"], error["type"]) == (("maxJobs",), "greater_than_equal")
 
 
 def test_request_model_requires_job_id() -> None:

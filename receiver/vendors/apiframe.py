@@ -12,6 +12,10 @@ v2 OpenAPI document and the webhook verifier of the official Node SDK (``apifram
 - Callback ``{event, jobId, status, progress?, result?, error?, model, creditCost?, completedAt?}``, job
   ``{id, status, progress, result, error, webhookStatus, createdAt, completedAt, expired}``.
   ``QUEUED → queued``, ``PROCESSING → running``, ``COMPLETED → succeeded``, ``FAILED``/``CANCELLED → failed``.
+- Result URLs get no ``expires_at``: the sources disagree (seed:002 "standard 90-day retention" vs the
+  schema's ``expired`` flag, "default 24h retention"; VENDORS.md §3 Vocabulary and §6 "output expiry") and
+  no body states a date. A job showing ``"expired": true`` (its CDN assets purged) is reported as
+  ``extra["expired"] = True``.
 - ``X-Webhook-Signature: sha256=<hex HMAC-SHA256(key=SHA-256(api key) raw bytes, msg=raw body)>``.
 """
 
@@ -21,7 +25,7 @@ import hashlib
 import hmac
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Literal, Self
 from urllib.parse import quote, urlsplit
 
@@ -45,9 +49,6 @@ TOPAZ = "topaz-image-upscale"
 CLARITY = "clarity-upscale"
 WEBHOOK_EVENTS = ("progress", "completed", "failed")
 SIGNATURE_HEADER = "X-Webhook-Signature"
-#: Assumed lifetime of result URLs after ``completedAt``: the schema's ``expired`` flag says "default
-#: 24h retention" while the upscale page says 90 days; VENDORS.md §6 says assume the shorter.
-RESULT_TTL = timedelta(hours=24)
 
 _STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
@@ -231,7 +232,13 @@ def _result_urls(result: Any) -> tuple[list[str], str | None]:
 
 
 def _job_update(obj: dict[str, Any], id_key: str) -> JobUpdate:
-    """One normalized update from a webhook body (``id_key="jobId"``) or a job (``id_key="id"``)."""
+    """One normalized update from a webhook body (``id_key="jobId"``) or a job (``id_key="id"``).
+
+    Outputs carry ``expires_at=None``: no Apiframe body states when its URLs expire and the documented
+    retentions disagree (VENDORS.md §6). ``event``, ``model``, ``creditCost``, ``webhookStatus`` and
+    ``expired`` are copied to ``extra`` when present, so ``{"expired": true}`` gives
+    ``extra["expired"] is True`` (the CDN assets are purged; ``result`` URLs may 404).
+    """
     vendor_job_id = _required_str(obj, id_key)
     raw_state = _required_str(obj, "status")
     state = _STATES.get(raw_state)
@@ -257,13 +264,7 @@ def _job_update(obj: dict[str, Any], id_key: str) -> JobUpdate:
         urls, grid = _result_urls(obj.get("result"))
         if grid is not None:
             extra["gridUrl"] = grid
-        expires_at = None
-        if completed_at is not None:
-            try:
-                expires_at = completed_at + RESULT_TTL
-            except OverflowError:
-                expires_at = None
-        outputs = tuple(Output(url, _mime_type(url), expires_at=expires_at) for url in urls)
+        outputs = tuple(Output(url, _mime_type(url), expires_at=None) for url in urls)
         if progress is None:
             progress = 100
     elif raw_state in _FAILURE_CODES:
@@ -313,6 +314,7 @@ class ApiframeAdapter:
     idempotent_submit: ClassVar[bool] = True
     signs_callbacks: ClassVar[bool] = True
     credential_setting: ClassVar[str] = "apiframe_api_key"
+    transient_fail_codes: ClassVar[frozenset[str]] = frozenset()
     base_url_setting: ClassVar[str] = "apiframe_base_url"
     # a UUID: "GET /v2/jobs/{id} (id = UUID; 400 if not a UUID)" [VENDORS.md §3, AF-OAS]
     job_id_pattern: ClassVar[re.Pattern[str]] = re.compile(
@@ -365,7 +367,7 @@ class ApiframeAdapter:
     def parse_callback(self, body: bytes, headers: Mapping[str, str]) -> JobUpdate:
         """A webhook body, e.g. ``{"event": "completed", "jobId": "a1b2…", "status": "COMPLETED",
         "progress": 100, "result": "https://cdn.apiframe.ai/results/a1b2.png", "completedAt": "…Z"}``
-        → succeeded, one ``image/png`` output expiring 24 h after ``completedAt``.
+        → succeeded, one ``image/png`` output with ``expires_at=None`` (no expiry is stated).
 
         ``event``, ``model`` and ``creditCost`` are kept in ``extra``. Raises :class:`PayloadError`.
         """
@@ -373,8 +375,10 @@ class ApiframeAdapter:
 
     def parse_status(self, status_code: int, body: bytes) -> JobUpdate:
         """A ``GET /v2/jobs/{id}`` answer (``id`` instead of ``jobId``, plus ``createdAt``,
-        ``webhookStatus`` and ``expired``, kept in ``extra``). Raises :class:`UpstreamError` for a
-        non-2xx status and :class:`PayloadError` for a body that cannot be parsed."""
+        ``webhookStatus`` and ``expired``, kept in ``extra``): ``{"id": "a1b2…", "status": "COMPLETED",
+        "result": {"images": [URL]}, "expired": true, …}`` → succeeded, outputs with ``expires_at=None``,
+        ``extra["expired"] is True``. Raises :class:`UpstreamError` for a non-2xx status and
+        :class:`PayloadError` for a body that cannot be parsed."""
         if not 200 <= status_code < 300:
             raise _upstream(status_code, body, None)
         return _job_update(load_object(body), "id")

@@ -23,9 +23,10 @@ import json
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, field_validator
 
 from dispatch.errors import PayloadError, UpstreamError
 from dispatch.model import JobError, JobState, JobUpdate, Output
@@ -53,6 +54,29 @@ _RESOLUTIONS = ("2k", "4k", "8k")
 _FORMATS = {"jpg": "jpg", "jpeg": "jpg", "png": "png", "webp": "webp"}
 
 
+def _image_url(value: str) -> str:
+    """``value`` when it is a non-empty ``http://`` or ``https://`` URL with a host, without whitespace or
+    control characters (``"https://example.com/input.jpg"``); else ``ValueError``, so ``"not a url"`` or
+    ``"ftp://x"`` is a 422 naming ``params.input.image_urls.0``. seed:003: "exactly 1 non-empty public
+    image URL"; APIXO downloads it, so no other scheme can work."""
+    if not value.strip():
+        raise ValueError("must not be an empty string")
+    if any(char.isspace() or ord(char) < 0x20 or ord(char) == 0x7F for char in value):
+        raise ValueError("must be an http(s) URL without whitespace or control characters")
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname
+    except ValueError:
+        raise ValueError("must be an http(s) URL with a host, e.g. https://example.com/input.jpg") from None
+    if parts.scheme not in ("http", "https") or not host:
+        raise ValueError("must be an http(s) URL with a host, e.g. https://example.com/input.jpg")
+    return value
+
+
+#: One source image: an absolute ``http(s)://host/…`` URL (see :func:`_image_url`).
+ImageUrl = Annotated[str, AfterValidator(_image_url)]
+
+
 class ApixoInput(BaseModel):
     """The upscaler's ``input`` object.
 
@@ -60,7 +84,8 @@ class ApixoInput(BaseModel):
     "output_format": "jpeg"}`` → resolution ``"8k"``, output_format ``"jpg"``.
 
     - ``mode``: only ``"image-to-image"`` (APIXO's default when omitted).
-    - ``image_urls``: exactly one non-empty image URL.
+    - ``image_urls``: exactly one non-empty public image URL (seed:003), each an ``http://`` or
+      ``https://`` URL with a host; a bad element is refused at ``image_urls.0``.
     - ``resolution``: ``2k``, ``4k`` (default) or ``8k``, any case, stored lower-case.
     - ``output_format``: ``jpg`` (default), ``png`` or ``webp``; ``jpeg`` is stored as ``jpg``.
     """
@@ -68,7 +93,7 @@ class ApixoInput(BaseModel):
     model_config = _STRICT
 
     mode: Literal["image-to-image"] | None = None
-    image_urls: list[str]
+    image_urls: list[ImageUrl]
     resolution: str = "4k"
     output_format: str = "jpg"
 
@@ -77,8 +102,6 @@ class ApixoInput(BaseModel):
     def _one_image(cls, value: list[str]) -> list[str]:
         if len(value) != 1:
             raise ValueError(f"must contain exactly 1 image URL, got {len(value)}")
-        if not value[0].strip():
-            raise ValueError("must not contain an empty string")
         return value
 
     @field_validator("resolution")
@@ -249,6 +272,8 @@ class ApixoAdapter:
     idempotent_submit: ClassVar[bool] = False
     signs_callbacks: ClassVar[bool] = False
     credential_setting: ClassVar[str] = "apixo_api_key"
+    # failCodes seed 003 answers with "Retry with backoff" / "Retry or use callback mode"
+    transient_fail_codes: ClassVar[frozenset[str]] = frozenset({"RateLimited", "Timeout", "Unknown error"})
     # ``task_<id>`` ("taskId": "task_12345678") [VENDORS.md §4, seed 003]
     job_id_pattern: ClassVar[re.Pattern[str]] = re.compile(r"task_[A-Za-z0-9_\-]{1,128}")
     base_url_setting: ClassVar[str] = "apixo_base_url"

@@ -4,11 +4,15 @@ Source: https://docs.artnex.app/api/upscale (VENDORS.md §5, seed:004), with
 https://docs.artnex.app/api/overview and https://docs.artnex.app/api/authentication.
 
 - Auth: ``Authorization: Bearer <key>``. No callback, no status endpoint, no idempotency key.
-- Request ``{"image": "https://…" | "data:image/png;base64,…", "scale": 2}``.
+- Request ``{"image": "https://…" | "data:image/png;base64,…", "scale": 2}``: a JPEG/PNG/WebP data URI
+  (``image/jpeg``, ``image/jpg``, ``image/png``, ``image/webp``) of at most 10 MB, and a positive ``scale``
+  whose supported range Artnex does not document (seed:004 "Common values: 2, 4").
 - The HTTP response is the outcome: ``200 {"success": true, "image_url": "https://cdn.artnex.ai/…/
   upscaled.jpg", "request_id": "req_ups_abc123xyz", "credits_used": 100}`` (``image_url`` available 24 h),
   or an error ``{"success": false, "error": "invalid_scale", "message": "…"}`` with 400/401/402/422/429/
-  500. ``429 rate_limit_exceeded`` is the plan's *daily* quota, so it is not retryable.
+  500. ``429 rate_limit_exceeded`` is the plan's *daily* quota, so it is not retryable. ``invalid_scale``
+  ("The scale value is outside the supported range", seed:004 Error codes) is reported against
+  ``params.scale``.
 """
 
 from __future__ import annotations
@@ -43,7 +47,11 @@ MAX_IMAGE_BYTES = 10 * 1024 * 1024
 #: ``image_url`` is "available for 24 hours" after the response.
 RESULT_TTL = timedelta(hours=24)
 
-_DATA_URI_PREFIX = re.compile(r"data:image/(jpeg|png|webp);base64", re.IGNORECASE)
+# seed:004: "JPEG, PNG, WebP" with the example prefix ``data:image/jpeg;base64,``; ``image/jpg`` is the
+# common (non-IANA) spelling of the same JPEG type, accepted too.
+_DATA_URI_PREFIX = re.compile(r"data:image/(jpeg|jpg|png|webp);base64", re.IGNORECASE)
+#: Artnex error codes that are about one request field (seed:004 Error codes), as the relay names it.
+_FIELD_OF_CODE = {"invalid_scale": "params.scale"}
 _SNAKE_CASE = re.compile(r"[a-z][a-z0-9_]*")
 
 
@@ -52,10 +60,11 @@ class ArtnexUpscaleRequest(BaseModel):
 
     Example: ``{"image": "https://example.com/product-photo.jpg", "scale": 4}``.
 
-    - ``image``: an ``https://`` URL, or a ``data:image/(jpeg|png|webp);base64,…`` URI whose decoded
+    - ``image``: an ``https://`` URL, or a ``data:image/(jpeg|jpg|png|webp);base64,…`` URI whose decoded
       image is at most 10 MB (10,485,760 bytes). ``http://`` and other schemes are refused.
-    - ``scale``: a number > 0, default 2 ("common values" 2 and 4). Artnex does not document the
-      supported range; a value it refuses comes back as the ``invalid_scale`` error.
+    - ``scale``: any finite number > 0 (``3`` and ``8.5`` pass; ``0`` and ``-1`` do not), default 2.
+      seed:004 names 2 and 4 as "common values" and documents no range, so no upper bound is invented;
+      a value Artnex refuses comes back as its ``invalid_scale`` error naming ``params.scale``.
     """
 
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
@@ -80,13 +89,18 @@ class ArtnexUpscaleRequest(BaseModel):
         except ValueError:
             parts = None
         if parts is None or parts.scheme.lower() != "https" or not parts.netloc:
-            raise ValueError("must be an https:// URL or a data:image/(jpeg|png|webp);base64,… URI")
+            raise ValueError("must be an https:// URL or a data:image/(jpeg|jpg|png|webp);base64,… URI")
         return value
 
 
 def _error(status_code: int, data: dict[str, Any], body: bytes, headers: Mapping[str, str]) -> UpstreamError:
-    """``{"success": false, "error": "invalid_scale", "message": "…"}`` → UpstreamError with code
-    ``invalid_scale`` (the relay's status mapping when ``error`` is not a snake_case word)."""
+    """``{"success": false, "error": "invalid_scale", "message": "The scale value is outside the supported
+    range."}`` → UpstreamError with code ``invalid_scale`` (the relay's status mapping when ``error`` is not
+    a snake_case word).
+
+    A code about one field (``invalid_scale``) names it: the message becomes ``"params.scale: The scale
+    value is outside the supported range."`` and ``details`` ``[{"field": "params.scale", "message":
+    "The scale value is outside the supported range."}]`` (the shape of the relay's own 422 details)."""
     code = data.get("error")
     code = code if isinstance(code, str) and _SNAKE_CASE.fullmatch(code) else None
     message = data.get("message")
@@ -98,7 +112,14 @@ def _error(status_code: int, data: dict[str, Any], body: bytes, headers: Mapping
     if status_code == 429:
         code = code or "rate_limit_exceeded"
         message = f"Artnex daily quota exhausted: {message or 'rate limit exceeded'}"
+    field = _FIELD_OF_CODE.get(code) if code is not None else None
+    details: list[dict[str, str]] | None = None
+    if field is not None and code is not None:  # a field-specific code such as ``invalid_scale``
+        detail = message or code
+        details = [{"field": field, "message": detail}]
+        message = f"{field}: {detail}"
     exc = upstream_error(status_code, message, headers, code=code)
+    exc.details = details
     if status_code == 429:
         exc.retryable = False  # a daily quota: retrying within the day only fails again
     return exc
@@ -117,6 +138,7 @@ class ArtnexAdapter:
     idempotent_submit: ClassVar[bool] = False
     signs_callbacks: ClassVar[bool] = False
     credential_setting: ClassVar[str] = "artnex_api_key"
+    transient_fail_codes: ClassVar[frozenset[str]] = frozenset()
     base_url_setting: ClassVar[str] = "artnex_base_url"
     # the response's ``request_id`` (``req_…``); Artnex has no status endpoint, so it is only stored
     job_id_pattern: ClassVar[re.Pattern[str]] = re.compile(r"[A-Za-z0-9_\-]{1,128}")
@@ -144,7 +166,8 @@ class ArtnexAdapter:
         ``completed_at`` now, ``extra={"credits_used": 100}``.
 
         Raises :class:`UpstreamError` for a non-2xx status or ``success: false`` (code = the body's
-        snake_case ``error``, e.g. ``invalid_scale``; 429 → ``rate_limit_exceeded``, not retryable);
+        snake_case ``error``, e.g. ``invalid_scale``, whose message and details name ``params.scale``;
+        429 → ``rate_limit_exceeded``, not retryable);
         :class:`PayloadError` for a 2xx body that is not such an object.
         """
         if not 200 <= status_code < 300:

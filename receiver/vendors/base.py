@@ -31,6 +31,7 @@ class VendorRequest:
     json: dict[str, Any] | None = None
     headers: dict[str, str] = field(default_factory=dict)
     query: dict[str, str] | None = None
+    timeout: float | None = None  # seconds to wait for the answer, when the vendor itself holds it longer
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,9 @@ class VendorAdapter(Protocol):
         idempotent_submit: a submit can be safely re-sent (Apiframe's ``Idempotency-Key``).
         signs_callbacks: callbacks carry a signature :meth:`verify_callback` checks (Apiframe).
         credential_setting: name of the ``Settings`` attribute holding the vendor credential.
+        transient_fail_codes: failure codes the vendor documents as worth retrying (APIXO's
+            ``RateLimited``, ``Timeout``, ``Unknown error``): the relay submits the job anew instead
+            of failing it, up to ``RELAY_RESUBMIT_MAX`` times.
         job_id_pattern: the documented shape of the vendor's job id (full match); an id of any other
             shape is refused before it is stored or put into a status URL (:func:`check_job_id`).
     """
@@ -66,6 +70,7 @@ class VendorAdapter(Protocol):
     credential_setting: ClassVar[str]
     base_url_setting: ClassVar[str]
     job_id_pattern: ClassVar[re.Pattern[str]]
+    transient_fail_codes: ClassVar[frozenset[str]]
 
     def auth_headers(self, credential: str) -> dict[str, str]:
         """Headers that authenticate a request, e.g. ``{"Authorization": "Bearer user:1-abc"}``."""

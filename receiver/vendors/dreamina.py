@@ -80,6 +80,7 @@ class DreaminaAdapter:
     idempotent_submit: ClassVar[bool] = False
     signs_callbacks: ClassVar[bool] = False
     credential_setting: ClassVar[str] = "useapi_token"
+    transient_fail_codes: ClassVar[frozenset[str]] = frozenset()
     base_url_setting: ClassVar[str] = "useapi_base_url"
     # ``j<digits><letter>-u<digits>-<region>:<address>:dreamina`` or ``...-bot:dreamina`` (VENDORS.md §2)
     job_id_pattern: ClassVar[re.Pattern[str]] = re.compile(

@@ -39,6 +39,8 @@ from receiver.vendors.base import (
 
 SUBMIT_PATH = "/v1/ltxstudio/images/upscale"
 STATUS_PATH = "/v1/ltxstudio/assets/{jobId}"
+POLL_ATTEMPT_SECONDS = 3.0  # seed 000: each pollForResult attempt waits 3 seconds
+POLL_MARGIN_SECONDS = 15.0  # network and useapi's own overhead on top of the attempts
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _STATES = {"active": JobState.RUNNING, "completed": JobState.SUCCEEDED, "failed": JobState.FAILED}
@@ -52,8 +54,11 @@ class LtxUpscaleParams(BaseModel):
 
     - ``jobId``: id of a *completed* ``images/create`` or ``images/edit`` job (not an image URL).
     - ``email``: the linked LTX account; required by useapi only when more than one is configured.
-    - ``pollForResult``: 1-20 attempts of 3 seconds each that useapi waits before answering.
-    - ``maxJobs``: 1-100 concurrent jobs for this request (the account-level range).
+    - ``pollForResult``: 1-20 attempts of 3 seconds each that useapi waits before answering (seed:000,
+      "Supported values: 1-20").
+    - ``maxJobs``: a positive integer overriding the account's maximum of concurrent jobs. seed:000 states
+      no range for this per-request override (VENDORS.md §1 Submit), so no upper cap is invented here;
+      useapi refuses a value it does not support with its ``400 {"error": …}`` envelope.
     """
 
     model_config = ConfigDict(extra="forbid", strict=True)
@@ -61,7 +66,7 @@ class LtxUpscaleParams(BaseModel):
     jobId: str = Field(min_length=1)
     email: str | None = Field(default=None, min_length=1)
     pollForResult: int | None = Field(default=None, ge=1, le=20)
-    maxJobs: int | None = Field(default=None, ge=1, le=100)
+    maxJobs: int | None = Field(default=None, ge=1)
 
 
 class LtxStudioAdapter:
@@ -75,6 +80,7 @@ class LtxStudioAdapter:
     idempotent_submit: ClassVar[bool] = False
     signs_callbacks: ClassVar[bool] = False
     credential_setting: ClassVar[str] = "useapi_token"
+    transient_fail_codes: ClassVar[frozenset[str]] = frozenset()
     base_url_setting: ClassVar[str] = "useapi_base_url"
     # ``email:<address>-job:<uuid>-type:image`` (VENDORS.md §1: the docs obfuscate the middle, so the
     # address part is any run of address characters, ``:`` and ``@``)
@@ -92,6 +98,11 @@ class LtxStudioAdapter:
 
         Example JSON: ``{"jobId": "email:…-type:image", "replyUrl": "https://relay/v1/callbacks/ltxstudio/t",
         "replyRef": "job_01"}``. Raises ``TypeError`` if ``params`` is not :class:`LtxUpscaleParams`.
+
+        With ``pollForResult: n`` useapi holds the answer for up to 3 s per attempt ("each attempt waits
+        3 seconds, up to 60 seconds total max", seed 000), so the request's read timeout is
+        ``3 * n + 15`` seconds (at least ``RELAY_VENDOR_TIMEOUT``): the relay does not give up on an
+        answer useapi is still allowed to be preparing.
         """
         if not isinstance(params, LtxUpscaleParams):
             raise TypeError(f"expected LtxUpscaleParams, got {type(params).__name__}")
@@ -99,7 +110,14 @@ class LtxStudioAdapter:
         if callback_url is not None:
             body["replyUrl"] = callback_url
         body["replyRef"] = job_id
-        return VendorRequest("POST", SUBMIT_PATH, json=body, headers={"Content-Type": "application/json"})
+        timeout = (
+            POLL_ATTEMPT_SECONDS * params.pollForResult + POLL_MARGIN_SECONDS
+            if params.pollForResult
+            else None
+        )
+        return VendorRequest(
+            "POST", SUBMIT_PATH, json=body, headers={"Content-Type": "application/json"}, timeout=timeout
+        )
 
     def parse_submit_response(
         self, status_code: int, body: bytes, headers: Mapping[str, str]
