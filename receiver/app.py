@@ -121,15 +121,20 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> Starlette:
                     dispatcher = make_dispatcher(settings, runner, sender)
                     wake = dispatcher.wake
                     tasks.append(asyncio.create_task(dispatcher.run(stop, grace=settings.shutdown_grace)))
-                    tasks.append(
-                        asyncio.create_task(Poller(settings, runner, vendors, on_event=wake).run(stop))
-                    )
+                # submits are retried (and resubmitted) by the worker: here when this process runs
+                # one, else by `upscale-relay worker` (it looks every RELAY_POLL_INTERVAL seconds)
                 submitter = Submitter(settings, runner, vendors, on_event=wake)
-                ingest = Ingest(settings, runner, vendors, on_event=wake)
+                resubmitted = submitter.wake if run_worker else _noop
+                if run_worker:
+                    tasks.append(asyncio.create_task(submitter.run(stop)))
+                    poller = Poller(settings, runner, vendors, on_event=wake, on_resubmit=resubmitted)
+                    tasks.append(asyncio.create_task(poller.run(stop)))
+                ingest = Ingest(settings, runner, vendors, on_event=wake, on_resubmit=resubmitted)
                 resources = Resources(settings, runner, submitter, ingest, api_token, wake)
                 app.state.resources = resources
                 yield {"resources": resources}
                 stop.set()
+                await submitter.drain(settings.shutdown_grace)
                 await asyncio.gather(*tasks)
         finally:
             runner.stop()

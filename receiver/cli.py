@@ -112,6 +112,7 @@ def serve(ctx: click.Context, host: str, port: int | None, no_worker: bool) -> N
     from receiver.app import create_app, open_store
     from receiver.logs import uvicorn_log_config
     from receiver.server import run_server
+    from receiver.submit import callback_url_warnings
 
     settings = _settings(ctx)
     if port is None:
@@ -123,6 +124,8 @@ def serve(ctx: click.Context, host: str, port: int | None, no_worker: bool) -> N
     app = create_app(settings, run_worker=not no_worker)
     if settings.api_token is None:
         click.echo(f"RELAY_API_TOKEN was not set; this run's admin token is: {app.state.api_token}", err=True)
+    for warning in callback_url_warnings(settings):
+        click.echo(f"warning: {warning}", err=True)
     # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal under the handler that was
     # installed before it: make that one a no-op so a graceful stop exits 0 (what process managers expect).
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
@@ -149,6 +152,7 @@ def worker(ctx: click.Context, grace: float | None) -> None:
     from receiver.app import make_dispatcher, make_sender, open_runner
     from receiver.logs import configure_logging
     from receiver.poller import Poller
+    from receiver.submit import Submitter
     from receiver.vendor_client import VendorClient
 
     settings = _settings(ctx)
@@ -165,9 +169,15 @@ def worker(ctx: click.Context, grace: float | None) -> None:
         try:
             async with make_sender(settings) as sender, httpx.AsyncClient(follow_redirects=False) as client:
                 dispatcher = make_dispatcher(settings, runner, sender)
-                poller = Poller(settings, runner, VendorClient(settings, client), on_event=dispatcher.wake)
+                vendors = VendorClient(settings, client)
+                submitter = Submitter(settings, runner, vendors, on_event=dispatcher.wake)
+                poller = Poller(
+                    settings, runner, vendors, on_event=dispatcher.wake, on_resubmit=submitter.wake
+                )
                 click.echo(f"worker {dispatcher.worker_id} delivering", err=True)
-                await asyncio.gather(dispatcher.run(stop, grace=grace_seconds), poller.run(stop))
+                await asyncio.gather(
+                    dispatcher.run(stop, grace=grace_seconds), poller.run(stop), submitter.run(stop)
+                )
         finally:
             runner.stop()
 

@@ -23,6 +23,7 @@ from dispatch.store.runner import StoreRunner
 from receiver.poller import deadline_at, first_poll_at
 from receiver.settings import Settings
 from receiver.tokens import scrub
+from receiver.transient import transient_failure
 from receiver.vendor_client import VendorClient
 from receiver.vendors.base import VendorAdapter, check_job_id
 
@@ -39,11 +40,13 @@ class Ingest:
         vendors: VendorClient,
         *,
         on_event: Callable[[], None] = lambda: None,
+        on_resubmit: Callable[[], None] = lambda: None,
     ) -> None:
         self.settings = settings
         self.runner = runner
         self.vendors = vendors
         self.on_event = on_event
+        self.on_resubmit = on_resubmit
 
     def _parse(self, adapter: VendorAdapter, raw: RawMessage) -> JobUpdate:
         """Verify and parse; raises :class:`SignatureInvalid` or :class:`PayloadError` only (an
@@ -83,6 +86,14 @@ class Ingest:
         stored = scrub(raw, token)
         try:
             update = self._parse(adapter, raw)
+            if update.vendor_job_id is not None and update.vendor_job_id in job.previous_vendor_job_ids:
+                note = f"about vendor job {update.vendor_job_id!r}, replaced by a resubmit; nothing applied"
+                cap = self.settings.max_inbound_per_job
+                return await self.runner.call(
+                    lambda s: s.record_message(
+                        job.id, "callback", stored, None, verdict="superseded", error=note, max_callbacks=cap
+                    )
+                )
             mismatch(job, update)
         except (SignatureInvalid, PayloadError) as exc:
             await self._reject(job, stored, exc)
@@ -135,6 +146,14 @@ class Ingest:
     ) -> IngestResult:
         note = None
         cap = self.settings.max_inbound_per_job
+        reason = transient_failure(self.settings, adapter, job, update)
+        if reason is not None:
+            result = await self.runner.call(lambda s: s.resubmit(job.id, "callback", raw, reason))
+            log.warning(
+                "%s job %s failed transiently (%s): submitting it again", adapter.name, job.id, reason
+            )
+            self.on_resubmit()
+            return result
         if (
             self.settings.confirm_unsigned
             and not adapter.signs_callbacks

@@ -32,6 +32,7 @@ from dispatch.store.records import Job, RawMessage
 from dispatch.store.runner import StoreRunner
 from receiver.settings import Settings
 from receiver.tokens import scrub
+from receiver.transient import transient_failure
 from receiver.vendor_client import VendorClient
 from receiver.vendors import ADAPTERS
 
@@ -76,12 +77,14 @@ class Poller:
         vendors: VendorClient,
         *,
         on_event: object = None,
+        on_resubmit: object = None,
         concurrency: int = 8,
     ) -> None:
         self.settings = settings
         self.runner = runner
         self.vendors = vendors
         self.on_event = on_event if callable(on_event) else (lambda: None)
+        self.on_resubmit = on_resubmit if callable(on_resubmit) else (lambda: None)
         self.concurrency = concurrency
         self.lease_ms = int(max(settings.vendor_timeout * 4, 60) * 1000)
 
@@ -106,11 +109,15 @@ class Poller:
     async def poll(self, job: Job) -> None:
         """Poll one job once and record what the vendor says (or time it out)."""
         now = time.time()
-        if job.deadline_at is not None and now * 1000 >= job.deadline_at:
+        if (job.deadline_at is not None and now * 1000 >= job.deadline_at) or job.vendor_job_id is None:
             seconds = self.settings.job_timeout
-            update = JobUpdate(
-                JobState.FAILED, "timeout", error=JobError("timeout", f"no result within {seconds:g} s")
-            )
+            if "submit_outcome_unknown" in job.flags:  # the submit's answer never came, nor a callback
+                error = JobError(
+                    "vendor_timeout", f"submit outcome unknown and no callback within {seconds:g} s"
+                )
+            else:
+                error = JobError("timeout", f"no result within {seconds:g} s")
+            update = JobUpdate(JobState.FAILED, "timeout", error=error)
             await self._record(job, RawMessage({}, b"", None), update, None)
             return
         adapter = ADAPTERS[job.vendor]
@@ -143,6 +150,12 @@ class Poller:
             log.warning("poll of %s: %s", job.id, message)
             await self._record(job, raw, None, message, verdict="mismatch")
             await self._finish(job, now)
+            return
+        reason = transient_failure(self.settings, adapter, job, update)
+        if reason is not None:
+            await self.runner.call(lambda s: s.resubmit(job.id, "poll", raw, reason))
+            log.warning("%s job %s failed transiently (%s): submitting it again", job.vendor, job.id, reason)
+            self.on_resubmit()
             return
         await self._record(job, raw, update, None)
         soon = update.extra.get("webhookStatus") == "failed"  # Apiframe gave up calling back: keep looking

@@ -112,7 +112,7 @@ class VendorClient:
             json=request.json,
             params=request.query,
             headers=headers,
-            timeout=self.settings.vendor_timeout,
+            timeout=max(self.settings.vendor_timeout, request.timeout or 0),
         ) as streamed:
             body = bytearray()
             async for chunk in streamed.aiter_bytes():
@@ -129,6 +129,34 @@ class VendorClient:
         return httpx.Response(
             streamed.status_code, headers=kept, content=bytes(body), request=streamed.request
         )
+
+    async def send_once(self, adapter: VendorAdapter, request: VendorRequest) -> httpx.Response:
+        """Send ``request`` exactly once (a submit: the caller decides about retries); returns the
+        response whatever its status.
+
+        Raises :class:`UpstreamError` with code ``vendor_unreachable`` when no connection opened
+        (nothing reached the vendor: safe to send again), ``vendor_timeout`` (no answer within
+        ``max(RELAY_VENDOR_TIMEOUT, request.timeout)`` seconds) or ``vendor_connection_lost`` (the
+        exchange broke after sending) — in both the vendor may have the job — and
+        ``vendor_response_too_large``. Raises :class:`NotConfigured` without a credential.
+        """
+        base = self.settings.vendor_base_url(adapter.base_url_setting)
+        headers = {**adapter.auth_headers(self.credential(adapter)), **request.headers}
+        try:
+            return await self._request(adapter, request, base, headers)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            raise UpstreamError(f"cannot reach {adapter.name}: {exc}", code="vendor_unreachable") from None
+        except httpx.TimeoutException:
+            limit = max(self.settings.vendor_timeout, request.timeout or 0)
+            raise UpstreamError(
+                f"{adapter.name} did not answer within {limit:g} s; the vendor may have started the job",
+                code="vendor_timeout",
+            ) from None
+        except httpx.HTTPError as exc:
+            raise UpstreamError(
+                f"{adapter.name} connection broke after the request was sent: {exc or type(exc).__name__}",
+                code="vendor_connection_lost",
+            ) from None
 
     async def fetch_status(
         self, adapter: VendorAdapter, vendor_job_id: str

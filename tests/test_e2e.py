@@ -265,7 +265,7 @@ def test_artnex_data_uri_of_several_mb_is_accepted(env: RelayEnv) -> None:
     the admin API to the vendor and the job succeeds, though it is far over the 1 MiB callback limit."""
     image = "data:image/png;base64," + base64.b64encode(b"\x89PNG" + b"\x00" * 4_000_000).decode()
     job = env.submit("artnex", {"image": image, "scale": 2})
-    assert job["status"] == "succeeded"
+    assert job["status"] == "succeeded", (job, env.job(job["id"]))
     (submit,) = env.fake.submits("artnex")
     assert submit.body["image"] == image and submit.status == 200
 

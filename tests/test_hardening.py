@@ -204,7 +204,7 @@ def test_lone_surrogate_callback_is_applied_not_a_500(env: RelayEnv) -> None:
     job, url = lost_job(env, "apixo")
     body = (
         b'{"code": 200, "data": {"taskId": "' + job["vendor_job_id"].encode() + b'", "state": "failed",'
-        b' "failCode": "Timeout", "failMsg": "\\ud800 broke"}}'
+        b' "failCode": "SensitiveContent", "failMsg": "\\ud800 broke"}}'
     )
     response = post(env, url, "apixo", body)
     assert response.status_code == 200 and response.json()["verdict"] == "applied"

@@ -32,6 +32,7 @@ def test_migrations_are_recorded_and_wal_is_on(store: SQLiteStore) -> None:
         "001_initial",
         "002_polling_sources_recovery",
         "003_callback_count",
+        "004_submit_outbox",
     ]
     assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
@@ -187,3 +188,13 @@ def test_runner_groups_concurrent_calls_and_isolates_failures(tmp_path: Path, st
     check = sqlite3.connect(tmp_path / "relay.db")
     assert check.execute("SELECT COUNT(*) FROM jobs").fetchone()[0] == 50
     check.close()
+
+
+def test_a_vendor_saying_expired_flags_the_job(store: SQLiteStore) -> None:
+    """An update whose extra says ``expired: true`` (Apiframe) records vendor_expired on the job, once."""
+    job = store.create_job("apiframe", {}, reference=None, token_hash="e" * 64)
+    raw = RawMessage({}, b'{"expired": true}', "vendor")
+    update = JobUpdate(JobState.SUCCEEDED, "COMPLETED", extra={"expired": True})
+    store.record_message(job.id, "poll", raw, update)
+    store.record_message(job.id, "poll", raw, update)
+    assert store.get_job(job.id).flags == ("vendor_expired",)

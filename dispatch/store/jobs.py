@@ -11,13 +11,14 @@ from typing import TYPE_CHECKING, Any
 
 from dispatch.errors import NotFound, TooManyRequests
 from dispatch.model import JobError, JobState, JobUpdate, Output, event_id, iso_ms, new_id, now_ms
+from dispatch.secretbox import SecretBox
 from dispatch.state import APPLIED, transition
 from dispatch.store.records import Event, Inbound, IngestResult, Job, RawMessage
 
 _JOB_COLUMNS = (
     "id, vendor, vendor_job_id, status, progress, outputs, error, reference, params, sequence, flags,"
     " created_at, updated_at, submitted_at, completed_at, source_id, poll_at, poll_attempts, deadline_at,"
-    " callback_count"
+    " callback_count, submit_at, submit_attempts, submit_error, resubmits, previous_vendor_job_ids"
 )
 
 
@@ -44,6 +45,11 @@ def _job(row: sqlite3.Row | tuple[Any, ...]) -> Job:
         poll_attempts=row[17] or 0,
         deadline_at=row[18],
         callback_count=row[19] or 0,
+        submit_at=row[20],
+        submit_attempts=row[21] or 0,
+        submit_error=row[22],
+        resubmits=row[23] or 0,
+        previous_vendor_job_ids=tuple(json.loads(row[24] or "[]")),
     )
 
 
@@ -91,10 +97,16 @@ def event_body(job: Job, event_type: str, eid: str, created_at: int) -> str:
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
 
 
+EXPIRED_FLAG = "vendor_expired"
+"""Job flag: the vendor said its results are gone (Apiframe's ``expired: true``, adapters put it in
+``JobUpdate.extra["expired"]``); the output URLs no longer work."""
+
+
 class JobVerbs:
     """Jobs, inbound messages and events. Mixed into :class:`dispatch.store.sqlite.SQLiteStore`."""
 
     conn: sqlite3.Connection
+    box: SecretBox
 
     if TYPE_CHECKING:  # provided by SQLiteStore and DeliveryVerbs
 
@@ -104,17 +116,49 @@ class JobVerbs:
 
     # jobs -------------------------------------------------------------------------------------
     def create_job(
-        self, vendor: str, params: dict[str, Any], *, reference: str | None, token_hash: str | None
+        self,
+        vendor: str,
+        params: dict[str, Any],
+        *,
+        reference: str | None,
+        token_hash: str | None,
+        token: str | None = None,
+        submit: bool = False,
+        submit_lease_ms: int | None = None,
     ) -> Job:
         """Insert a new ``queued`` job and return it. ``token_hash`` is the SHA-256 hex of its
-        callback token (``None`` for synchronous vendors)."""
+        callback token (``None`` for synchronous vendors); ``token`` itself, when given, is kept
+        encrypted for background submits. With ``submit`` the vendor submit is pending in the outbox
+        from this commit on (due now; see :mod:`dispatch.store.submits`), already leased for
+        ``submit_lease_ms`` by the caller when given (so the first attempt is the caller's, not a
+        worker's that happened to look in between).
+
+        Example: ``create_job("apixo", {"input": {...}}, reference="order-42", token_hash="9f2c…",
+        token="q3V…", submit=True)`` → ``Job(id="job_…", status=queued, submit_at=<now>, ...)``.
+        Raises :class:`StoreUnavailable`.
+        """
         now = now_ms()
         job_id = new_id("job")
+        sealed = self.box.encrypt(token) if token is not None else None
+        lease = now + submit_lease_ms if submit and submit_lease_ms is not None else None
         with self.transaction() as conn:
             conn.execute(
                 "INSERT INTO jobs (id, vendor, status, params, reference, token_hash, sequence, flags,"
-                " outputs, created_at, updated_at) VALUES (?, ?, 'queued', ?, ?, ?, 0, '[]', '[]', ?, ?)",
-                (job_id, vendor, json.dumps(params), reference, token_hash, now, now),
+                " outputs, created_at, updated_at, callback_token, submit_at, submit_lease_until, submit_attempts)"
+                " VALUES (?, ?, 'queued', ?, ?, ?, 0, '[]', '[]', ?, ?, ?, ?, ?, ?)",
+                (
+                    job_id,
+                    vendor,
+                    json.dumps(params),
+                    reference,
+                    token_hash,
+                    now,
+                    now,
+                    sealed,
+                    now if submit else None,
+                    lease,
+                    1 if lease else 0,
+                ),
             )
         return self.get_job(job_id)
 
@@ -161,7 +205,8 @@ class JobVerbs:
             job = self.get_job(job_id)
             conn.execute(
                 "UPDATE jobs SET vendor_job_id = COALESCE(?, vendor_job_id), submitted_at = ?, updated_at = ?,"
-                " poll_at = CASE WHEN status IN ('queued', 'running') THEN ? END, deadline_at = ? WHERE id = ?",
+                " poll_at = CASE WHEN status IN ('queued', 'running') THEN ? END, deadline_at = ?,"
+                " submit_at = NULL, submit_lease_until = NULL, submit_error = NULL WHERE id = ?",
                 (vendor_job_id, now, now, poll_at, deadline_at, job_id),
             )
             if job.sequence == 0 and job.status is JobState.QUEUED:
@@ -208,23 +253,13 @@ class JobVerbs:
                 verdict = verdict or "invalid"
             else:
                 job, verdict, event_ids = self._apply(job, update, now)
-            conn.execute(
-                "INSERT INTO inbound (id, job_id, vendor, kind, received_at, peer, headers, body, verdict,"
-                " error, event_ids) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    inbound_id,
-                    job_id,
-                    job.vendor,
-                    kind,
-                    now,
-                    raw.peer,
-                    json.dumps(raw.headers),
-                    raw.body,
-                    verdict,
-                    error,
-                    json.dumps(list(event_ids)),
-                ),
-            )
+                if update.extra.get("expired") is True and EXPIRED_FLAG not in job.flags:
+                    conn.execute(
+                        "UPDATE jobs SET flags = ?, updated_at = ? WHERE id = ?",
+                        (json.dumps([*job.flags, EXPIRED_FLAG]), now, job_id),
+                    )
+                    job = self.get_job(job_id)
+            insert_inbound(conn, inbound_id, job_id, job.vendor, kind, now, raw, verdict, error, event_ids)
         return IngestResult(inbound_id, verdict, job, event_ids)
 
     def _apply(self, job: Job, update: JobUpdate, now: int) -> tuple[Job, str, tuple[str, ...]]:
@@ -247,7 +282,8 @@ class JobVerbs:
         self.conn.execute(
             "UPDATE jobs SET status = ?, progress = ?, outputs = ?, error = ?, updated_at = ?,"
             " completed_at = COALESCE(?, completed_at), vendor_job_id = COALESCE(vendor_job_id, ?),"
-            " poll_at = CASE WHEN ? THEN NULL ELSE poll_at END WHERE id = ?",
+            " poll_at = CASE WHEN ? THEN NULL ELSE poll_at END,"
+            " submit_at = CASE WHEN ? THEN NULL ELSE submit_at END WHERE id = ?",
             (
                 step.status.value,
                 step.progress,
@@ -256,6 +292,7 @@ class JobVerbs:
                 now,
                 completed,
                 update.vendor_job_id,
+                step.status.terminal,
                 step.status.terminal,
                 job.id,
             ),
@@ -379,6 +416,38 @@ class JobVerbs:
             (job_id,),
         ).fetchall()
         return (_event(r) for r in rows)
+
+
+def insert_inbound(
+    conn: sqlite3.Connection,
+    inbound_id: str,
+    job_id: str | None,
+    vendor: str,
+    kind: str,
+    received_at: int,
+    raw: RawMessage,
+    verdict: str,
+    error: str | None,
+    event_ids: tuple[str, ...] = (),
+) -> None:
+    """Insert one ``inbound`` row (a raw vendor message with what the relay made of it)."""
+    conn.execute(
+        "INSERT INTO inbound (id, job_id, vendor, kind, received_at, peer, headers, body, verdict,"
+        " error, event_ids) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            inbound_id,
+            job_id,
+            vendor,
+            kind,
+            received_at,
+            raw.peer,
+            json.dumps(raw.headers),
+            raw.body,
+            verdict,
+            error,
+            json.dumps(list(event_ids)),
+        ),
+    )
 
 
 _INBOUND_COLUMNS = "id, job_id, vendor, kind, received_at, peer, headers, body, verdict, error, event_ids"

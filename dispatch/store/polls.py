@@ -6,13 +6,13 @@ timers, so a restart finds every job that still needs a look. Polls are leased l
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING
 
 from dispatch.errors import NotFound, TooManyRequests
 from dispatch.model import new_id, now_ms
+from dispatch.store.jobs import insert_inbound
 from dispatch.store.records import Job, RawMessage, Source
 
 
@@ -34,7 +34,8 @@ class PollVerbs:
             rows = conn.execute(
                 "UPDATE jobs SET poll_lease_until = ? WHERE id IN ("
                 " SELECT id FROM jobs WHERE poll_at IS NOT NULL AND poll_at <= ? AND status IN ('queued', 'running')"
-                " AND vendor_job_id IS NOT NULL AND (poll_lease_until IS NULL OR poll_lease_until < ?)"
+                " AND (vendor_job_id IS NOT NULL OR poll_at >= deadline_at)"
+                " AND (poll_lease_until IS NULL OR poll_lease_until < ?)"
                 " ORDER BY poll_at LIMIT ?) RETURNING id",
                 (now + lease_ms, now, now, limit),
             ).fetchall()
@@ -143,19 +144,5 @@ class PollVerbs:
         parsed or authenticated); returns its inbound id."""
         inbound_id = new_id("in")
         with self.transaction() as conn:
-            conn.execute(
-                "INSERT INTO inbound (id, job_id, vendor, kind, received_at, peer, headers, body, verdict, error,"
-                " event_ids) VALUES (?, NULL, ?, ?, ?, ?, ?, ?, ?, ?, '[]')",
-                (
-                    inbound_id,
-                    vendor,
-                    kind,
-                    now_ms(),
-                    raw.peer,
-                    json.dumps(raw.headers),
-                    raw.body,
-                    verdict,
-                    error,
-                ),
-            )
+            insert_inbound(conn, inbound_id, None, vendor, kind, now_ms(), raw, verdict, error)
         return inbound_id

@@ -34,6 +34,11 @@ class Job:
     poll_attempts: int = 0
     deadline_at: int | None = None
     callback_count: int = 0
+    submit_at: int | None = None
+    submit_attempts: int = 0
+    submit_error: str | None = None
+    resubmits: int = 0
+    previous_vendor_job_ids: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -56,6 +61,11 @@ class Job:
             "next_poll_at": iso_ms(self.poll_at),
             "polls": self.poll_attempts,
             "deadline_at": iso_ms(self.deadline_at),
+            "submit_pending": self.submit_at is not None,
+            "submit_attempts": self.submit_attempts,
+            "submit_error": self.submit_error,
+            "resubmits": self.resubmits,
+            "previous_vendor_job_ids": list(self.previous_vendor_job_ids),
         }
 
 

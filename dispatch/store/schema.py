@@ -163,10 +163,23 @@ def _m003_callback_count(db: Database) -> None:
     db.table("jobs").create_index(["source_id", "created_at"])
 
 
+def _m004_submit_outbox(db: Database) -> None:
+    jobs = db.table("jobs")
+    jobs.add_column("submit_at", int)  # unix ms of the next submit attempt (NULL: none pending)
+    jobs.add_column("submit_lease_until", int)  # a submit in flight holds this lease
+    jobs.add_column("submit_attempts", int, not_null_default=0)
+    jobs.add_column("submit_error", str)  # the last attempt's error while retrying
+    jobs.add_column("callback_token", str)  # encrypted with the secret key, for background submits
+    jobs.add_column("resubmits", int, not_null_default=0)  # new submits after transient vendor failures
+    jobs.add_column("previous_vendor_job_ids", str, not_null_default="[]")  # JSON list, oldest first
+    jobs.create_index(["submit_at"])
+
+
 MIGRATIONS: list[tuple[str, Callable[[Database], None]]] = [
     ("001_initial", _m001_initial),
     ("002_polling_sources_recovery", _m002_polling_sources_recovery),
     ("003_callback_count", _m003_callback_count),
+    ("004_submit_outbox", _m004_submit_outbox),
 ]
 
 

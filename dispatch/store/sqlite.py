@@ -22,11 +22,12 @@ from dispatch.store.deliveries import DeliveryVerbs
 from dispatch.store.jobs import JobVerbs
 from dispatch.store.polls import PollVerbs
 from dispatch.store.schema import migrate
+from dispatch.store.submits import SubmitVerbs
 
 BUSY_TIMEOUT = 5.0  # seconds a write waits for another connection's lock before giving up
 
 
-class SQLiteStore(JobVerbs, PollVerbs, DeliveryVerbs):
+class SQLiteStore(JobVerbs, PollVerbs, DeliveryVerbs, SubmitVerbs):
     """The relay's database on one SQLite file.
 
     Example::

@@ -1,0 +1,143 @@
+"""Store verbs for the submit outbox: a job's vendor submit is committed with the job and claimed
+like a delivery (a lease, at most one submit in flight per job), so a crash never loses a job and
+a retry is a stored decision (``submit_at``), not a sleeping coroutine."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING
+
+from dispatch.errors import NotFound
+from dispatch.model import new_id, now_ms
+from dispatch.secretbox import SecretBox
+from dispatch.store.jobs import insert_inbound
+from dispatch.store.records import IngestResult, Job, RawMessage
+
+OUTCOME_UNKNOWN = "submit_outcome_unknown"
+"""Job flag: the vendor may have received the submit (timeout, reset or 5xx after sending); the job
+waits for its callback or its deadline instead of being sent again."""
+
+
+class SubmitVerbs:
+    """Pending submits. Mixed into :class:`dispatch.store.sqlite.SQLiteStore`."""
+
+    conn: sqlite3.Connection
+    box: SecretBox
+
+    if TYPE_CHECKING:  # provided by SQLiteStore and JobVerbs
+
+        def transaction(self) -> AbstractContextManager[sqlite3.Connection]: ...
+
+        def get_job(self, job_id: str) -> Job: ...
+
+    def claim_submit(self, job_id: str, *, now: int, lease_ms: int) -> tuple[Job, bool] | None:
+        """Lease one job's pending submit; ``None`` when it has none due or another holds it.
+
+        Returns ``(job, interrupted)``: ``interrupted`` is true when an earlier lease on this submit
+        expired unfinished (a process died mid-send, so the vendor may have the request). Example:
+        ``claim_submit("job_1", now=1764480000000, lease_ms=150000)`` → ``(<Job queued>, False)``.
+        Raises :class:`StoreUnavailable`.
+        """
+        with self.transaction() as conn:
+            row = conn.execute(
+                "SELECT submit_lease_until FROM jobs WHERE id = ? AND submit_at IS NOT NULL AND submit_at <= ?"
+                " AND status IN ('queued', 'running') AND (submit_lease_until IS NULL OR submit_lease_until < ?)",
+                (job_id, now, now),
+            ).fetchone()
+            if row is None:
+                return None
+            conn.execute(
+                "UPDATE jobs SET submit_lease_until = ?, submit_attempts = submit_attempts + 1 WHERE id = ?",
+                (now + lease_ms, job_id),
+            )
+            return self.get_job(job_id), row[0] is not None
+
+    def claim_due_submits(self, *, now: int, limit: int, lease_ms: int) -> list[tuple[Job, bool]]:
+        """Lease up to ``limit`` pending submits whose ``submit_at`` (unix ms) has come, oldest first;
+        each as :meth:`claim_submit` returns it. Raises :class:`StoreUnavailable`."""
+        with self.transaction() as conn:
+            ids = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT id FROM jobs WHERE submit_at IS NOT NULL AND submit_at <= ?"
+                    " AND status IN ('queued', 'running') AND (submit_lease_until IS NULL OR submit_lease_until < ?)"
+                    " ORDER BY submit_at LIMIT ?",
+                    (now, now, limit),
+                )
+            ]
+            claimed = [self.claim_submit(job_id, now=now, lease_ms=lease_ms) for job_id in ids]
+            return [c for c in claimed if c is not None]
+
+    def renew_submit_lease(self, job_id: str, *, until: int) -> bool:
+        """Extend the lease of a submit still in flight to ``until`` (unix ms); ``False`` when the job
+        holds no submit lease any more (it ended). Raises :class:`StoreUnavailable`."""
+        with self.transaction() as conn:
+            done = conn.execute(
+                "UPDATE jobs SET submit_lease_until = ? WHERE id = ? AND submit_lease_until IS NOT NULL",
+                (until, job_id),
+            ).rowcount
+            return bool(done)
+
+    def retry_submit_at(self, job_id: str, at: int, reason: str) -> Job:
+        """Plan the next submit attempt at ``at`` (unix ms), releasing the lease; ``reason`` (the
+        last error, e.g. ``"rate_limited: HTTP 429"``) is kept on the job. Raises :class:`NotFound`."""
+        with self.transaction() as conn:
+            done = conn.execute(
+                "UPDATE jobs SET submit_at = ?, submit_lease_until = NULL, submit_error = ?, updated_at = ?"
+                " WHERE id = ?",
+                (at, reason, now_ms(), job_id),
+            ).rowcount
+            if not done:
+                raise NotFound(f"job {job_id} not found")
+            return self.get_job(job_id)
+
+    def end_submit(self, job_id: str, *, outcome_unknown: bool = False, poll_at: int | None = None) -> Job:
+        """No more submit attempts for the job: clear the pending submit and its lease. With
+        ``outcome_unknown`` the job is flagged ``submit_outcome_unknown`` and, having no vendor job
+        id to poll, is looked at again at ``poll_at`` (its deadline) only. Raises :class:`NotFound`."""
+        with self.transaction() as conn:
+            job = self.get_job(job_id)
+            flags = list(job.flags)
+            if outcome_unknown and OUTCOME_UNKNOWN not in flags:
+                flags.append(OUTCOME_UNKNOWN)
+            conn.execute(
+                "UPDATE jobs SET submit_at = NULL, submit_lease_until = NULL, flags = ?, updated_at = ?,"
+                " poll_at = CASE WHEN ? IS NOT NULL AND status IN ('queued', 'running') THEN ? ELSE poll_at END,"
+                " deadline_at = COALESCE(deadline_at, ?) WHERE id = ?",
+                (json.dumps(flags), now_ms(), poll_at, poll_at, poll_at, job_id),
+            )
+            return self.get_job(job_id)
+
+    def resubmit(self, job_id: str, kind: str, raw: RawMessage, reason: str) -> IngestResult:
+        """Store a vendor message that failed the job for a reason the vendor calls transient, and
+        plan a new submit of the same job instead of failing it: the vendor job id moves to
+        ``previous_vendor_job_ids``, polls stop until the new submit is accepted, nothing is emitted.
+
+        Example: ``resubmit("job_1", "callback", raw, "Timeout: upstream did not finish")`` →
+        ``IngestResult("in_…", "resubmitted", <Job queued, resubmits=1>, ())``. Raises
+        :class:`NotFound`, :class:`StoreUnavailable`.
+        """
+        now = now_ms()
+        inbound_id = new_id("in")
+        with self.transaction() as conn:
+            job = self.get_job(job_id)
+            previous = [*job.previous_vendor_job_ids, *([job.vendor_job_id] if job.vendor_job_id else [])]
+            conn.execute(
+                "UPDATE jobs SET vendor_job_id = NULL, previous_vendor_job_ids = ?, resubmits = resubmits + 1,"
+                " submit_at = ?, submit_lease_until = NULL, submit_error = ?, poll_at = NULL, updated_at = ?"
+                " WHERE id = ?",
+                (json.dumps(previous), now, reason[:500], now, job_id),
+            )
+            insert_inbound(conn, inbound_id, job_id, job.vendor, kind, now, raw, "resubmitted", reason)
+            return IngestResult(inbound_id, "resubmitted", self.get_job(job_id), ())
+
+    def callback_token(self, job_id: str) -> str | None:
+        """The job's callback token in clear (kept encrypted with the secret key for background
+        submits), or ``None`` for synchronous vendors. Raises :class:`NotFound`,
+        :class:`ValidationFailed` when the key changed since it was stored."""
+        row = self.conn.execute("SELECT callback_token FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"job {job_id} not found")
+        return self.box.decrypt(row[0]) if row[0] else None
