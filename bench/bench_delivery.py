@@ -27,10 +27,11 @@ from _common import percentile, running_process
 
 from dispatch.model import JobState, JobUpdate
 from dispatch.signing import delivery_headers
+from dispatch.store.face import RunnerStore
 from dispatch.store.records import RawMessage
-from dispatch.store.runner import StoreRunner
 from fixtures.harness import free_port
-from receiver.app import make_dispatcher, make_sender, open_store
+from receiver.app import make_dispatcher, make_sender
+from receiver.database import open_runner, open_store
 from receiver.settings import Settings, load_settings
 
 
@@ -112,25 +113,24 @@ async def _bare(work: list[tuple[str, str, bytes, str]], concurrency: int) -> tu
 
 async def _dispatch(settings: Settings, expected: int) -> tuple[float, int]:
     """Run the relay's Dispatcher until nothing is due; returns (seconds, succeeded deliveries)."""
-    runner = StoreRunner(open_store(settings))
+    runner = open_runner(settings)
     runner.start()
+    store = RunnerStore(runner)
     try:
         async with make_sender(settings) as sender:
-            dispatcher = make_dispatcher(settings, runner, sender)
+            dispatcher = make_dispatcher(settings, store, sender)
             stop = asyncio.Event()
             started = time.perf_counter()
             task = asyncio.create_task(dispatcher.run(stop, grace=5))
             deadline = started + 300
             while time.perf_counter() < deadline:
                 await asyncio.sleep(0.01)
-                if await runner.call(lambda s: s.next_due_at()) is None:
+                if await store.next_due_at() is None:
                     break
             elapsed = time.perf_counter() - started
             stop.set()
             await task
-        succeeded = await runner.call(
-            lambda s: len(s.list_deliveries(status="succeeded", limit=expected + 1))
-        )
+        succeeded = len(await store.list_deliveries(status="succeeded", limit=expected + 1))
     finally:
         runner.stop()
     return elapsed, succeeded

@@ -28,7 +28,7 @@ import aiohttp
 from _common import percentile, running_process
 
 from fixtures.harness import free_port
-from receiver.app import open_store
+from receiver.database import open_store
 from receiver.settings import load_settings
 from receiver.tokens import new_token
 

@@ -35,8 +35,56 @@ class JobState(StrEnum):
         return {"queued": 0, "running": 1}.get(self.value, 2)
 
 
-EVENT_TYPES: tuple[str, ...] = ("job.queued", "job.running", "job.progress", "job.succeeded", "job.failed")
-DEFAULT_EVENT_TYPES: tuple[str, ...] = ("job.succeeded", "job.failed")
+class EventType(StrEnum):
+    """What a subscriber receives (DESIGN.md, "Event contract"): ``job.<state>`` or ``job.progress``."""
+
+    QUEUED = "job.queued"
+    RUNNING = "job.running"
+    PROGRESS = "job.progress"
+    SUCCEEDED = "job.succeeded"
+    FAILED = "job.failed"
+
+
+class Verdict(StrEnum):
+    """What the relay made of one stored vendor message (``inbound.verdict``)."""
+
+    APPLIED = "applied"  # it moved the job (and may have emitted events)
+    DUPLICATE = "duplicate"  # the same state again: nothing new
+    STALE = "stale"  # an earlier state arriving late: nothing changes
+    CONFLICT = "conflict"  # a second, different terminal state: flagged, not emitted
+    UNKNOWN_STATE = "unknown_state"  # a state the adapter does not know: kept, flagged
+    UNCONFIRMED = "unconfirmed"  # RELAY_CONFIRM_UNSIGNED could not ask the vendor yet
+    INVALID = "invalid"  # the body could not be parsed (reprocessable)
+    REJECTED = "rejected"  # the signature did not verify
+    MISMATCH = "mismatch"  # about another vendor job than this job's
+    SUPERSEDED = "superseded"  # about a vendor job this job replaced by a resubmit
+    RESUBMITTED = "resubmitted"  # a transient vendor failure: the job was submitted anew
+    OUTCOME_UNKNOWN = "outcome_unknown"  # a submit whose answer never came (or was ambiguous)
+
+
+class InboundKind(StrEnum):
+    """How a stored vendor message arrived."""
+
+    CALLBACK = "callback"  # the vendor called the relay
+    RESPONSE = "response"  # the vendor's answer to a submit (Artnex's is the outcome)
+    POLL = "poll"  # the vendor's answer to a status poll
+    REPROCESS = "reprocess"  # an operator re-ran a stored callback
+
+
+class DeliveryStatus(StrEnum):
+    """A delivery's state: ``pending`` (not tried), ``retrying`` (failed, next try planned),
+    ``succeeded``, ``dead`` (out of retries, or the endpoint is gone), ``failed`` (kept for a recover:
+    its subscriber was disabled)."""
+
+    PENDING = "pending"
+    RETRYING = "retrying"
+    SUCCEEDED = "succeeded"
+    DEAD = "dead"
+    FAILED = "failed"
+
+
+EVENT_TYPES: tuple[str, ...] = tuple(t.value for t in EventType)
+DEFAULT_EVENT_TYPES: tuple[str, ...] = (EventType.SUCCEEDED.value, EventType.FAILED.value)
 
 
 @dataclass(frozen=True)

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dispatch.model import JobState, JobUpdate
+from dispatch.model import JobState, JobUpdate, Verdict
 
 # Verdicts recorded on the inbound message that carried the update.
-APPLIED = "applied"
-DUPLICATE = "duplicate"
-STALE = "stale"
-CONFLICT = "conflict"
-UNKNOWN_STATE = "unknown_state"
+APPLIED = Verdict.APPLIED
+DUPLICATE = Verdict.DUPLICATE
+STALE = Verdict.STALE
+CONFLICT = Verdict.CONFLICT
+UNKNOWN_STATE = Verdict.UNKNOWN_STATE
 
 
 @dataclass(frozen=True)

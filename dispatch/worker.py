@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
 import random
@@ -22,9 +21,8 @@ from dispatch.errors import Conflict, StoreUnavailable
 from dispatch.retry import RetryPolicy, parse_retry_after
 from dispatch.sender import AttemptResult, Sender
 from dispatch.signing import delivery_headers
+from dispatch.store.face import Store
 from dispatch.store.records import Attempt, DeliveryWork
-from dispatch.store.runner import StoreRunner
-from dispatch.store.sqlite import SQLiteStore
 
 log = logging.getLogger("upscale_relay.worker")
 USER_AGENT = f"upscale-relay/{__version__}"
@@ -37,11 +35,15 @@ class Dispatcher:
     slow endpoint cannot take every slot. ``poll_interval`` (seconds) is how often the store is
     asked for due work when nobody calls :meth:`wake`. ``lease_seconds`` bounds how long a claimed
     delivery stays invisible to other workers.
+
+    With ``notified`` (Postgres, where a ``LISTEN`` connection calls :meth:`wake` whenever another
+    process commits due deliveries) an idle dispatcher does not poll: it sleeps until the earliest
+    planned retry (``next_due_at``), at most ``idle_max`` seconds, or until woken.
     """
 
     def __init__(
         self,
-        runner: StoreRunner,
+        store: Store,
         sender: Sender,
         *,
         policy: RetryPolicy,
@@ -52,8 +54,10 @@ class Dispatcher:
         worker_id: str | None = None,
         rng: random.Random | None = None,
         disable_after: float | None = None,
+        notified: bool = False,
+        idle_max: float = 5.0,
     ) -> None:
-        self.runner = runner
+        self.store = store
         self.sender = sender
         self.policy = policy
         self.concurrency = concurrency
@@ -67,6 +71,8 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()
         self._per_sub: dict[str, int] = defaultdict(int)
+        self.notified = notified
+        self.idle_max = idle_max
 
     def wake(self) -> None:
         """Look for due work now (new deliveries were just committed). Safe from the loop thread."""
@@ -87,7 +93,7 @@ class Dispatcher:
             for task in pending:
                 task.cancel()
         with contextlib.suppress(StoreUnavailable):
-            await self.runner.call(lambda s: s.release_leases(self.worker_id))
+            await self.store.release_leases(self.worker_id)
 
     async def _heartbeat(self, stop: asyncio.Event) -> None:
         """Every third of the lease, extend the leases of attempts still in flight."""
@@ -95,11 +101,8 @@ class Dispatcher:
             await asyncio.sleep(self.lease_ms / 3000)
             if self._leased:
                 until = int(time.time() * 1000) + self.lease_ms
-                renew = functools.partial(
-                    _renew, worker_id=self.worker_id, ids=list(self._leased), until=until
-                )
                 with contextlib.suppress(StoreUnavailable):
-                    await self.runner.call(renew)
+                    await self.store.renew_leases(self.worker_id, list(self._leased), until=until)
 
     async def _loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -108,7 +111,7 @@ class Dispatcher:
             if free > 0:
                 try:
                     busy = [sub for sub, n in self._per_sub.items() if n >= self.per_subscriber]
-                    work = await self.runner.call(functools.partial(self._claim, limit=free, exclude=busy))
+                    work = await self._claim(limit=free, exclude=busy)
                 except StoreUnavailable as exc:
                     log.warning("cannot claim deliveries: %s", exc.message)
                     work = []
@@ -117,11 +120,25 @@ class Dispatcher:
                 claimed = len(work)
             if claimed == 0 or len(self._inflight) >= self.concurrency:
                 self._wake.clear()
+                wait = await self._idle_wait() if claimed == 0 else self.poll_interval
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(_first(self._wake.wait(), stop.wait()), self.poll_interval)
+                    await asyncio.wait_for(_first(self._wake.wait(), stop.wait()), wait)
 
-    def _claim(self, store: SQLiteStore, *, limit: int, exclude: list[str]) -> list[DeliveryWork]:
-        return store.claim_due_deliveries(
+    async def _idle_wait(self) -> float:
+        """Seconds to sleep with nothing to do: ``poll_interval``, or when notified of new work, until
+        the next planned retry (at most ``idle_max``)."""
+        if not self.notified:
+            return self.poll_interval
+        try:
+            due = await self.store.next_due_at()
+        except StoreUnavailable:
+            return self.poll_interval
+        if due is None:
+            return self.idle_max
+        return min(max((due - time.time() * 1000) / 1000, self.poll_interval), self.idle_max)
+
+    async def _claim(self, *, limit: int, exclude: list[str]) -> list[DeliveryWork]:
+        return await self.store.claim_due_deliveries(
             self.worker_id,
             now=int(time.time() * 1000),
             limit=limit,
@@ -182,21 +199,15 @@ class Dispatcher:
             error=result.error,
         )
         try:
-            await self.runner.call(
-                lambda s: s.finish_attempt(
-                    work.delivery_id,
-                    self.worker_id,
-                    attempt,
-                    next_attempt_at=next_at,
-                    disable_after_ms=self.disable_after_ms,
-                )
+            await self.store.finish_attempt(
+                work.delivery_id,
+                self.worker_id,
+                attempt,
+                next_attempt_at=next_at,
+                disable_after_ms=self.disable_after_ms,
             )
         except Conflict:
             log.warning("lease on %s expired during the attempt; another worker owns it", work.delivery_id)
-
-
-def _renew(store: SQLiteStore, *, worker_id: str, ids: list[str], until: int) -> int:
-    return store.renew_leases(worker_id, ids, until=until)
 
 
 async def _first(*aws: object) -> None:

@@ -1,4 +1,4 @@
-"""The Starlette app factory. Resources (store runner, httpx client, dispatcher) live in the lifespan.
+"""The Starlette app factory. Resources (the store, httpx client, dispatcher) live in the lifespan.
 
 Example::
 
@@ -11,8 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-from collections.abc import AsyncIterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 from starlette.applications import Starlette
@@ -22,14 +21,14 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from dispatch.retry import RetryPolicy
-from dispatch.secretbox import SecretBox, load_or_create_key
 from dispatch.sender import Sender
-from dispatch.store.runner import StoreRunner
-from dispatch.store.sqlite import SQLiteStore
+from dispatch.store.face import RunnerStore, Store
+from dispatch.store.postgres import listen_for_due
 from dispatch.worker import Dispatcher
 from receiver.api import callbacks, deliveries, events, inbound, jobs, sources, subscribers
 from receiver.api.common import Resources
 from receiver.auth import AdminAuthMiddleware
+from receiver.database import open_runner
 from receiver.errors import HANDLERS
 from receiver.ingest import Ingest
 from receiver.limits import HeaderLimitMiddleware
@@ -39,34 +38,10 @@ from receiver.submit import Submitter
 from receiver.vendor_client import VendorClient
 
 
-def key_file_for(settings: Settings) -> Path:
-    """Where the generated secret key lives: beside the SQLite file (``relay.db`` → ``relay.db.key``)."""
-    path = settings.sqlite_path
-    return path.with_name(path.name + ".key")
-
-
-def open_store(settings: Settings) -> SQLiteStore:
-    """Open the configured store with its secret box. Raises :class:`StoreUnavailable` or
-    :class:`ValidationFailed` (bad ``RELAY_SECRET_KEY``)."""
-    secret = settings.secret_key.get_secret_value() if settings.secret_key else None
-    box = SecretBox(load_or_create_key(secret, key_file_for(settings)))
-    return SQLiteStore.open(settings.sqlite_path, box, busy_timeout=settings.db_busy_timeout)
-
-
-def open_runner(settings: Settings) -> StoreRunner:
-    """The store runner: the writer connection plus, for a file database, a read-only reader
-    connection (reads never wait behind the write lock). Raises :class:`StoreUnavailable`."""
-    store = open_store(settings)
-    if str(settings.sqlite_path) == ":memory:":
-        return StoreRunner(store)
-    reader = SQLiteStore.open_reader(settings.sqlite_path, store.box, busy_timeout=settings.db_busy_timeout)
-    return StoreRunner(store, reader=reader)
-
-
-def make_dispatcher(settings: Settings, runner: StoreRunner, sender: Sender) -> Dispatcher:
-    """A dispatcher configured from ``settings``."""
+def make_dispatcher(settings: Settings, store: Store, sender: Sender) -> Dispatcher:
+    """A dispatcher over ``store`` configured from ``settings``."""
     return Dispatcher(
-        runner,
+        store,
         sender,
         policy=RetryPolicy(schedule=tuple(settings.retry_schedule), jitter=settings.retry_jitter),
         concurrency=settings.delivery_concurrency,
@@ -74,7 +49,18 @@ def make_dispatcher(settings: Settings, runner: StoreRunner, sender: Sender) -> 
         lease_seconds=settings.lease_seconds,
         poll_interval=settings.poll_interval,
         disable_after=settings.disable_after,
+        notified=settings.is_postgres,  # woken by LISTEN/NOTIFY (see wake_on_notify), not polling
     )
+
+
+def wake_on_notify(
+    settings: Settings, wake: Callable[[], None], stop: asyncio.Event
+) -> list[asyncio.Task[None]]:
+    """On Postgres, a task that calls ``wake`` whenever any process commits due deliveries
+    (``LISTEN``); on SQLite nothing (the in-process ``on_event`` wakes the dispatcher)."""
+    if not settings.is_postgres:
+        return []
+    return [asyncio.create_task(listen_for_due(settings.database_url, wake, stop))]
 
 
 def make_sender(settings: Settings) -> Sender:
@@ -95,7 +81,7 @@ async def healthz(request: Request) -> JSONResponse:
 async def readyz(request: Request) -> JSONResponse:
     """Readiness: the database answers (503 otherwise)."""
     res: Resources = request.state.resources
-    ok = await res.runner.read(lambda s: s.ping())
+    ok = await res.store.ping()
     return JSONResponse({"status": "ok" if ok else "unavailable"}, status_code=200 if ok else 503)
 
 
@@ -111,6 +97,7 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Resources]]:
         runner = open_runner(settings)
         runner.start()
+        store = RunnerStore(runner)
         stop = asyncio.Event()
         tasks: list[asyncio.Task[None]] = []
         wake = _noop
@@ -118,19 +105,20 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> Starlette:
             async with httpx.AsyncClient(follow_redirects=False) as client, make_sender(settings) as sender:
                 vendors = VendorClient(settings, client)
                 if run_worker:
-                    dispatcher = make_dispatcher(settings, runner, sender)
+                    dispatcher = make_dispatcher(settings, store, sender)
                     wake = dispatcher.wake
                     tasks.append(asyncio.create_task(dispatcher.run(stop, grace=settings.shutdown_grace)))
+                    tasks.extend(wake_on_notify(settings, dispatcher.wake, stop))
                 # submits are retried (and resubmitted) by the worker: here when this process runs
                 # one, else by `upscale-relay worker` (it looks every RELAY_POLL_INTERVAL seconds)
-                submitter = Submitter(settings, runner, vendors, on_event=wake)
+                submitter = Submitter(settings, store, vendors, on_event=wake)
                 resubmitted = submitter.wake if run_worker else _noop
                 if run_worker:
                     tasks.append(asyncio.create_task(submitter.run(stop)))
-                    poller = Poller(settings, runner, vendors, on_event=wake, on_resubmit=resubmitted)
+                    poller = Poller(settings, store, vendors, on_event=wake, on_resubmit=resubmitted)
                     tasks.append(asyncio.create_task(poller.run(stop)))
-                ingest = Ingest(settings, runner, vendors, on_event=wake, on_resubmit=resubmitted)
-                resources = Resources(settings, runner, submitter, ingest, api_token, wake)
+                ingest = Ingest(settings, store, vendors, on_event=wake, on_resubmit=resubmitted)
+                resources = Resources(settings, store, submitter, ingest, api_token, wake)
                 app.state.resources = resources
                 yield {"resources": resources}
                 stop.set()

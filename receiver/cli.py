@@ -14,7 +14,7 @@ import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from rich.console import Console
@@ -24,8 +24,10 @@ from dispatch.errors import RelayError
 from dispatch.model import DEFAULT_EVENT_TYPES, EVENT_TYPES, JobState
 from dispatch.ssrf import check_url
 from dispatch.store.records import DELIVERY_STATUSES
-from dispatch.store.sqlite import SQLiteStore
 from receiver.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from receiver.database import SyncStore
 from receiver.vendors import ADAPTERS
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -51,10 +53,12 @@ def _settings(ctx: click.Context) -> Settings:
 
 
 @contextmanager
-def _store(ctx: click.Context) -> Iterator[SQLiteStore]:
-    from receiver.app import open_store
+def _store(ctx: click.Context, *, read_only: bool = False) -> Iterator[SyncStore]:
+    """The configured store for one command; ``read_only`` commands never create or migrate a
+    database (a missing SQLite file is a clear error)."""
+    from receiver.database import open_store
 
-    store = open_store(_settings(ctx))
+    store = open_store(_settings(ctx), read_only=read_only)
     try:
         yield store
     finally:
@@ -109,7 +113,8 @@ def serve(ctx: click.Context, host: str, port: int | None, no_worker: bool) -> N
 
     Example: RELAY_PUBLIC_URL=https://relay.example.com upscale-relay serve --port 8000
     """
-    from receiver.app import create_app, open_store
+    from receiver.app import create_app
+    from receiver.database import open_store
     from receiver.logs import uvicorn_log_config
     from receiver.server import run_server
     from receiver.submit import callback_url_warnings
@@ -149,7 +154,9 @@ def worker(ctx: click.Context, grace: float | None) -> None:
     """
     import httpx
 
-    from receiver.app import make_dispatcher, make_sender, open_runner
+    from dispatch.store.face import RunnerStore
+    from receiver.app import make_dispatcher, make_sender, wake_on_notify
+    from receiver.database import open_runner
     from receiver.logs import configure_logging
     from receiver.poller import Poller
     from receiver.submit import Submitter
@@ -162,26 +169,52 @@ def worker(ctx: click.Context, grace: float | None) -> None:
     async def main() -> None:
         runner = open_runner(settings)
         runner.start()
+        store = RunnerStore(runner)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         try:
             async with make_sender(settings) as sender, httpx.AsyncClient(follow_redirects=False) as client:
-                dispatcher = make_dispatcher(settings, runner, sender)
+                dispatcher = make_dispatcher(settings, store, sender)
                 vendors = VendorClient(settings, client)
-                submitter = Submitter(settings, runner, vendors, on_event=dispatcher.wake)
+                submitter = Submitter(settings, store, vendors, on_event=dispatcher.wake)
                 poller = Poller(
-                    settings, runner, vendors, on_event=dispatcher.wake, on_resubmit=submitter.wake
+                    settings, store, vendors, on_event=dispatcher.wake, on_resubmit=submitter.wake
                 )
                 click.echo(f"worker {dispatcher.worker_id} delivering", err=True)
                 await asyncio.gather(
-                    dispatcher.run(stop, grace=grace_seconds), poller.run(stop), submitter.run(stop)
+                    dispatcher.run(stop, grace=grace_seconds),
+                    poller.run(stop),
+                    submitter.run(stop),
+                    *wake_on_notify(settings, dispatcher.wake, stop),
                 )
         finally:
             runner.stop()
 
     asyncio.run(main())
+
+
+@cli.command()
+@click.option("--status", "show_status", is_flag=True, help="List the migrations and when each was applied.")
+@click.pass_context
+@relay_errors
+def migrate(ctx: click.Context, show_status: bool) -> None:
+    """Create or upgrade the database's tables (serve and worker also do this at start).
+
+    Example: RELAY_DATABASE_URL=postgresql://relay@db:5432/relay upscale-relay migrate --status
+    """
+    from receiver.database import migrate as apply_migrations, migration_status
+
+    settings = _settings(ctx)
+    if show_status:
+        rows = [{"migration": name, "applied_at": at or "pending"} for name, at in migration_status(settings)]
+        _emit(rows, ["migration", "applied_at"], False, "migrations")
+        return
+    applied = apply_migrations(settings)
+    click.echo(
+        f"applied {len(applied)} migration(s): {', '.join(applied)}" if applied else "database is up to date"
+    )
 
 
 @cli.command()
@@ -213,7 +246,7 @@ def jobs() -> None:
 @relay_errors
 def jobs_list(ctx: click.Context, vendor: str | None, status: str | None, limit: int, as_json: bool) -> None:
     """List jobs, newest first. Example: upscale-relay jobs list --status failed"""
-    with _store(ctx) as store:
+    with _store(ctx, read_only=True) as store:
         rows = [j.to_json() for j in store.list_jobs(vendor=vendor, status=status, limit=limit)]
     _emit(
         rows,
@@ -229,7 +262,7 @@ def jobs_list(ctx: click.Context, vendor: str | None, status: str | None, limit:
 @relay_errors
 def jobs_show(ctx: click.Context, job_id: str) -> None:
     """Show one job with its callbacks and events as JSON. Example: upscale-relay jobs show job_…"""
-    with _store(ctx) as store:
+    with _store(ctx, read_only=True) as store:
         out = store.get_job(job_id).to_json()
         out["inbound"] = [i.to_json() for i in store.list_inbound(job_id=job_id, limit=500)]
         out["events"] = [e.to_json() for e in store.iter_job_events(job_id)]
@@ -259,7 +292,7 @@ def events_list(
     as_json: bool,
 ) -> None:
     """List events, newest first. Example: upscale-relay events list --job job_…"""
-    with _store(ctx) as store:
+    with _store(ctx, read_only=True) as store:
         rows = [
             e.to_json() for e in store.list_events(job_id=job_id, vendor=vendor, type=event_type, limit=limit)
         ]
@@ -272,7 +305,7 @@ def events_list(
 @relay_errors
 def events_show(ctx: click.Context, event_id: str) -> None:
     """Show one event and its payload as JSON. Example: upscale-relay events show evt_…"""
-    with _store(ctx) as store:
+    with _store(ctx, read_only=True) as store:
         out = store.get_event(event_id).to_json()
         out["deliveries"] = [d.to_json() for d in store.list_deliveries(event_id=event_id, limit=500)]
     click.echo(json.dumps(out, indent=2, ensure_ascii=False))
@@ -331,7 +364,7 @@ def subscribers_add(
 @relay_errors
 def subscribers_list(ctx: click.Context, as_json: bool) -> None:
     """List subscribers. Example: upscale-relay subscribers list --json"""
-    with _store(ctx) as store:
+    with _store(ctx, read_only=True) as store:
         rows = [s.to_json() for s in store.list_subscribers()]
     _emit(rows, ["id", "url", "event_types", "enabled", "description"], as_json, "subscribers")
 
@@ -435,7 +468,7 @@ def deliveries_list(
     as_json: bool,
 ) -> None:
     """List deliveries, newest first. Example: upscale-relay deliveries list --status dead"""
-    with _store(ctx) as store:
+    with _store(ctx, read_only=True) as store:
         rows = [
             d.to_json()
             for d in store.list_deliveries(

@@ -18,8 +18,8 @@ from dispatch.errors import (
     VendorJobMismatch,
 )
 from dispatch.model import JobUpdate
+from dispatch.store.face import Store
 from dispatch.store.records import IngestResult, Job, RawMessage, Source
-from dispatch.store.runner import StoreRunner
 from receiver.poller import deadline_at, first_poll_at
 from receiver.settings import Settings
 from receiver.tokens import scrub
@@ -36,14 +36,14 @@ class Ingest:
     def __init__(
         self,
         settings: Settings,
-        runner: StoreRunner,
+        store: Store,
         vendors: VendorClient,
         *,
         on_event: Callable[[], None] = lambda: None,
         on_resubmit: Callable[[], None] = lambda: None,
     ) -> None:
         self.settings = settings
-        self.runner = runner
+        self.store = store
         self.vendors = vendors
         self.on_event = on_event
         self.on_resubmit = on_resubmit
@@ -89,10 +89,8 @@ class Ingest:
             if update.vendor_job_id is not None and update.vendor_job_id in job.previous_vendor_job_ids:
                 note = f"about vendor job {update.vendor_job_id!r}, replaced by a resubmit; nothing applied"
                 cap = self.settings.max_inbound_per_job
-                return await self.runner.call(
-                    lambda s: s.record_message(
-                        job.id, "callback", stored, None, verdict="superseded", error=note, max_callbacks=cap
-                    )
+                return await self.store.record_message(
+                    job.id, "callback", stored, None, verdict="superseded", error=note, max_callbacks=cap
                 )
             mismatch(job, update)
         except (SignatureInvalid, PayloadError) as exc:
@@ -105,11 +103,14 @@ class Ingest:
             verdict = "rejected"
         else:
             verdict = "mismatch" if isinstance(exc, VendorJobMismatch) else "invalid"
-        message, cap = exc.message, self.settings.max_inbound_per_job
-        await self.runner.call(
-            lambda s: s.record_message(
-                job.id, "callback", raw, None, verdict=verdict, error=message, max_callbacks=cap
-            )
+        await self.store.record_message(
+            job.id,
+            "callback",
+            raw,
+            None,
+            verdict=verdict,
+            error=exc.message,
+            max_callbacks=self.settings.max_inbound_per_job,
         )
 
     async def source_callback(
@@ -125,19 +126,18 @@ class Ingest:
                 raise PayloadError(f"{adapter.name} callback carries no job id")
         except (SignatureInvalid, PayloadError) as exc:
             verdict = "rejected" if isinstance(exc, SignatureInvalid) else "invalid"
-            message = exc.message
-            await self.runner.call(
-                lambda s: s.record_orphan(source.vendor, "callback", stored, verdict=verdict, error=message)
+            await self.store.record_orphan(
+                source.vendor, "callback", stored, verdict=verdict, error=exc.message
             )
             raise
         now = time.time()
         poll_at, deadline = first_poll_at(self.settings, source.vendor, now), deadline_at(self.settings, now)
-        vendor_job_id = update.vendor_job_id
-        per_hour = self.settings.source_max_jobs_per_hour
-        job = await self.runner.call(
-            lambda s: s.job_for_source(
-                source, vendor_job_id, poll_at=poll_at, deadline_at=deadline, max_per_hour=per_hour
-            )
+        job = await self.store.job_for_source(
+            source,
+            update.vendor_job_id,
+            poll_at=poll_at,
+            deadline_at=deadline,
+            max_per_hour=self.settings.source_max_jobs_per_hour,
         )
         return await self._apply(adapter, job, stored, update)
 
@@ -148,7 +148,7 @@ class Ingest:
         cap = self.settings.max_inbound_per_job
         reason = transient_failure(self.settings, adapter, job, update)
         if reason is not None:
-            result = await self.runner.call(lambda s: s.resubmit(job.id, "callback", raw, reason))
+            result = await self.store.resubmit(job.id, "callback", raw, reason)
             log.warning(
                 "%s job %s failed transiently (%s): submitting it again", adapter.name, job.id, reason
             )
@@ -162,17 +162,14 @@ class Ingest:
         ):
             confirmed, note = await self._confirm(adapter, job, update)
             if confirmed is None:
-                result = await self.runner.call(
-                    lambda s: s.record_message(
-                        job.id, "callback", raw, None, verdict="unconfirmed", error=note, max_callbacks=cap
-                    )
+                result = await self.store.record_message(
+                    job.id, "callback", raw, None, verdict="unconfirmed", error=note, max_callbacks=cap
                 )
-                await self.runner.call(lambda s: s.poll_soon(job.id, int(time.time() * 1000)))
+                await self.store.poll_soon(job.id, int(time.time() * 1000))
                 return result
             update = confirmed
-        final = update
-        result = await self.runner.call(
-            lambda s: s.record_message(job.id, "callback", raw, final, error=note, max_callbacks=cap)
+        result = await self.store.record_message(
+            job.id, "callback", raw, update, error=note, max_callbacks=cap
         )
         if result.event_ids:
             self.on_event()

@@ -28,8 +28,8 @@ import time
 
 from dispatch.errors import NotConfigured, PayloadError, StoreUnavailable, UpstreamError
 from dispatch.model import JobError, JobState, JobUpdate
+from dispatch.store.face import Store
 from dispatch.store.records import Job, RawMessage
-from dispatch.store.runner import StoreRunner
 from receiver.settings import Settings
 from receiver.tokens import scrub
 from receiver.transient import transient_failure
@@ -73,7 +73,7 @@ class Poller:
     def __init__(
         self,
         settings: Settings,
-        runner: StoreRunner,
+        store: Store,
         vendors: VendorClient,
         *,
         on_event: object = None,
@@ -81,7 +81,7 @@ class Poller:
         concurrency: int = 8,
     ) -> None:
         self.settings = settings
-        self.runner = runner
+        self.store = store
         self.vendors = vendors
         self.on_event = on_event if callable(on_event) else (lambda: None)
         self.on_resubmit = on_resubmit if callable(on_resubmit) else (lambda: None)
@@ -92,10 +92,8 @@ class Poller:
         """Poll until ``stop`` is set, looking for due jobs every ``RELAY_POLL_INTERVAL`` seconds."""
         while not stop.is_set():
             try:
-                jobs = await self.runner.call(
-                    lambda s: s.claim_due_polls(
-                        "poller", now=int(time.time() * 1000), limit=self.concurrency, lease_ms=self.lease_ms
-                    )
+                jobs = await self.store.claim_due_polls(
+                    "poller", now=int(time.time() * 1000), limit=self.concurrency, lease_ms=self.lease_ms
                 )
             except StoreUnavailable as exc:
                 log.warning("cannot claim polls: %s", exc.message)
@@ -139,7 +137,7 @@ class Poller:
             return
         except (NotConfigured, ValueError) as exc:
             log.warning("cannot poll %s: %s", job.id, exc)
-            await self.runner.call(lambda s: s.finish_poll(job.id, next_poll_at=None))
+            await self.store.finish_poll(job.id, next_poll_at=None)
             return
         raw = scrub(
             RawMessage({k.lower(): v for k, v in response.headers.items()}, response.content, "vendor")
@@ -153,7 +151,7 @@ class Poller:
             return
         reason = transient_failure(self.settings, adapter, job, update)
         if reason is not None:
-            await self.runner.call(lambda s: s.resubmit(job.id, "poll", raw, reason))
+            await self.store.resubmit(job.id, "poll", raw, reason)
             log.warning("%s job %s failed transiently (%s): submitting it again", job.vendor, job.id, reason)
             self.on_resubmit()
             return
@@ -170,9 +168,7 @@ class Poller:
         *,
         verdict: str | None = None,
     ) -> None:
-        result = await self.runner.call(
-            lambda s: s.record_message(job.id, "poll", raw, update, error=error, verdict=verdict)
-        )
+        result = await self.store.record_message(job.id, "poll", raw, update, error=error, verdict=verdict)
         if result.event_ids:
             self.on_event()
 
@@ -182,4 +178,4 @@ class Poller:
         at = int((now + interval) * 1000)
         if job.deadline_at is not None:
             at = min(at, job.deadline_at)
-        await self.runner.call(lambda s: s.finish_poll(job.id, next_poll_at=at))
+        await self.store.finish_poll(job.id, next_poll_at=at)

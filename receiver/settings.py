@@ -22,6 +22,7 @@ class Settings(BaseSettings):
 
     database_url: str = "sqlite:///relay.db"
     db_busy_timeout: float = Field(default=5.0, ge=0)  # a write waits this long for a lock, then 503
+    db_pool_size: int = Field(default=8, ge=1, le=256)  # Postgres connections per process
     public_url: str = "http://127.0.0.1:8000"
     api_token: SecretStr | None = None
     secret_key: SecretStr | None = None
@@ -78,9 +79,9 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _known_scheme(cls, value: str) -> str:
-        if not value.startswith("sqlite:///"):
-            raise ValueError("must be sqlite:///PATH (postgresql:// is not supported yet)")
-        return value
+        if not value.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            raise ValueError("must be sqlite:///PATH or postgresql://USER@HOST:PORT/DATABASE")
+        return value.replace("postgres://", "postgresql://", 1) if value.startswith("postgres://") else value
 
     @field_validator("public_url")
     @classmethod
@@ -106,6 +107,11 @@ class Settings(BaseSettings):
             if not 0 < seconds <= 86400:
                 raise ValueError(f"{vendor}: must be more than 0 and at most 86400 seconds")
         return value
+
+    @property
+    def is_postgres(self) -> bool:
+        """True when ``database_url`` names a Postgres database."""
+        return self.database_url.startswith("postgresql://")
 
     @property
     def sqlite_path(self) -> Path:

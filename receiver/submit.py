@@ -25,7 +25,6 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from functools import partial
 from typing import Any
 
 import httpx
@@ -33,8 +32,8 @@ from pydantic import BaseModel, ValidationError
 
 from dispatch.errors import PayloadError, StoreUnavailable, UpstreamError, ValidationFailed
 from dispatch.model import JobError, JobState, JobUpdate, new_id
+from dispatch.store.face import Store
 from dispatch.store.records import Job, RawMessage
-from dispatch.store.runner import StoreRunner
 from receiver.poller import deadline_at, first_poll_at
 from receiver.settings import Settings
 from receiver.tokens import callback_url, new_token, scrub
@@ -77,19 +76,19 @@ AMBIGUOUS = ("vendor_timeout", "vendor_connection_lost", "vendor_response_too_la
 
 class Submitter:
     """Sends jobs to vendors: the first attempt inline with ``POST /v1/jobs``, retries from
-    :meth:`run` (the worker). One per process, sharing its vendor client and store runner."""
+    :meth:`run` (the worker). One per process, sharing its vendor client and store."""
 
     def __init__(
         self,
         settings: Settings,
-        runner: StoreRunner,
+        store: Store,
         vendors: VendorClient,
         *,
         on_event: Callable[[], None] = lambda: None,
         concurrency: int = 8,
     ) -> None:
         self.settings = settings
-        self.runner = runner
+        self.store = store
         self.vendors = vendors
         self.on_event = on_event
         self.concurrency = concurrency
@@ -116,17 +115,14 @@ class Submitter:
         check_callback_url(self.settings, adapter)
         token, token_hash = (None, None) if adapter.synchronous else new_token()
         stored_params = model.model_dump(mode="json", exclude_unset=True)
-        lease = self.lease_ms
-        job = await self.runner.call(
-            lambda s: s.create_job(
-                vendor,
-                stored_params,
-                reference=reference,
-                token_hash=token_hash,
-                token=token,
-                submit=True,
-                submit_lease_ms=lease,
-            )
+        job = await self.store.create_job(
+            vendor,
+            stored_params,
+            reference=reference,
+            token_hash=token_hash,
+            token=token,
+            submit=True,
+            submit_lease_ms=self.lease_ms,
         )
         task = asyncio.create_task(self.attempt(job))
         self._tasks.add(task)
@@ -134,7 +130,7 @@ class Submitter:
         try:
             return await asyncio.wait_for(asyncio.shield(task), self.settings.submit_inline_wait)
         except TimeoutError:
-            return await self.runner.read(lambda s: s.get_job(job.id))
+            return await self.store.get_job(job.id)
 
     async def attempt(self, job: Job, interrupted: bool = False) -> Job:
         """One submit attempt for a claimed ``job``; returns the job afterwards. Never raises for
@@ -146,7 +142,7 @@ class Submitter:
             message = "an earlier submit was cut off mid-send (the process stopped); not sent again"
             return await self._unknown(job, adapter, "vendor_connection_lost", message)
         model = adapter.params_model.model_validate(job.params)
-        token = await self.runner.read(lambda s: s.callback_token(job.id))
+        token = await self.store.callback_token(job.id)
         url = None if token is None else callback_url(self.settings.public_url, job.vendor, token)
         request = adapter.submit_request(model, callback_url=url, job_id=job.id)
         started = time.perf_counter()
@@ -196,7 +192,7 @@ class Submitter:
         delay = submit_backoff(self.settings.submit_backoff, job.submit_attempts, exc.retry_after)
         at, reason = int((now + delay) * 1000), f"{exc.code}: {exc.message}"[:500]
         log.warning("%s submit of %s: %s; next try in %.1f s", job.vendor, job.id, reason, delay)
-        return await self.runner.call(lambda s: s.retry_submit_at(job.id, at, reason))
+        return await self.store.retry_submit_at(job.id, at, reason)
 
     async def _unknown(self, job: Job, adapter: VendorAdapter, code: str, message: str) -> Job:
         if adapter.synchronous:  # the answer was the outcome; there is no callback to wait for
@@ -207,34 +203,31 @@ class Submitter:
         deadline = deadline_at(self.settings, job.created_at / 1000)
         note = f"{code}: {message}; waiting for the vendor's callback until the job's deadline"
         raw = RawMessage({}, note.encode(), "vendor")
-        await self.runner.call(
-            lambda s: s.record_message(job.id, "response", raw, None, verdict="outcome_unknown", error=note)
-        )
-        return await self.runner.call(lambda s: s.end_submit(job.id, outcome_unknown=True, poll_at=deadline))
+        await self.store.record_message(job.id, "response", raw, None, verdict="outcome_unknown", error=note)
+        return await self.store.end_submit(job.id, outcome_unknown=True, poll_at=deadline)
 
     async def _accepted(self, job: Job, result: SubmitResult, response: httpx.Response) -> Job:
         now = time.time()
         poll_at = first_poll_at(self.settings, job.vendor, now) if result.vendor_job_id else None
         deadline = deadline_at(self.settings, now)
-        job = await self.runner.call(
-            lambda s: s.mark_submitted(job.id, result.vendor_job_id, poll_at=poll_at, deadline_at=deadline)
+        job = await self.store.mark_submitted(
+            job.id, result.vendor_job_id, poll_at=poll_at, deadline_at=deadline
         )
         if result.update is not None:
             raw = scrub(
                 RawMessage({k.lower(): v for k, v in response.headers.items()}, response.content, "vendor")
             )
-            update = result.update
-            await self.runner.call(lambda s: s.record_message(job.id, "response", raw, update))
+            await self.store.record_message(job.id, "response", raw, result.update)
         self.on_event()
-        return await self.runner.read(lambda s: s.get_job(job.id))
+        return await self.store.get_job(job.id)
 
     async def _fail(self, job: Job, code: str, message: str) -> Job:
         update = JobUpdate(state=JobState.FAILED, raw_state="submit_error", error=JobError(code, message))
         raw = RawMessage({}, message.encode(), "vendor")
-        await self.runner.call(lambda s: s.record_message(job.id, "response", raw, update, error=message))
-        await self.runner.call(lambda s: s.end_submit(job.id))
+        await self.store.record_message(job.id, "response", raw, update, error=message)
+        await self.store.end_submit(job.id)
         self.on_event()
-        return await self.runner.read(lambda s: s.get_job(job.id))
+        return await self.store.get_job(job.id)
 
     async def _keep_lease(self, job_id: str) -> None:
         """Renew the submit lease every third of ``RELAY_LEASE_SECONDS`` while the exchange runs (an
@@ -242,7 +235,7 @@ class Submitter:
         while True:
             await asyncio.sleep(self.lease_ms / 3000)
             with contextlib.suppress(StoreUnavailable):
-                await self.runner.call(partial(_renew, job_id, int(time.time() * 1000) + self.lease_ms))
+                await self.store.renew_submit_lease(job_id, until=int(time.time() * 1000) + self.lease_ms)
 
     def wake(self) -> None:
         """Tell :meth:`run` that a submit became due now (a resubmit)."""
@@ -253,7 +246,9 @@ class Submitter:
         until ``stop`` is set; looks every ``RELAY_POLL_INTERVAL`` seconds or when woken."""
         while not stop.is_set():
             try:
-                due = await self.runner.call(self._claim_due)
+                due = await self.store.claim_due_submits(
+                    now=int(time.time() * 1000), limit=self.concurrency, lease_ms=self.lease_ms
+                )
             except StoreUnavailable as exc:
                 log.warning("cannot claim submits: %s", exc.message)
                 due = []
@@ -267,13 +262,6 @@ class Submitter:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
 
-    def _claim_due(self, store: Any) -> list[tuple[Job, bool]]:
-        now = int(time.time() * 1000)
-        due: list[tuple[Job, bool]] = store.claim_due_submits(
-            now=now, limit=self.concurrency, lease_ms=self.lease_ms
-        )
-        return due
-
     async def drain(self, grace: float) -> None:
         """Give inline attempts still running up to ``grace`` seconds, then cancel them (their leases
         expire and the worker takes the submits over)."""
@@ -281,11 +269,6 @@ class Submitter:
             _done, pending = await asyncio.wait(set(self._tasks), timeout=grace)
             for task in pending:
                 task.cancel()
-
-
-def _renew(job_id: str, until: int, store: Any) -> bool:
-    renewed: bool = store.renew_submit_lease(job_id, until=until)
-    return renewed
 
 
 def submit_backoff(base: float, attempts: int, retry_after: float | None) -> float:

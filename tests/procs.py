@@ -27,7 +27,7 @@ from dispatch.model import JobState, JobUpdate
 from dispatch.store.records import RawMessage
 from dispatch.store.sqlite import SQLiteStore
 from fixtures.harness import wait_until
-from receiver.app import open_store
+from receiver.database import open_store
 from receiver.settings import load_settings
 
 #: The console script installed beside the interpreter running the tests (``.venv/bin/upscale-relay``).
@@ -187,7 +187,9 @@ def run_cli(env: Mapping[str, str], *args: str, timeout: float = 60.0) -> subpro
 
 def open_test_store(db: Path) -> SQLiteStore:
     """The relay's store on ``db`` through the library, with the same key file the processes use."""
-    return open_store(load_settings(database_url=database_url(db)))
+    store = open_store(load_settings(database_url=database_url(db)))
+    assert isinstance(store, SQLiteStore)
+    return store
 
 
 def seed_succeeded_jobs(store: SQLiteStore, count: int, vendor: str = "apixo") -> list[str]:

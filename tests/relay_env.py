@@ -17,8 +17,12 @@ from fixtures.harness import RunningServer, serve_factory, serve_in_thread, wait
 from fixtures.subscriber import SubscriberLog, create_subscriber
 from receiver.app import create_app
 from receiver.settings import Settings
+from tests.databases import database_url_for
 
 API_TOKEN = "test-admin-token"
+TEST_SECRET_KEY = (
+    "fTmvyZxFqbkZs6nb7ckoSPJzE6kMz2rKgoq5iqt5H3g="  # a fixed Fernet key: relays in a test share it
+)
 
 
 @dataclass
@@ -31,8 +35,9 @@ class RelayEnv:
     sub_log: SubscriberLog
     fake: FakeState
     client: httpx.Client
-    db: Path
+    db: Path  # the SQLite file (unused when the suite runs on Postgres: see database_url)
     apps: list[Any]
+    database_url: str = ""
 
     def subscribe(
         self, name: str = "main", event_types: list[str] | None = None, **extra: Any
@@ -91,6 +96,7 @@ def relay_settings(
     """Settings for a test relay: fake vendor credentials and URLs, loopback subscribers, fast retries."""
     values: dict[str, Any] = {
         "database_url": f"sqlite:///{db}",
+        "secret_key": TEST_SECRET_KEY,
         "public_url": public_url,
         "api_token": API_TOKEN,
         "allow_private_targets": True,
@@ -122,11 +128,16 @@ def relay_env(tmp_path: Path, fake: FakeConfig | None = None, **overrides: Any) 
     sub_app, sub_log = create_subscriber()
     vendors_app = create_fake_vendors(fake)
     db = tmp_path / "relay.db"
-    with serve_in_thread(vendors_app) as vendors, serve_in_thread(sub_app) as subscriber:
+    with (
+        database_url_for(tmp_path) as database_url,
+        serve_in_thread(vendors_app) as vendors,
+        serve_in_thread(sub_app) as subscriber,
+    ):
         apps: list[Any] = []
+        settings_overrides = {"database_url": database_url, **overrides}
 
         def factory(url: str) -> Any:
-            apps.append(create_app(relay_settings(db, url, vendors.url, fake, **overrides)))
+            apps.append(create_app(relay_settings(db, url, vendors.url, fake, **settings_overrides)))
             return apps[-1]
 
         with (
@@ -135,4 +146,14 @@ def relay_env(tmp_path: Path, fake: FakeConfig | None = None, **overrides: Any) 
                 base_url=relay.url, headers={"Authorization": f"Bearer {API_TOKEN}"}, timeout=30
             ) as client,
         ):
-            yield RelayEnv(relay, vendors, subscriber, sub_log, fake_state_of(vendors_app), client, db, apps)
+            yield RelayEnv(
+                relay,
+                vendors,
+                subscriber,
+                sub_log,
+                fake_state_of(vendors_app),
+                client,
+                db,
+                apps,
+                database_url,
+            )

@@ -11,8 +11,8 @@ from click.testing import CliRunner
 
 from dispatch.model import JobState, JobUpdate, event_id
 from dispatch.store.records import RawMessage
-from receiver.app import open_store
 from receiver.cli import cli
+from receiver.database import open_store
 from receiver.settings import load_settings
 
 
@@ -57,6 +57,7 @@ def test_subscribers_add_list_remove(db: str) -> None:
 
 def test_subscriber_url_is_vetted(db: str) -> None:
     """A non-http URL is refused with a clear error and nothing is stored."""
+    run(db, "migrate")
     out = run(db, "subscribers", "add", "file:///etc/passwd", ok=False)
     assert "Error" in out
     assert run(db, "subscribers", "list", "--json").strip() == ""
@@ -159,17 +160,22 @@ def test_list_filters_refuse_unknown_values(db: str, args: tuple[str, ...]) -> N
 
 def test_unusable_database_locations_are_clear_errors(tmp_path: Path) -> None:
     """A database whose folder cannot exist, or a file that is not SQLite, is a one-line error naming
-    the path (exit 1, no traceback); a database in a folder not yet made is created with its folder."""
+    the path (exit 1, no traceback); a read-only command never creates a database (a missing file is
+    an error), while ``migrate`` creates one with its folder."""
     blocker = tmp_path / "file"
     blocker.write_text("")
     out = run(f"sqlite:///{blocker}/relay.db", "jobs", "list", ok=False)
+    assert "Error: database" in out and str(blocker) in out and "Traceback" not in out
+    out = run(f"sqlite:///{blocker}/relay.db", "migrate", ok=False)
     assert "Error: cannot" in out and str(blocker) in out and "Traceback" not in out
     garbage = tmp_path / "garbage.db"
     garbage.write_bytes(b"this is not a database" * 100)
     out = run(f"sqlite:///{garbage}", "jobs", "list", ok=False)
     assert "not a database" in out and "Traceback" not in out
+    out = run(f"sqlite:///{tmp_path}/new/folder/relay.db", "jobs", "list", "--json", ok=False)
+    assert "does not exist" in out and not (tmp_path / "new").exists()
+    assert "applied" in run(f"sqlite:///{tmp_path}/new/folder/relay.db", "migrate")
     assert run(f"sqlite:///{tmp_path}/new/folder/relay.db", "jobs", "list", "--json").strip() == ""
-    assert (tmp_path / "new" / "folder" / "relay.db").exists()
 
 
 def test_serve_refuses_a_bad_port_or_database_before_starting(tmp_path: Path) -> None:

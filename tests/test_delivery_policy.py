@@ -16,6 +16,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from dispatch.errors import StoreUnavailable
 from dispatch.model import JobState, JobUpdate, event_id, parse_iso
+from dispatch.store.face import RunnerStore
 from dispatch.store.records import RawMessage
 from dispatch.store.sqlite import SQLiteStore
 from fixtures.fake_vendors import SOURCE_IMAGE, FakeConfig, source_image
@@ -178,7 +179,8 @@ def test_store_write_failure_answers_503_and_keeps_nothing(tmp_path: Path) -> No
     """With the database full, a callback gets 503 (the vendor retries) and no half-written rows remain."""
     fake = FakeConfig(callback_delay=0.02, apixo_retry_scale=0.001, apixo_allow_http=True)
     with relay_env(tmp_path, fake) as env:
-        runner = env.apps[0].state.resources.runner
+        store = env.apps[0].state.resources.store
+        assert isinstance(store, RunnerStore)
         job = env.submit("apixo", {"input": {"image_urls": [source_image("lost")]}})
         url = env.callback_url("generateTask")
 
@@ -187,7 +189,7 @@ def test_store_write_failure_answers_503_and_keeps_nothing(tmp_path: Path) -> No
                 current = store.conn.execute("PRAGMA page_count").fetchone()[0]
                 store.conn.execute(f"PRAGMA max_page_count = {pages if pages is not None else current}")
 
-            await runner.call(set_limit)
+            await store.runner.call(set_limit)
 
         counts_before = _counts(env.db)
         asyncio.run(fill(None))  # the file may not grow any more: every new row fails with SQLITE_FULL
@@ -246,6 +248,8 @@ def _counts(db: Path) -> tuple[int, ...]:
 
 def test_runner_reports_store_unavailable_for_a_full_database(store: SQLiteStore) -> None:
     """A write that hits SQLITE_FULL raises StoreUnavailable and leaves the transaction rolled back."""
+    if store.sql.name != "sqlite":
+        pytest.skip("SQLite's max_page_count simulates a full disk; Postgres has no per-session equivalent")
     job = store.create_job("apixo", {}, reference=None, token_hash=None)
     pages = store.conn.execute("PRAGMA page_count").fetchone()[0]
     store.conn.execute(f"PRAGMA max_page_count = {pages}")

@@ -6,11 +6,25 @@ import asyncio
 import json
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from dispatch.errors import Conflict, NotFound
-from dispatch.model import JobError, JobState, JobUpdate, Output, event_id, now_ms
+from dispatch.model import (
+    DeliveryStatus,
+    EventType,
+    InboundKind,
+    JobError,
+    JobState,
+    JobUpdate,
+    Output,
+    Verdict,
+    event_id,
+    now_ms,
+)
+from dispatch.store.ddl import TABLES, check_values
+from dispatch.store.postgres import PgRunner
 from dispatch.store.records import Attempt, RawMessage
 from dispatch.store.runner import StoreRunner
 from dispatch.store.sqlite import SQLiteStore
@@ -27,14 +41,16 @@ def _attempt(number: int, status: int | None) -> Attempt:
 
 
 def test_migrations_are_recorded_and_wal_is_on(store: SQLiteStore) -> None:
-    """Opening migrates once, records it, and puts the database in WAL mode."""
-    assert [r[0] for r in store.conn.execute("SELECT name FROM _migrations")] == [
+    """Opening migrates once, records it under one numbering on both engines; SQLite is in WAL mode."""
+    assert [r[0] for r in store.conn.execute("SELECT name FROM _migrations ORDER BY name").fetchall()] == [
         "001_initial",
         "002_polling_sources_recovery",
         "003_callback_count",
         "004_submit_outbox",
+        "005_checks_from_enums",
     ]
-    assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    if store.sql.name == "sqlite":
+        assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
 def test_record_message_applies_update_and_emits_event(store: SQLiteStore) -> None:
@@ -167,9 +183,15 @@ def test_replay_creates_new_generation_with_same_event(store: SQLiteStore) -> No
         store.replay_event("evt_missing")
 
 
-def test_runner_groups_concurrent_calls_and_isolates_failures(tmp_path: Path, store: SQLiteStore) -> None:
-    """Many concurrent verbs complete through the runner; a failing one raises to its caller only."""
-    runner = StoreRunner(store)
+def test_runner_groups_concurrent_calls_and_isolates_failures(
+    request: pytest.FixtureRequest, tmp_path: Path, store: SQLiteStore
+) -> None:
+    """Many concurrent verbs complete through the engine's runner; a failing one raises to its caller only."""
+    runner: Any
+    if store.sql.name == "sqlite":
+        runner = StoreRunner(store)
+    else:
+        runner = PgRunner(request.getfixturevalue("pg_url"), store.box, size=4)
     runner.start()
 
     async def main() -> list[object]:
@@ -178,13 +200,17 @@ def test_runner_groups_concurrent_calls_and_isolates_failures(tmp_path: Path, st
             for _ in range(50)
         ]
         calls.append(runner.call(lambda s: s.get_job("job_missing")))
-        return await asyncio.gather(*calls, return_exceptions=True)
+        results: list[object] = await asyncio.gather(*calls, return_exceptions=True)
+        return results
 
     try:
         results = asyncio.run(main())
     finally:
         runner.stop()
     assert sum(1 for r in results if isinstance(r, NotFound)) == 1
+    if store.sql.name == "postgres":
+        assert store.conn.execute("SELECT COUNT(*) FROM jobs").fetchone()[0] == 50
+        return
     check = sqlite3.connect(tmp_path / "relay.db")
     assert check.execute("SELECT COUNT(*) FROM jobs").fetchone()[0] == 50
     check.close()
@@ -198,3 +224,42 @@ def test_a_vendor_saying_expired_flags_the_job(store: SQLiteStore) -> None:
     store.record_message(job.id, "poll", raw, update)
     store.record_message(job.id, "poll", raw, update)
     assert store.get_job(job.id).flags == ("vendor_expired",)
+
+
+@pytest.mark.parametrize(
+    ("table", "column", "enum"),
+    [
+        ("jobs", "status", JobState),
+        ("inbound", "verdict", Verdict),
+        ("inbound", "kind", InboundKind),
+        ("events", "type", EventType),
+        ("deliveries", "status", DeliveryStatus),
+    ],
+)
+def test_check_constraints_follow_the_enums(store: SQLiteStore, table: str, column: str, enum: Any) -> None:
+    """Each engine's schema refuses a value its enum does not have, and the DDL lists exactly the enum."""
+    (spec,) = [c for c in TABLES[table] if c.name == column]
+    assert set(check_values(spec)) == {member.value for member in enum}
+    job_id = _job(store)
+    bad = "no-such-value"
+    with pytest.raises(Exception, match=r"(?i)check"), store.transaction() as conn:
+        if table == "jobs":
+            conn.execute("UPDATE jobs SET status = ? WHERE id = ?", (bad, job_id))
+        elif table == "inbound":
+            values = {"verdict": "applied", "kind": "callback", column: bad}
+            conn.execute(
+                "INSERT INTO inbound (id, job_id, vendor, kind, received_at, body, verdict)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                ("in_x", job_id, "apixo", values["kind"], 1, b"", values["verdict"]),
+            )
+        elif table == "events":
+            conn.execute(
+                "INSERT INTO events (id, job_id, type, sequence, created_at, body) VALUES (?, ?, ?, ?, ?, ?)",
+                ("evt_x", job_id, bad, 1, 1, "{}"),
+            )
+        else:
+            conn.execute(
+                "INSERT INTO deliveries (id, event_id, subscriber_id, status, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                ("dlv_x", "evt_x", "sub_x", bad, 1, 1),
+            )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
@@ -13,6 +12,7 @@ from dispatch.model import DEFAULT_EVENT_TYPES, new_id, now_ms
 from dispatch.secretbox import SecretBox
 from dispatch.signing import generate_secret
 from dispatch.store.records import Attempt, Delivery, DeliveryWork, Subscriber
+from dispatch.store.sql import Conn, Dialect
 
 _SUB_COLUMNS = (
     "id, url, event_types, description, enabled, created_at, updated_at, retry_schedule, failing_since,"
@@ -24,48 +24,65 @@ _DEL_COLUMNS = (
 )
 
 
-def _subscriber(row: tuple[Any, ...]) -> Subscriber:
+def _subscriber(row: Any) -> Subscriber:
     return Subscriber(
-        id=row[0],
-        url=row[1],
-        event_types=tuple(json.loads(row[2])),
-        description=row[3],
-        enabled=bool(row[4]),
-        created_at=row[5],
-        updated_at=row[6],
-        retry_schedule=tuple(json.loads(row[7])) if row[7] else None,
-        failing_since=row[8],
-        disabled_reason=row[9],
-        previous_secret_until=row[10],
+        id=row["id"],
+        url=row["url"],
+        event_types=tuple(json.loads(row["event_types"])),
+        description=row["description"],
+        enabled=bool(row["enabled"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        retry_schedule=tuple(json.loads(row["retry_schedule"])) if row["retry_schedule"] else None,
+        failing_since=row["failing_since"],
+        disabled_reason=row["disabled_reason"],
+        previous_secret_until=row["previous_secret_until"],
     )
 
 
-def _delivery(row: tuple[Any, ...], attempts: tuple[Attempt, ...] = ()) -> Delivery:
+def _delivery(row: Any, attempts: tuple[Attempt, ...] = ()) -> Delivery:
     return Delivery(
-        id=row[0],
-        event_id=row[1],
-        subscriber_id=row[2],
-        generation=row[3],
-        status=row[4],
-        attempts=row[5],
-        next_attempt_at=row[6],
-        last_status_code=row[7],
-        last_error=row[8],
-        created_at=row[9],
-        updated_at=row[10],
+        id=row["id"],
+        event_id=row["event_id"],
+        subscriber_id=row["subscriber_id"],
+        generation=row["generation"],
+        status=row["status"],
+        attempts=row["attempts"],
+        next_attempt_at=row["next_attempt_at"],
+        last_status_code=row["last_status_code"],
+        last_error=row["last_error"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
         attempt_log=attempts,
+    )
+
+
+def _attempt(row: Any) -> Attempt:
+    return Attempt(
+        number=row["number"],
+        started_at=row["started_at"],
+        duration_ms=row["duration_ms"],
+        status_code=row["status_code"],
+        response_headers=json.loads(row["response_headers"] or "{}"),
+        response_body=row["response_body"] or "",
+        error=row["error"],
     )
 
 
 class DeliveryVerbs:
     """Subscribers and deliveries. Mixed into :class:`dispatch.store.sqlite.SQLiteStore`."""
 
-    conn: sqlite3.Connection
+    conn: Conn
+    sql: Dialect
     box: SecretBox
 
     if TYPE_CHECKING:  # provided by SQLiteStore
 
-        def transaction(self) -> AbstractContextManager[sqlite3.Connection]: ...
+        def transaction(self) -> AbstractContextManager[Conn]: ...
+
+        def lock(self, key: str) -> None: ...
+
+        def notify_due(self) -> None: ...
 
     # subscribers --------------------------------------------------------------------------------
     def create_subscriber(
@@ -161,9 +178,10 @@ class DeliveryVerbs:
         row = self.conn.execute(
             "SELECT secret, previous_secret, previous_secret_until FROM subscribers WHERE id = ?", (sub_id,)
         ).fetchone()
-        secrets = [self.box.decrypt(row[0])]
-        if row[1] and row[2] and row[2] > now:
-            secrets.append(self.box.decrypt(row[1]))
+        secrets = [self.box.decrypt(row["secret"])]
+        until = row["previous_secret_until"]
+        if row["previous_secret"] and until and until > now:
+            secrets.append(self.box.decrypt(row["previous_secret"]))
         return tuple(secrets)
 
     # deliveries ---------------------------------------------------------------------------------
@@ -174,10 +192,12 @@ class DeliveryVerbs:
             "SELECT id, event_types, enabled FROM subscribers WHERE deleted_at IS NULL"
         ).fetchall()
         count = 0
-        for sub_id, types, enabled in subs:
-            if event_type in json.loads(types):
-                self._insert_delivery(event_id, sub_id, 0, now, paused=not enabled)
+        for sub in subs:
+            if event_type in json.loads(sub["event_types"]):
+                self._insert_delivery(event_id, sub["id"], 0, now, paused=not sub["enabled"])
                 count += 1
+        if count:
+            self.notify_due()
         return count
 
     def _insert_delivery(
@@ -185,8 +205,9 @@ class DeliveryVerbs:
     ) -> str:
         delivery_id = new_id("dlv")
         self.conn.execute(
-            "INSERT OR IGNORE INTO deliveries (id, event_id, subscriber_id, generation, status, attempts,"
-            " next_attempt_at, last_error, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, ?)",
+            "INSERT INTO deliveries (id, event_id, subscriber_id, generation, status, attempts,"
+            " next_attempt_at, last_error, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, ?)"
+            " ON CONFLICT DO NOTHING",
             (
                 delivery_id,
                 event_id,
@@ -215,14 +236,18 @@ class DeliveryVerbs:
             if subscriber_id is not None:
                 targets = [self.get_subscriber(subscriber_id).id]
             else:
-                targets = [s.id for s in self.list_subscribers() if s.enabled and row[0] in s.event_types]
+                targets = [
+                    s.id for s in self.list_subscribers() if s.enabled and row["type"] in s.event_types
+                ]
             created = []
             for sub_id in targets:
                 generation = conn.execute(
-                    "SELECT COALESCE(MAX(generation) + 1, 0) FROM deliveries WHERE event_id = ? AND subscriber_id = ?",
+                    "SELECT COALESCE(MAX(generation) + 1, 0) AS next FROM deliveries"
+                    " WHERE event_id = ? AND subscriber_id = ?",
                     (event_id, sub_id),
-                ).fetchone()[0]
+                ).fetchone()["next"]
                 created.append(self._insert_delivery(event_id, sub_id, generation, now))
+            self.notify_due()
             return [self.get_delivery(d) for d in created]
 
     def get_delivery(self, delivery_id: str) -> Delivery:
@@ -237,9 +262,7 @@ class DeliveryVerbs:
             " FROM attempts WHERE delivery_id = ? ORDER BY number",
             (delivery_id,),
         ).fetchall()
-        log = tuple(
-            Attempt(a[0], a[1], a[2], a[3], json.loads(a[4] or "{}"), a[5] or "", a[6]) for a in attempts
-        )
+        log = tuple(_attempt(a) for a in attempts)
         return _delivery(row, log)
 
     def list_deliveries(
@@ -275,6 +298,7 @@ class DeliveryVerbs:
                 " schedule_offset = attempts WHERE id = ?",
                 (now, now, delivery_id),
             )
+            self.notify_due()
         return self.get_delivery(delivery_id)
 
     def claim_due_deliveries(
@@ -296,23 +320,28 @@ class DeliveryVerbs:
         marks = ",".join("?" * len(exclude))
         skip = f"AND subscriber_id NOT IN ({marks})" if exclude else ""
         with self.transaction() as conn:
+            # one statement: rank due deliveries per subscriber, take the first ones (skipping rows
+            # another worker is claiming right now, on Postgres), lease them, return them
             rows = conn.execute(
                 "UPDATE deliveries SET lease_owner = ?, lease_expires_at = ? WHERE id IN ("
-                " SELECT id FROM (SELECT id, attempts, next_attempt_at, ROW_NUMBER() OVER ("
-                "  PARTITION BY subscriber_id ORDER BY attempts > 0, next_attempt_at) AS rn"
-                "  FROM deliveries WHERE status IN ('pending', 'retrying') AND next_attempt_at <= ?"
-                "  AND subscriber_id IN (SELECT id FROM subscribers WHERE enabled = 1)"
-                f"  AND (lease_expires_at IS NULL OR lease_expires_at < ?) {skip})"
-                " WHERE rn <= ? ORDER BY attempts > 0, next_attempt_at LIMIT ?)"
+                " SELECT id FROM deliveries WHERE id IN ("
+                "  SELECT id FROM (SELECT id, ROW_NUMBER() OVER ("
+                "   PARTITION BY subscriber_id ORDER BY attempts > 0, next_attempt_at) AS rn"
+                "   FROM deliveries WHERE status IN ('pending', 'retrying') AND next_attempt_at <= ?"
+                "   AND subscriber_id IN (SELECT id FROM subscribers WHERE enabled = 1)"
+                f"   AND (lease_expires_at IS NULL OR lease_expires_at < ?) {skip}) AS ranked WHERE rn <= ?)"
+                " AND (lease_expires_at IS NULL OR lease_expires_at < ?)"
+                f" ORDER BY attempts > 0, next_attempt_at LIMIT ?{self.sql.skip_locked})"
                 " RETURNING id, event_id, subscriber_id, attempts, schedule_offset",
-                (worker_id, now + lease_ms, now, now, *exclude, per_subscriber, limit),
+                (worker_id, now + lease_ms, now, now, *exclude, per_subscriber, now, limit),
             ).fetchall()
             work = []
-            for delivery_id, event_id, sub_id, attempts, offset in rows:
-                body = conn.execute("SELECT body FROM events WHERE id = ?", (event_id,)).fetchone()[0]
-                url, schedule = conn.execute(
+            for delivery_id, event_id, sub_id, attempts, offset in (tuple(r) for r in rows):
+                body = conn.execute("SELECT body FROM events WHERE id = ?", (event_id,)).fetchone()["body"]
+                sub = conn.execute(
                     "SELECT url, retry_schedule FROM subscribers WHERE id = ?", (sub_id,)
                 ).fetchone()
+                url, schedule = sub["url"], sub["retry_schedule"]
                 work.append(
                     DeliveryWork(
                         delivery_id,
@@ -352,8 +381,8 @@ class DeliveryVerbs:
         now = now_ms()
         with self.transaction() as conn:
             conn.execute(
-                "INSERT OR IGNORE INTO attempts (delivery_id, number, started_at, duration_ms, status_code,"
-                " response_headers, response_body, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO attempts (delivery_id, number, started_at, duration_ms, status_code,"
+                " response_headers, response_body, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 (
                     delivery_id,
                     attempt.number,
@@ -366,7 +395,7 @@ class DeliveryVerbs:
                 ),
             )
             cur = conn.execute(
-                "UPDATE deliveries SET status = ?, attempts = MAX(attempts, ?), next_attempt_at = ?,"
+                f"UPDATE deliveries SET status = ?, attempts = {self.sql.greatest}(attempts, ?), next_attempt_at = ?,"
                 " last_status_code = ?, last_error = ?, lease_owner = NULL, lease_expires_at = NULL,"
                 " updated_at = ? WHERE id = ? AND lease_owner = ? AND status NOT IN ('succeeded', 'dead')"
                 " RETURNING subscriber_id",
@@ -384,7 +413,9 @@ class DeliveryVerbs:
             if cur is None:
                 self.get_delivery(delivery_id)
                 raise Conflict(f"delivery {delivery_id} is no longer leased to {worker_id}")
-            self._track_health(cur[0], ok=ok, gone=gone, now=now, disable_after_ms=disable_after_ms)
+            self._track_health(
+                cur["subscriber_id"], ok=ok, gone=gone, now=now, disable_after_ms=disable_after_ms
+            )
         return self.get_delivery(delivery_id)
 
     def _track_health(
@@ -405,7 +436,7 @@ class DeliveryVerbs:
         elif disable_after_ms is not None:
             since = self.conn.execute(
                 "SELECT failing_since FROM subscribers WHERE id = ?", (sub_id,)
-            ).fetchone()[0]
+            ).fetchone()["failing_since"]
             if now - since >= disable_after_ms:
                 reason = f"failing without a success for {disable_after_ms // 1000} s"
         if reason:
@@ -444,10 +475,10 @@ class DeliveryVerbs:
         self.get_subscriber(sub_id)
         return int(
             self.conn.execute(
-                "SELECT COUNT(*) FROM deliveries WHERE subscriber_id = ? AND status IN ('failed', 'dead')"
+                "SELECT COUNT(*) AS n FROM deliveries WHERE subscriber_id = ? AND status IN ('failed', 'dead')"
                 " AND created_at >= ? AND created_at < ?",
                 (sub_id, since, until if until is not None else 2**62),
-            ).fetchone()[0]
+            ).fetchone()["n"]
         )
 
     def recover_deliveries(self, sub_id: str, *, since: int, until: int | None, batch: int = 500) -> int:
@@ -456,13 +487,16 @@ class DeliveryVerbs:
         now = now_ms()
         with self.transaction() as conn:
             self.get_subscriber(sub_id)
-            return conn.execute(
+            done = conn.execute(
                 "UPDATE deliveries SET status = 'retrying', next_attempt_at = ?, schedule_offset = attempts,"
                 " lease_owner = NULL, lease_expires_at = NULL, updated_at = ? WHERE id IN (SELECT id FROM deliveries"
                 " WHERE subscriber_id = ? AND status IN ('failed', 'dead') AND created_at >= ? AND created_at < ?"
                 " ORDER BY created_at LIMIT ?)",
                 (now, now, sub_id, since, until if until is not None else 2**62, batch),
             ).rowcount
+            if done:
+                self.notify_due()
+            return done
 
     def release_leases(self, worker_id: str) -> int:
         """Give back every lease ``worker_id`` holds (graceful shutdown); returns how many."""
@@ -475,9 +509,9 @@ class DeliveryVerbs:
     def next_due_at(self) -> int | None:
         """Unix ms of the earliest pending or retrying delivery, or ``None`` when there is none."""
         row = self.conn.execute(
-            "SELECT MIN(next_attempt_at) FROM deliveries WHERE status IN ('pending', 'retrying')"
+            "SELECT MIN(next_attempt_at) AS due FROM deliveries WHERE status IN ('pending', 'retrying')"
         ).fetchone()
-        return row[0] if row else None
+        return row["due"] if row else None
 
 
 MAX_STORED_HEADER_BYTES = 4096

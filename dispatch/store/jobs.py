@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from dispatch.errors import NotFound, TooManyRequests
-from dispatch.model import JobError, JobState, JobUpdate, Output, event_id, iso_ms, new_id, now_ms
+from dispatch.events import event_body
+from dispatch.model import JobError, JobState, JobUpdate, Output, event_id, new_id, now_ms
 from dispatch.secretbox import SecretBox
 from dispatch.state import APPLIED, transition
 from dispatch.store.records import Event, Inbound, IngestResult, Job, RawMessage
+from dispatch.store.sql import Conn, Dialect
 
 _JOB_COLUMNS = (
     "id, vendor, vendor_job_id, status, progress, outputs, error, reference, params, sequence, flags,"
@@ -22,79 +23,63 @@ _JOB_COLUMNS = (
 )
 
 
-def _job(row: sqlite3.Row | tuple[Any, ...]) -> Job:
-    err = json.loads(row[6]) if row[6] else None
+def _job(row: Any) -> Job:
+    err = json.loads(row["error"]) if row["error"] else None
     return Job(
-        id=row[0],
-        vendor=row[1],
-        vendor_job_id=row[2],
-        status=JobState(row[3]),
-        progress=row[4],
-        outputs=tuple(Output.from_json(o) for o in json.loads(row[5] or "[]")),
+        id=row["id"],
+        vendor=row["vendor"],
+        vendor_job_id=row["vendor_job_id"],
+        status=JobState(row["status"]),
+        progress=row["progress"],
+        outputs=tuple(Output.from_json(o) for o in json.loads(row["outputs"] or "[]")),
         error=JobError(err["code"], err.get("message")) if err else None,
-        reference=row[7],
-        params=json.loads(row[8]),
-        sequence=row[9],
-        flags=tuple(json.loads(row[10] or "[]")),
-        created_at=row[11],
-        updated_at=row[12],
-        submitted_at=row[13],
-        completed_at=row[14],
-        source_id=row[15],
-        poll_at=row[16],
-        poll_attempts=row[17] or 0,
-        deadline_at=row[18],
-        callback_count=row[19] or 0,
-        submit_at=row[20],
-        submit_attempts=row[21] or 0,
-        submit_error=row[22],
-        resubmits=row[23] or 0,
-        previous_vendor_job_ids=tuple(json.loads(row[24] or "[]")),
+        reference=row["reference"],
+        params=json.loads(row["params"]),
+        sequence=row["sequence"],
+        flags=tuple(json.loads(row["flags"] or "[]")),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        submitted_at=row["submitted_at"],
+        completed_at=row["completed_at"],
+        source_id=row["source_id"],
+        poll_at=row["poll_at"],
+        poll_attempts=row["poll_attempts"] or 0,
+        deadline_at=row["deadline_at"],
+        callback_count=row["callback_count"] or 0,
+        submit_at=row["submit_at"],
+        submit_attempts=row["submit_attempts"] or 0,
+        submit_error=row["submit_error"],
+        resubmits=row["resubmits"] or 0,
+        previous_vendor_job_ids=tuple(json.loads(row["previous_vendor_job_ids"] or "[]")),
     )
 
 
-def _event(row: tuple[Any, ...]) -> Event:
-    return Event(id=row[0], job_id=row[1], type=row[2], sequence=row[3], created_at=row[4], body=row[5])
+def _event(row: Any) -> Event:
+    return Event(
+        id=row["id"],
+        job_id=row["job_id"],
+        type=row["type"],
+        sequence=row["sequence"],
+        created_at=row["created_at"],
+        body=row["body"],
+    )
 
 
-def _inbound(row: tuple[Any, ...]) -> Inbound:
+def _inbound(row: Any) -> Inbound:
     return Inbound(
-        id=row[0],
-        job_id=row[1],
-        vendor=row[2],
-        kind=row[3],
-        received_at=row[4],
-        peer=row[5],
-        headers=json.loads(row[6] or "{}"),
-        body=bytes(row[7] or b""),
-        verdict=row[8],
-        error=row[9],
-        event_ids=tuple(json.loads(row[10] or "[]")),
-        size=row[11] if len(row) > 11 else None,
+        id=row["id"],
+        job_id=row["job_id"],
+        vendor=row["vendor"],
+        kind=row["kind"],
+        received_at=row["received_at"],
+        peer=row["peer"],
+        headers=json.loads(row["headers"] or "{}"),
+        body=bytes(row["body"] or b""),
+        verdict=row["verdict"],
+        error=row["error"],
+        event_ids=tuple(json.loads(row["event_ids"] or "[]")),
+        size=row["size"] if "size" in row.keys() else None,  # noqa: SIM118 -- sqlite3.Row: `in` tests values
     )
-
-
-def event_body(job: Job, event_type: str, eid: str, created_at: int) -> str:
-    """The JSON text subscribers receive for ``job`` (DESIGN.md, "Event contract")."""
-    body = {
-        "id": eid,
-        "type": event_type,
-        "timestamp": iso_ms(created_at),
-        "data": {
-            "job_id": job.id,
-            "vendor": job.vendor,
-            "vendor_job_id": job.vendor_job_id,
-            "status": job.status.value,
-            "progress": job.progress,
-            "sequence": job.sequence,
-            "outputs": [o.to_json() for o in job.outputs],
-            "error": job.error.to_json() if job.error else None,
-            "reference": job.reference,
-            "submitted_at": iso_ms(job.submitted_at),
-            "completed_at": iso_ms(job.completed_at),
-        },
-    }
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
 
 
 EXPIRED_FLAG = "vendor_expired"
@@ -105,12 +90,17 @@ EXPIRED_FLAG = "vendor_expired"
 class JobVerbs:
     """Jobs, inbound messages and events. Mixed into :class:`dispatch.store.sqlite.SQLiteStore`."""
 
-    conn: sqlite3.Connection
+    conn: Conn
+    sql: Dialect
     box: SecretBox
 
     if TYPE_CHECKING:  # provided by SQLiteStore and DeliveryVerbs
 
-        def transaction(self) -> AbstractContextManager[sqlite3.Connection]: ...
+        def transaction(self) -> AbstractContextManager[Conn]: ...
+
+        def lock(self, key: str) -> None: ...
+
+        def notify_due(self) -> None: ...
 
         def _enqueue_deliveries(self, event_id: str, event_type: str, now: int) -> int: ...
 
@@ -164,7 +154,13 @@ class JobVerbs:
 
     def get_job(self, job_id: str) -> Job:
         """The job with ``job_id``. Raises :class:`NotFound`."""
-        row = self.conn.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return self._load_job(job_id)
+
+    def _load_job(self, job_id: str, *, for_update: bool = False) -> Job:
+        """:meth:`get_job`; with ``for_update`` the row stays locked until the transaction ends
+        (Postgres; SQLite's writer holds the whole database)."""
+        lock = self.sql.for_update if for_update else ""
+        row = self.conn.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?{lock}", (job_id,)).fetchone()
         if row is None:
             raise NotFound(f"job {job_id} not found")
         return _job(row)
@@ -202,10 +198,10 @@ class JobVerbs:
         """
         now = now_ms()
         with self.transaction() as conn:
-            job = self.get_job(job_id)
+            job = self._load_job(job_id, for_update=True)
             conn.execute(
                 "UPDATE jobs SET vendor_job_id = COALESCE(?, vendor_job_id), submitted_at = ?, updated_at = ?,"
-                " poll_at = CASE WHEN status IN ('queued', 'running') THEN ? END, deadline_at = ?,"
+                " poll_at = CASE WHEN status IN ('queued', 'running') THEN CAST(? AS BIGINT) END, deadline_at = ?,"
                 " submit_at = NULL, submit_lease_until = NULL, submit_error = NULL WHERE id = ?",
                 (vendor_job_id, now, now, poll_at, deadline_at, job_id),
             )
@@ -240,7 +236,7 @@ class JobVerbs:
         now = now_ms()
         inbound_id = new_id("in")
         with self.transaction() as conn:
-            job = self.get_job(job_id)
+            job = self._load_job(job_id, for_update=True)
             if kind == "callback":
                 if max_callbacks is not None and job.callback_count >= max_callbacks:
                     raise TooManyRequests(
@@ -281,7 +277,7 @@ class JobVerbs:
             completed = int(update.completed_at.timestamp() * 1000) if update.completed_at else now
         self.conn.execute(
             "UPDATE jobs SET status = ?, progress = ?, outputs = ?, error = ?, updated_at = ?,"
-            " completed_at = COALESCE(?, completed_at), vendor_job_id = COALESCE(vendor_job_id, ?),"
+            " completed_at = COALESCE(CAST(? AS BIGINT), completed_at), vendor_job_id = COALESCE(vendor_job_id, ?),"
             " poll_at = CASE WHEN ? THEN NULL ELSE poll_at END,"
             " submit_at = CASE WHEN ? THEN NULL ELSE submit_at END WHERE id = ?",
             (
@@ -348,7 +344,10 @@ class JobVerbs:
         where, args = _filters(job_id=job_id, vendor=vendor, verdict=verdict)
         columns = _INBOUND_COLUMNS
         if body_prefix is not None:
-            columns = columns.replace(" body,", f" substr(body, 1, {int(body_prefix)}),") + ", length(body)"
+            columns = (
+                columns.replace(" body,", f" substr(body, 1, {int(body_prefix)}) AS body,")
+                + ", length(body) AS size"
+            )
         rows = self.conn.execute(
             f"SELECT {columns} FROM inbound {where} ORDER BY received_at DESC, id DESC LIMIT ?",
             (*args, limit),
@@ -357,20 +356,22 @@ class JobVerbs:
 
     def inbound_body_size(self, inbound_id: str) -> int:
         """Bytes of a stored message's body, e.g. ``1048576``. Raises :class:`NotFound`."""
-        row = self.conn.execute("SELECT length(body) FROM inbound WHERE id = ?", (inbound_id,)).fetchone()
+        row = self.conn.execute(
+            "SELECT length(body) AS size FROM inbound WHERE id = ?", (inbound_id,)
+        ).fetchone()
         if row is None:
             raise NotFound(f"inbound message {inbound_id} not found")
-        return int(row[0] or 0)
+        return int(row["size"] or 0)
 
     def read_inbound_body(self, inbound_id: str, offset: int, length: int) -> bytes:
         """``length`` bytes of a stored body from byte ``offset`` (fewer at its end; ``b""`` past
         it), for streaming it in chunks. Raises :class:`NotFound`."""
         row = self.conn.execute(
-            "SELECT substr(body, ?, ?) FROM inbound WHERE id = ?", (offset + 1, length, inbound_id)
+            "SELECT substr(body, ?, ?) AS chunk FROM inbound WHERE id = ?", (offset + 1, length, inbound_id)
         ).fetchone()
         if row is None:
             raise NotFound(f"inbound message {inbound_id} not found")
-        return bytes(row[0] or b"")
+        return bytes(row["chunk"] or b"")
 
     # events -------------------------------------------------------------------------------------
     def get_event(self, eid: str) -> Event:
@@ -419,7 +420,7 @@ class JobVerbs:
 
 
 def insert_inbound(
-    conn: sqlite3.Connection,
+    conn: Conn,
     inbound_id: str,
     job_id: str | None,
     vendor: str,

@@ -6,26 +6,39 @@ timers, so a restart finds every job that still needs a look. Polls are leased l
 
 from __future__ import annotations
 
-import sqlite3
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dispatch.errors import NotFound, TooManyRequests
 from dispatch.model import new_id, now_ms
 from dispatch.store.jobs import insert_inbound
 from dispatch.store.records import Job, RawMessage, Source
+from dispatch.store.sql import Conn, Dialect
+
+
+def _source(row: Any) -> Source:
+    return Source(
+        id=row["id"], vendor=row["vendor"], description=row["description"], created_at=row["created_at"]
+    )
 
 
 class PollVerbs:
     """Mixed into :class:`dispatch.store.sqlite.SQLiteStore`."""
 
-    conn: sqlite3.Connection
+    conn: Conn
+    sql: Dialect
 
     if TYPE_CHECKING:  # provided by SQLiteStore and JobVerbs
 
-        def transaction(self) -> AbstractContextManager[sqlite3.Connection]: ...
+        def transaction(self) -> AbstractContextManager[Conn]: ...
+
+        def lock(self, key: str) -> None: ...
+
+        def notify_due(self) -> None: ...
 
         def get_job(self, job_id: str) -> Job: ...
+
+        def _load_job(self, job_id: str, *, for_update: bool = False) -> Job: ...
 
     # polls ---------------------------------------------------------------------------------------
     def claim_due_polls(self, worker_id: str, *, now: int, limit: int, lease_ms: int) -> list[Job]:
@@ -36,18 +49,18 @@ class PollVerbs:
                 " SELECT id FROM jobs WHERE poll_at IS NOT NULL AND poll_at <= ? AND status IN ('queued', 'running')"
                 " AND (vendor_job_id IS NOT NULL OR poll_at >= deadline_at)"
                 " AND (poll_lease_until IS NULL OR poll_lease_until < ?)"
-                " ORDER BY poll_at LIMIT ?) RETURNING id",
+                f" ORDER BY poll_at LIMIT ?{self.sql.skip_locked}) RETURNING id",
                 (now + lease_ms, now, now, limit),
             ).fetchall()
             del worker_id  # leases on polls are anonymous: a poll is read-only at the vendor
-            return [self.get_job(r[0]) for r in rows]
+            return [self.get_job(r["id"]) for r in rows]
 
     def finish_poll(self, job_id: str, *, next_poll_at: int | None) -> Job:
         """Count one poll and plan the next (``None``: no more polls), releasing the lease."""
         with self.transaction() as conn:
             conn.execute(
                 "UPDATE jobs SET poll_attempts = poll_attempts + 1, poll_lease_until = NULL,"
-                " poll_at = CASE WHEN status IN ('queued', 'running') THEN ? END WHERE id = ?",
+                " poll_at = CASE WHEN status IN ('queued', 'running') THEN CAST(? AS BIGINT) END WHERE id = ?",
                 (next_poll_at, job_id),
             )
             return self.get_job(job_id)
@@ -56,7 +69,7 @@ class PollVerbs:
         """Bring an unfinished job's next poll forward to ``at`` (unix ms), e.g. to confirm a callback."""
         with self.transaction() as conn:
             conn.execute(
-                "UPDATE jobs SET poll_at = MIN(COALESCE(poll_at, ?), ?)"
+                f"UPDATE jobs SET poll_at = {self.sql.least}(COALESCE(poll_at, ?), ?)"
                 " WHERE id = ? AND status IN ('queued', 'running')",
                 (at, at, job_id),
             )
@@ -78,14 +91,14 @@ class PollVerbs:
             "SELECT id, vendor, description, created_at FROM sources WHERE token_hash = ? AND vendor = ?",
             (token_hash, vendor),
         ).fetchone()
-        return Source(*row) if row else None
+        return _source(row) if row else None
 
     def list_sources(self) -> list[Source]:
         """Every source, oldest first."""
         rows = self.conn.execute(
             "SELECT id, vendor, description, created_at FROM sources ORDER BY created_at, id"
-        )
-        return [Source(*r) for r in rows]
+        ).fetchall()
+        return [_source(r) for r in rows]
 
     def get_source(self, source_id: str) -> Source:
         """One source. Raises :class:`NotFound`."""
@@ -94,7 +107,7 @@ class PollVerbs:
         ).fetchone()
         if row is None:
             raise NotFound(f"source {source_id} not found")
-        return Source(*row)
+        return _source(row)
 
     def job_for_source(
         self,
@@ -112,17 +125,18 @@ class PollVerbs:
         ``max_per_hour`` jobs in the last hour, :class:`StoreUnavailable` when it cannot write.
         """
         with self.transaction() as conn:
+            self.lock(f"source-job:{source.id}:{vendor_job_id}")  # two first sights at once make one job
             row = conn.execute(
                 "SELECT id FROM jobs WHERE source_id = ? AND vendor_job_id = ?", (source.id, vendor_job_id)
             ).fetchone()
             if row:
-                return self.get_job(row[0])
+                return self.get_job(row["id"])
             now = now_ms()
             if max_per_hour is not None:
-                (recent,) = conn.execute(
-                    "SELECT COUNT(*) FROM jobs WHERE source_id = ? AND created_at > ?",
+                recent = conn.execute(
+                    "SELECT COUNT(*) AS n FROM jobs WHERE source_id = ? AND created_at > ?",
                     (source.id, now - 3_600_000),
-                ).fetchone()
+                ).fetchone()["n"]
                 if recent >= max_per_hour:
                     raise TooManyRequests(
                         f"source {source.id} created {recent} jobs in the last hour"

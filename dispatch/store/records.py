@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from dispatch.model import JobError, JobState, Output, iso_ms
+from dispatch.model import DeliveryStatus, JobError, JobState, Output, iso_ms
 
 
 @dataclass(frozen=True)
@@ -211,7 +211,7 @@ class Attempt:
         }
 
 
-DELIVERY_STATUSES = ("pending", "retrying", "succeeded", "dead", "failed")
+DELIVERY_STATUSES = tuple(s.value for s in DeliveryStatus)
 """Every value of :attr:`Delivery.status`."""
 
 

@@ -11,6 +11,8 @@ from collections.abc import Callable
 
 from sqlite_utils import Database
 
+from dispatch.store.ddl import TABLES, create_indexes_sql, create_table_sql
+
 
 def _m001_initial(db: Database) -> None:
     db.table("jobs").create(
@@ -175,11 +177,25 @@ def _m004_submit_outbox(db: Database) -> None:
     jobs.create_index(["submit_at"])
 
 
+def _m005_checks_from_enums(db: Database) -> None:
+    # every table rebuilt from dispatch.store.ddl: CHECK constraints from the code's enums (SQLite
+    # cannot add a constraint to an existing table)
+    for table, columns in TABLES.items():
+        names = ", ".join(c.name for c in columns)
+        db.execute(create_table_sql(table, "sqlite", name=f"{table}_new"))
+        db.execute(f"INSERT INTO {table}_new ({names}) SELECT {names} FROM {table}")
+        db.execute(f"DROP TABLE {table}")
+        db.execute(f"ALTER TABLE {table}_new RENAME TO {table}")
+        for sql in create_indexes_sql(table):
+            db.execute(sql)
+
+
 MIGRATIONS: list[tuple[str, Callable[[Database], None]]] = [
     ("001_initial", _m001_initial),
     ("002_polling_sources_recovery", _m002_polling_sources_recovery),
     ("003_callback_count", _m003_callback_count),
     ("004_submit_outbox", _m004_submit_outbox),
+    ("005_checks_from_enums", _m005_checks_from_enums),
 ]
 
 
@@ -206,3 +222,10 @@ def migrate(conn: sqlite3.Connection) -> list[str]:
             conn.execute("ROLLBACK")
             raise
     return applied
+
+
+def status(conn: sqlite3.Connection) -> list[tuple[str, str | None]]:
+    """Every known migration with when it was applied (``"2026-11-30 06:12:00"``), or ``None``."""
+    conn.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+    done = {row[0]: row[1] for row in conn.execute("SELECT name, applied_at FROM _migrations")}
+    return [(name, done.get(name)) for name, _ in MIGRATIONS]

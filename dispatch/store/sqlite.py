@@ -22,6 +22,7 @@ from dispatch.store.deliveries import DeliveryVerbs
 from dispatch.store.jobs import JobVerbs
 from dispatch.store.polls import PollVerbs
 from dispatch.store.schema import migrate
+from dispatch.store.sql import SQLITE
 from dispatch.store.submits import SubmitVerbs
 
 BUSY_TIMEOUT = 5.0  # seconds a write waits for another connection's lock before giving up
@@ -38,6 +39,9 @@ class SQLiteStore(JobVerbs, PollVerbs, DeliveryVerbs, SubmitVerbs):
     The store is not thread-safe by itself: use it from one thread (the CLI), or through
     :class:`dispatch.store.runner.StoreRunner` from async code.
     """
+
+    conn: sqlite3.Connection
+    sql = SQLITE
 
     def __init__(self, conn: sqlite3.Connection, box: SecretBox) -> None:
         self.conn = conn
@@ -75,7 +79,7 @@ class SQLiteStore(JobVerbs, PollVerbs, DeliveryVerbs, SubmitVerbs):
         this connection fails (``PRAGMA query_only``). Raises :class:`StoreUnavailable`.
         """
         try:
-            conn = _connect(path, busy_timeout)
+            conn = _connect(path, busy_timeout, must_exist=True)
             conn.execute("PRAGMA query_only = ON")
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot open database {path}: {exc}") from exc
@@ -134,6 +138,13 @@ class SQLiteStore(JobVerbs, PollVerbs, DeliveryVerbs, SubmitVerbs):
             with contextlib.suppress(sqlite3.Error):
                 self.conn.execute("ROLLBACK")
 
+    def lock(self, key: str) -> None:
+        """Nothing to do: SQLite has one writer, so a write transaction already excludes the others."""
+        del key
+
+    def notify_due(self) -> None:
+        """Nothing to do: in-process dispatchers are woken directly (``on_event``)."""
+
     def ping(self) -> bool:
         """True when the database answers a trivial query (readiness)."""
         try:
@@ -143,8 +154,10 @@ class SQLiteStore(JobVerbs, PollVerbs, DeliveryVerbs, SubmitVerbs):
         return True
 
 
-def _connect(path: Path, busy_timeout: float) -> sqlite3.Connection:
-    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+def _connect(path: Path, busy_timeout: float, *, must_exist: bool = False) -> sqlite3.Connection:
+    target, uri = (path.resolve().as_uri() + "?mode=rw", True) if must_exist else (str(path), False)
+    conn = sqlite3.connect(target, isolation_level=None, check_same_thread=False, uri=uri)
+    conn.row_factory = sqlite3.Row  # the verbs read columns by name
     conn.execute(f"PRAGMA busy_timeout = {round(busy_timeout * 1000)}")
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.execute("PRAGMA foreign_keys = ON")

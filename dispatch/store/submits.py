@@ -5,7 +5,6 @@ a retry is a stored decision (``submit_at``), not a sleeping coroutine."""
 from __future__ import annotations
 
 import json
-import sqlite3
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING
 
@@ -14,6 +13,7 @@ from dispatch.model import new_id, now_ms
 from dispatch.secretbox import SecretBox
 from dispatch.store.jobs import insert_inbound
 from dispatch.store.records import IngestResult, Job, RawMessage
+from dispatch.store.sql import Conn, Dialect
 
 OUTCOME_UNKNOWN = "submit_outcome_unknown"
 """Job flag: the vendor may have received the submit (timeout, reset or 5xx after sending); the job
@@ -23,14 +23,21 @@ waits for its callback or its deadline instead of being sent again."""
 class SubmitVerbs:
     """Pending submits. Mixed into :class:`dispatch.store.sqlite.SQLiteStore`."""
 
-    conn: sqlite3.Connection
+    conn: Conn
+    sql: Dialect
     box: SecretBox
 
     if TYPE_CHECKING:  # provided by SQLiteStore and JobVerbs
 
-        def transaction(self) -> AbstractContextManager[sqlite3.Connection]: ...
+        def transaction(self) -> AbstractContextManager[Conn]: ...
+
+        def lock(self, key: str) -> None: ...
+
+        def notify_due(self) -> None: ...
 
         def get_job(self, job_id: str) -> Job: ...
+
+        def _load_job(self, job_id: str, *, for_update: bool = False) -> Job: ...
 
     def claim_submit(self, job_id: str, *, now: int, lease_ms: int) -> tuple[Job, bool] | None:
         """Lease one job's pending submit; ``None`` when it has none due or another holds it.
@@ -43,7 +50,8 @@ class SubmitVerbs:
         with self.transaction() as conn:
             row = conn.execute(
                 "SELECT submit_lease_until FROM jobs WHERE id = ? AND submit_at IS NOT NULL AND submit_at <= ?"
-                " AND status IN ('queued', 'running') AND (submit_lease_until IS NULL OR submit_lease_until < ?)",
+                " AND status IN ('queued', 'running') AND (submit_lease_until IS NULL OR submit_lease_until < ?)"
+                + self.sql.skip_locked,
                 (job_id, now, now),
             ).fetchone()
             if row is None:
@@ -52,20 +60,20 @@ class SubmitVerbs:
                 "UPDATE jobs SET submit_lease_until = ?, submit_attempts = submit_attempts + 1 WHERE id = ?",
                 (now + lease_ms, job_id),
             )
-            return self.get_job(job_id), row[0] is not None
+            return self.get_job(job_id), row["submit_lease_until"] is not None
 
     def claim_due_submits(self, *, now: int, limit: int, lease_ms: int) -> list[tuple[Job, bool]]:
         """Lease up to ``limit`` pending submits whose ``submit_at`` (unix ms) has come, oldest first;
         each as :meth:`claim_submit` returns it. Raises :class:`StoreUnavailable`."""
         with self.transaction() as conn:
             ids = [
-                r[0]
+                r["id"]
                 for r in conn.execute(
                     "SELECT id FROM jobs WHERE submit_at IS NOT NULL AND submit_at <= ?"
                     " AND status IN ('queued', 'running') AND (submit_lease_until IS NULL OR submit_lease_until < ?)"
-                    " ORDER BY submit_at LIMIT ?",
+                    " ORDER BY submit_at LIMIT ?" + self.sql.skip_locked,
                     (now, now, limit),
-                )
+                ).fetchall()
             ]
             claimed = [self.claim_submit(job_id, now=now, lease_ms=lease_ms) for job_id in ids]
             return [c for c in claimed if c is not None]
@@ -98,14 +106,15 @@ class SubmitVerbs:
         ``outcome_unknown`` the job is flagged ``submit_outcome_unknown`` and, having no vendor job
         id to poll, is looked at again at ``poll_at`` (its deadline) only. Raises :class:`NotFound`."""
         with self.transaction() as conn:
-            job = self.get_job(job_id)
+            job = self._load_job(job_id, for_update=True)
             flags = list(job.flags)
             if outcome_unknown and OUTCOME_UNKNOWN not in flags:
                 flags.append(OUTCOME_UNKNOWN)
             conn.execute(
                 "UPDATE jobs SET submit_at = NULL, submit_lease_until = NULL, flags = ?, updated_at = ?,"
-                " poll_at = CASE WHEN ? IS NOT NULL AND status IN ('queued', 'running') THEN ? ELSE poll_at END,"
-                " deadline_at = COALESCE(deadline_at, ?) WHERE id = ?",
+                " poll_at = CASE WHEN CAST(? AS BIGINT) IS NOT NULL AND status IN ('queued', 'running')"
+                " THEN CAST(? AS BIGINT) ELSE poll_at END, deadline_at = COALESCE(deadline_at, CAST(? AS BIGINT))"
+                " WHERE id = ?",
                 (json.dumps(flags), now_ms(), poll_at, poll_at, poll_at, job_id),
             )
             return self.get_job(job_id)
@@ -122,7 +131,7 @@ class SubmitVerbs:
         now = now_ms()
         inbound_id = new_id("in")
         with self.transaction() as conn:
-            job = self.get_job(job_id)
+            job = self._load_job(job_id, for_update=True)
             previous = [*job.previous_vendor_job_ids, *([job.vendor_job_id] if job.vendor_job_id else [])]
             conn.execute(
                 "UPDATE jobs SET vendor_job_id = NULL, previous_vendor_job_ids = ?, resubmits = resubmits + 1,"
@@ -140,4 +149,4 @@ class SubmitVerbs:
         row = self.conn.execute("SELECT callback_token FROM jobs WHERE id = ?", (job_id,)).fetchone()
         if row is None:
             raise NotFound(f"job {job_id} not found")
-        return self.box.decrypt(row[0]) if row[0] else None
+        return self.box.decrypt(row["callback_token"]) if row["callback_token"] else None

@@ -28,9 +28,8 @@ async def receive_callback(request: Request) -> JSONResponse:
         raise NotFound("unknown callback URL")
     token = request.path_params["token"]
     token_hash = hash_token(token)
-    job, source = await res.runner.read(
-        lambda s: (s.find_job_by_token(vendor, token_hash), s.find_source_by_token(vendor, token_hash))
-    )
+    job = await res.store.find_job_by_token(vendor, token_hash)
+    source = None if job is not None else await res.store.find_source_by_token(vendor, token_hash)
     if job is None and source is None:
         raise NotFound("unknown callback URL")
     body = await read_body(request, res.settings.max_body_bytes)

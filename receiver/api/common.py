@@ -11,7 +11,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
 from dispatch.errors import PayloadTooLarge, ValidationFailed
-from dispatch.store.runner import StoreRunner
+from dispatch.store.face import Store
 from receiver.ingest import Ingest
 from receiver.settings import Settings
 from receiver.submit import Submitter, validation_details
@@ -27,7 +27,7 @@ class Resources:
     """What the lifespan opens and handlers use (``request.state.resources``)."""
 
     settings: Settings
-    runner: StoreRunner
+    store: Store
     submitter: Submitter
     ingest: Ingest
     api_token: str

@@ -17,13 +17,8 @@ async def list_deliveries(request: Request) -> JSONResponse:
     q = request.query_params
     limit = query_limit(request)
     status = query_choice(request, "status", DELIVERY_STATUSES)
-    rows = await res.runner.read(
-        lambda s: s.list_deliveries(
-            status=status,
-            subscriber_id=q.get("subscriber_id"),
-            event_id=q.get("event_id"),
-            limit=limit,
-        )
+    rows = await res.store.list_deliveries(
+        status=status, subscriber_id=q.get("subscriber_id"), event_id=q.get("event_id"), limit=limit
     )
     return JSONResponse({"data": [d.to_json() for d in rows]})
 
@@ -32,7 +27,7 @@ async def get_delivery(request: Request) -> JSONResponse:
     """One delivery with its ``attempt_log`` (status, duration ms, headers, first 4 KiB, error)."""
     res = resources(request)
     delivery_id = request.path_params["id"]
-    delivery = await res.runner.read(lambda s: s.get_delivery(delivery_id))
+    delivery = await res.store.get_delivery(delivery_id)
     return JSONResponse(delivery.to_json())
 
 
@@ -40,7 +35,7 @@ async def retry_delivery(request: Request) -> JSONResponse:
     """Make a dead or retrying delivery due now: 202 with the delivery; 409 if it already succeeded."""
     res = resources(request)
     delivery_id = request.path_params["id"]
-    delivery = await res.runner.call(lambda s: s.retry_delivery(delivery_id))
+    delivery = await res.store.retry_delivery(delivery_id)
     res.wake()
     return JSONResponse(delivery.to_json(), status_code=202)
 

@@ -41,15 +41,8 @@ async def list_events(request: Request) -> JSONResponse:
     q = request.query_params
     since, until, limit = _time_param(request, "since"), _time_param(request, "until"), query_limit(request)
     vendor, type_ = query_choice(request, "vendor", ADAPTERS), query_choice(request, "type", EVENT_TYPES)
-    events = await res.runner.read(
-        lambda s: s.list_events(
-            job_id=q.get("job_id"),
-            vendor=vendor,
-            type=type_,
-            since=since,
-            until=until,
-            limit=limit,
-        )
+    events = await res.store.list_events(
+        job_id=q.get("job_id"), vendor=vendor, type=type_, since=since, until=until, limit=limit
     )
     return JSONResponse({"data": [e.to_json() for e in events]})
 
@@ -58,7 +51,7 @@ async def get_event(request: Request) -> JSONResponse:
     """One event with its delivered payload."""
     res = resources(request)
     eid = request.path_params["id"]
-    event = await res.runner.read(lambda s: s.get_event(eid))
+    event = await res.store.get_event(eid)
     return JSONResponse(event.to_json())
 
 
@@ -67,7 +60,7 @@ async def replay_event(request: Request) -> JSONResponse:
     res = resources(request)
     eid = request.path_params["id"]
     body = await parse_json(request, ReplayRequest)
-    deliveries = await res.runner.call(lambda s: s.replay_event(eid, body.subscriber_id))
+    deliveries = await res.store.replay_event(eid, body.subscriber_id)
     res.wake()
     return JSONResponse({"data": [d.to_json() for d in deliveries]}, status_code=202)
 

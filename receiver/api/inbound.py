@@ -21,14 +21,12 @@ async def list_inbound(request: Request) -> JSONResponse:
     q = request.query_params
     limit = query_limit(request)
     vendor = query_choice(request, "vendor", ADAPTERS)
-    rows = await res.runner.read(
-        lambda s: s.list_inbound(
-            job_id=q.get("job_id"),
-            vendor=vendor,
-            verdict=q.get("verdict"),
-            limit=limit,
-            body_prefix=BODY_PREVIEW_BYTES,
-        )
+    rows = await res.store.list_inbound(
+        job_id=q.get("job_id"),
+        vendor=vendor,
+        verdict=q.get("verdict"),
+        limit=limit,
+        body_prefix=BODY_PREVIEW_BYTES,
     )
     return JSONResponse({"data": [i.to_json() for i in rows]})
 
@@ -37,7 +35,7 @@ async def get_inbound(request: Request) -> JSONResponse:
     """One stored vendor message: headers, body (as text), verdict, error, event ids."""
     res = resources(request)
     inbound_id = request.path_params["id"]
-    row = await res.runner.read(lambda s: s.get_inbound(inbound_id))
+    row = await res.store.get_inbound(inbound_id)
     return JSONResponse(row.to_json())
 
 
@@ -49,13 +47,11 @@ async def get_inbound_body(request: Request) -> StreamingResponse:
     ``application/octet-stream``; ``Content-Length`` is its size. 404 if unknown."""
     res = resources(request)
     inbound_id = request.path_params["id"]
-    size = await res.runner.read(lambda s: s.inbound_body_size(inbound_id))
+    size = await res.store.inbound_body_size(inbound_id)
 
     async def chunks() -> AsyncIterator[bytes]:
         for offset in range(0, size, BODY_CHUNK_BYTES):
-            yield await res.runner.read(
-                lambda s, at=offset: s.read_inbound_body(inbound_id, at, BODY_CHUNK_BYTES)  # type: ignore[misc]
-            )
+            yield await res.store.read_inbound_body(inbound_id, offset, BODY_CHUNK_BYTES)
 
     return StreamingResponse(
         chunks(),
@@ -69,7 +65,7 @@ async def reprocess_inbound(request: Request) -> JSONResponse:
     message (kind ``reprocess``) and applied like any callback. 200 with the new message."""
     res = resources(request)
     inbound_id = request.path_params["id"]
-    original = await res.runner.read(lambda s: s.get_inbound(inbound_id))
+    original = await res.store.get_inbound(inbound_id)
     if original.job_id is None or original.kind != "callback":
         raise ValidationFailed(f"inbound message {inbound_id} is not a callback of a known job")
     adapter = get_adapter(original.vendor)
@@ -81,16 +77,15 @@ async def reprocess_inbound(request: Request) -> JSONResponse:
         )
         update = adapter.parse_callback(raw.body, raw.headers)
     except (PayloadError, SignatureInvalid) as exc:
-        message = exc.message
         verdict = "rejected" if isinstance(exc, SignatureInvalid) else "invalid"
-        result = await res.runner.call(
-            lambda s: s.record_message(job_id, "reprocess", raw, None, verdict=verdict, error=message)
+        result = await res.store.record_message(
+            job_id, "reprocess", raw, None, verdict=verdict, error=exc.message
         )
     else:
-        result = await res.runner.call(lambda s: s.record_message(job_id, "reprocess", raw, update))
+        result = await res.store.record_message(job_id, "reprocess", raw, update)
         if result.event_ids:
             res.wake()
-    row = await res.runner.read(lambda s: s.get_inbound(result.inbound_id))
+    row = await res.store.get_inbound(result.inbound_id)
     return JSONResponse(row.to_json())
 
 

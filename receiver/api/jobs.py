@@ -38,7 +38,7 @@ async def list_jobs(request: Request) -> JSONResponse:
     limit = query_limit(request)
     vendor = query_choice(request, "vendor", ADAPTERS)
     status = query_choice(request, "status", (state.value for state in JobState))
-    jobs = await res.runner.read(lambda s: s.list_jobs(vendor=vendor, status=status, limit=limit))
+    jobs = await res.store.list_jobs(vendor=vendor, status=status, limit=limit)
     return JSONResponse({"data": [j.to_json() for j in jobs]})
 
 
@@ -46,17 +46,8 @@ async def get_job(request: Request) -> JSONResponse:
     """One job with its inbound messages (each body cut at 8 KiB, whole at its ``body_url``) and
     events."""
     res = resources(request)
-    job_id = request.path_params["id"]
-
-    def read(store: Any) -> dict[str, Any]:
-        job = store.get_job(job_id)
-        out: dict[str, Any] = job.to_json()
-        inbound = store.list_inbound(job_id=job_id, limit=500, body_prefix=BODY_PREVIEW_BYTES)
-        out["inbound"] = [i.to_json() for i in inbound]
-        out["events"] = [e.to_json() for e in store.iter_job_events(job_id)]
-        return out
-
-    return JSONResponse(await res.runner.read(read))
+    detail = await res.store.job_detail(request.path_params["id"], body_prefix=BODY_PREVIEW_BYTES, limit=500)
+    return JSONResponse(detail.to_json())
 
 
 routes = [

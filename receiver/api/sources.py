@@ -34,9 +34,7 @@ async def create_source(request: Request) -> JSONResponse:
     if adapter.synchronous:
         raise ValidationFailed(f"vendor: {body.vendor} answers synchronously and never calls back")
     token, token_hash = new_token()
-    source = await res.runner.call(
-        lambda s: s.create_source(adapter.name, token_hash=token_hash, description=body.description)
-    )
+    source = await res.store.create_source(adapter.name, token_hash=token_hash, description=body.description)
     url = callback_url(res.settings.public_url, adapter.name, token)
     return JSONResponse({**source.to_json(), "callback_url": url}, status_code=201)
 
@@ -44,7 +42,7 @@ async def create_source(request: Request) -> JSONResponse:
 async def list_sources(request: Request) -> JSONResponse:
     """``{"data": [source, ...]}``; callback tokens are never shown again."""
     res = resources(request)
-    rows = await res.runner.read(lambda s: s.list_sources())
+    rows = await res.store.list_sources()
     return JSONResponse({"data": [r.to_json() for r in rows]})
 
 
@@ -52,7 +50,7 @@ async def get_source(request: Request) -> JSONResponse:
     """One source; 404 if unknown."""
     res = resources(request)
     source_id = request.path_params["id"]
-    source = await res.runner.read(lambda s: s.get_source(source_id))
+    source = await res.store.get_source(source_id)
     return JSONResponse(source.to_json())
 
 

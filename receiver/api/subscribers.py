@@ -84,14 +84,12 @@ async def create_subscriber(request: Request) -> JSONResponse:
     res = resources(request)
     body = await parse_json(request, SubscriberCreate)
     vet_url(body.url, res.settings)
-    sub, secret = await res.runner.call(
-        lambda s: s.create_subscriber(
-            body.url,
-            event_types=body.event_types,
-            description=body.description,
-            enabled=body.enabled,
-            retry_schedule=body.retry_schedule,
-        )
+    sub, secret = await res.store.create_subscriber(
+        body.url,
+        event_types=body.event_types,
+        description=body.description,
+        enabled=body.enabled,
+        retry_schedule=body.retry_schedule,
     )
     return JSONResponse({**sub.to_json(), "secret": secret}, status_code=201)
 
@@ -99,7 +97,7 @@ async def create_subscriber(request: Request) -> JSONResponse:
 async def list_subscribers(request: Request) -> JSONResponse:
     """``{"data": [subscriber, ...]}``, oldest first; secrets are never included."""
     res = resources(request)
-    subs = await res.runner.read(lambda s: s.list_subscribers())
+    subs = await res.store.list_subscribers()
     return JSONResponse({"data": [s.to_json() for s in subs]})
 
 
@@ -107,7 +105,7 @@ async def get_subscriber(request: Request) -> JSONResponse:
     """One subscriber (no secret); 404 if unknown or deleted."""
     res = resources(request)
     sub_id = request.path_params["id"]
-    sub = await res.runner.read(lambda s: s.get_subscriber(sub_id))
+    sub = await res.store.get_subscriber(sub_id)
     return JSONResponse(sub.to_json())
 
 
@@ -119,7 +117,7 @@ async def patch_subscriber(request: Request) -> JSONResponse:
     changes = body.model_dump(exclude_unset=True)
     if changes.get("url") is not None:
         vet_url(changes["url"], res.settings)
-    sub = await res.runner.call(lambda s: s.update_subscriber(sub_id, **changes))
+    sub = await res.store.update_subscriber(sub_id, **changes)
     return JSONResponse(sub.to_json())
 
 
@@ -127,7 +125,7 @@ async def delete_subscriber(request: Request) -> Response:
     """204; its pending deliveries end as dead, its history stays."""
     res = resources(request)
     sub_id = request.path_params["id"]
-    await res.runner.call(lambda s: s.delete_subscriber(sub_id))
+    await res.store.delete_subscriber(sub_id)
     return Response(status_code=204)
 
 
@@ -137,7 +135,7 @@ async def rotate_secret(request: Request) -> JSONResponse:
     res = resources(request)
     sub_id = request.path_params["id"]
     overlap_ms = int(res.settings.secret_overlap * 1000)
-    sub, secret = await res.runner.call(lambda s: s.rotate_secret(sub_id, overlap_ms=overlap_ms))
+    sub, secret = await res.store.rotate_secret(sub_id, overlap_ms=overlap_ms)
     return JSONResponse({**sub.to_json(), "secret": secret})
 
 
@@ -152,12 +150,12 @@ async def recover(request: Request) -> JSONResponse:
     if until is not None and until <= since:
         raise ValidationFailed("until: must be after since")
     if body.dry_run:
-        count = await res.runner.read(lambda s: s.count_recoverable(sub_id, since=since, until=until))
+        count = await res.store.count_recoverable(sub_id, since=since, until=until)
         return JSONResponse({"count": count, "dry_run": True}, status_code=202)
-    await res.runner.call(lambda s: s.update_subscriber(sub_id, enabled=True))
+    await res.store.update_subscriber(sub_id, enabled=True)
     count = 0
     while True:
-        done = await res.runner.call(lambda s: s.recover_deliveries(sub_id, since=since, until=until))
+        done = await res.store.recover_deliveries(sub_id, since=since, until=until)
         count += done
         if done == 0:
             break

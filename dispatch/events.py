@@ -1,0 +1,31 @@
+"""The event body subscribers receive, built from a job snapshot (DESIGN.md, "Event contract")."""
+
+from __future__ import annotations
+
+import json
+
+from dispatch.model import iso_ms
+from dispatch.store.records import Job
+
+
+def event_body(job: Job, event_type: str, eid: str, created_at: int) -> str:
+    """The JSON text subscribers receive for ``job`` (DESIGN.md, "Event contract")."""
+    body = {
+        "id": eid,
+        "type": event_type,
+        "timestamp": iso_ms(created_at),
+        "data": {
+            "job_id": job.id,
+            "vendor": job.vendor,
+            "vendor_job_id": job.vendor_job_id,
+            "status": job.status.value,
+            "progress": job.progress,
+            "sequence": job.sequence,
+            "outputs": [o.to_json() for o in job.outputs],
+            "error": job.error.to_json() if job.error else None,
+            "reference": job.reference,
+            "submitted_at": iso_ms(job.submitted_at),
+            "completed_at": iso_ms(job.completed_at),
+        },
+    }
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False)

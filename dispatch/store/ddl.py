@@ -1,0 +1,200 @@
+"""The relay's tables, declared once and rendered for each engine, with CHECK constraints generated
+from the same enums the code uses (:mod:`dispatch.model`), so a status, verdict, kind or event type
+the code does not know can never be stored.
+
+Example: ``create_table_sql("inbound", "postgres")`` →
+``CREATE TABLE IF NOT EXISTS inbound (id TEXT PRIMARY KEY, ..., body BYTEA NOT NULL, verdict TEXT NOT
+NULL CHECK (verdict IN ('applied', ...)), ...)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Literal
+
+from dispatch.model import DeliveryStatus, EventType, InboundKind, JobState, Verdict
+
+Engine = Literal["sqlite", "postgres"]
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column: ``kind`` is ``text``, ``int`` (unix ms, counters: 64-bit), ``bytes`` or ``serial``
+    (an integer key the database assigns); ``check`` limits it to an enum's values."""
+
+    name: str
+    kind: Literal["text", "int", "bytes", "serial"]
+    not_null: bool = False
+    default: str | None = None
+    primary_key: bool = False
+    check: type[StrEnum] | None = None
+
+
+def _c(name: str, kind: Literal["text", "int", "bytes", "serial"] = "text", **kw: object) -> Column:
+    return Column(name, kind, **kw)  # type: ignore[arg-type]
+
+
+TABLES: dict[str, tuple[Column, ...]] = {
+    "jobs": (
+        _c("id", primary_key=True),
+        _c("vendor", not_null=True),
+        _c("vendor_job_id"),
+        _c("status", not_null=True, check=JobState),
+        _c("progress", "int"),
+        _c("outputs", default="'[]'"),
+        _c("error"),
+        _c("reference"),
+        _c("params", not_null=True),
+        _c("token_hash"),
+        _c("sequence", "int", not_null=True, default="0"),
+        _c("flags", default="'[]'"),
+        _c("created_at", "int", not_null=True),
+        _c("updated_at", "int", not_null=True),
+        _c("submitted_at", "int"),
+        _c("completed_at", "int"),
+        _c("source_id"),
+        _c("poll_at", "int"),
+        _c("poll_attempts", "int", not_null=True, default="0"),
+        _c("poll_lease_until", "int"),
+        _c("deadline_at", "int"),
+        _c("callback_count", "int", not_null=True, default="0"),
+        _c("submit_at", "int"),
+        _c("submit_lease_until", "int"),
+        _c("submit_attempts", "int", not_null=True, default="0"),
+        _c("submit_error"),
+        _c("callback_token"),
+        _c("resubmits", "int", not_null=True, default="0"),
+        _c("previous_vendor_job_ids", not_null=True, default="'[]'"),
+    ),
+    "inbound": (
+        _c("id", primary_key=True),
+        _c("job_id"),
+        _c("vendor", not_null=True),
+        _c("kind", not_null=True, check=InboundKind),
+        _c("received_at", "int", not_null=True),
+        _c("peer"),
+        _c("headers"),
+        _c("body", "bytes", not_null=True),
+        _c("verdict", not_null=True, check=Verdict),
+        _c("error"),
+        _c("event_ids"),
+    ),
+    "events": (
+        _c("id", primary_key=True),
+        _c("job_id", not_null=True),
+        _c("type", not_null=True, check=EventType),
+        _c("sequence", "int", not_null=True),
+        _c("created_at", "int", not_null=True),
+        _c("body", not_null=True),
+    ),
+    "subscribers": (
+        _c("id", primary_key=True),
+        _c("url", not_null=True),
+        _c("event_types", not_null=True),
+        _c("description"),
+        _c("enabled", "int", not_null=True),
+        _c("secret", not_null=True),
+        _c("previous_secret"),
+        _c("previous_secret_until", "int"),
+        _c("created_at", "int", not_null=True),
+        _c("updated_at", "int", not_null=True),
+        _c("deleted_at", "int"),
+        _c("retry_schedule"),
+        _c("failing_since", "int"),
+        _c("disabled_reason"),
+    ),
+    "deliveries": (
+        _c("id", primary_key=True),
+        _c("event_id", not_null=True),
+        _c("subscriber_id", not_null=True),
+        _c("generation", "int", not_null=True, default="0"),
+        _c("status", not_null=True, check=DeliveryStatus),
+        _c("attempts", "int", not_null=True, default="0"),
+        _c("next_attempt_at", "int"),
+        _c("lease_owner"),
+        _c("lease_expires_at", "int"),
+        _c("last_status_code", "int"),
+        _c("last_error"),
+        _c("created_at", "int", not_null=True),
+        _c("updated_at", "int", not_null=True),
+        _c("schedule_offset", "int", not_null=True, default="0"),
+    ),
+    "attempts": (
+        _c("id", "serial", primary_key=True),
+        _c("delivery_id", not_null=True),
+        _c("number", "int", not_null=True),
+        _c("started_at", "int", not_null=True),
+        _c("duration_ms", "int", not_null=True),
+        _c("status_code", "int"),
+        _c("response_headers"),
+        _c("response_body"),
+        _c("error"),
+    ),
+    "sources": (
+        _c("id", primary_key=True),
+        _c("vendor", not_null=True),
+        _c("token_hash", not_null=True),
+        _c("description"),
+        _c("created_at", "int", not_null=True),
+    ),
+}
+
+# (table, columns, unique)
+INDEXES: tuple[tuple[str, tuple[str, ...], bool], ...] = (
+    ("jobs", ("token_hash",), True),
+    ("jobs", ("vendor", "vendor_job_id"), False),
+    ("jobs", ("created_at",), False),
+    ("jobs", ("poll_at",), False),
+    ("jobs", ("source_id", "vendor_job_id"), False),
+    ("jobs", ("source_id", "created_at"), False),
+    ("jobs", ("submit_at",), False),
+    ("inbound", ("job_id",), False),
+    ("events", ("job_id", "sequence"), False),
+    ("events", ("created_at",), False),
+    ("deliveries", ("event_id", "subscriber_id", "generation"), True),
+    ("deliveries", ("status", "next_attempt_at"), False),
+    ("deliveries", ("subscriber_id", "status"), False),
+    ("attempts", ("delivery_id", "number"), True),
+    ("sources", ("token_hash",), True),
+)
+
+_TYPES: dict[Engine, dict[str, str]] = {
+    "sqlite": {"text": "TEXT", "int": "INTEGER", "bytes": "BLOB", "serial": "INTEGER"},
+    "postgres": {"text": "TEXT", "int": "BIGINT", "bytes": "BYTEA", "serial": "BIGSERIAL"},
+}
+
+
+def check_values(column: Column) -> tuple[str, ...]:
+    """The values a checked column allows, e.g. ``("queued", "running", "succeeded", "failed")``."""
+    return tuple(member.value for member in column.check) if column.check else ()
+
+
+def column_sql(column: Column, engine: Engine) -> str:
+    """One column definition, e.g. ``"status TEXT NOT NULL CHECK (status IN ('queued', ...))"``."""
+    parts = [column.name, _TYPES[engine][column.kind]]
+    if column.primary_key:
+        parts.append("PRIMARY KEY")
+    if column.not_null:
+        parts.append("NOT NULL")
+    if column.default is not None:
+        parts.append(f"DEFAULT {column.default}")
+    if column.check is not None:
+        allowed = ", ".join(f"'{value}'" for value in check_values(column))
+        parts.append(f"CHECK ({column.name} IN ({allowed}))")
+    return " ".join(parts)
+
+
+def create_table_sql(table: str, engine: Engine, *, name: str | None = None) -> str:
+    """``CREATE TABLE`` for ``table`` on ``engine`` (under another ``name`` when given: a rebuild)."""
+    columns = ", ".join(column_sql(c, engine) for c in TABLES[table])
+    return f"CREATE TABLE IF NOT EXISTS {name or table} ({columns})"
+
+
+def create_indexes_sql(table: str) -> list[str]:
+    """``CREATE [UNIQUE] INDEX IF NOT EXISTS idx_<table>_<cols> ...`` for every index of ``table``."""
+    return [
+        f"CREATE {'UNIQUE ' if unique else ''}INDEX IF NOT EXISTS idx_{t}_{'_'.join(cols)} ON {t} ({', '.join(cols)})"
+        for t, cols, unique in INDEXES
+        if t == table
+    ]

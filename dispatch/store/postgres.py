@@ -1,0 +1,227 @@
+"""The Postgres store: the same domain verbs as SQLite, on psycopg 3 with a connection pool.
+
+Many ``serve --no-worker`` and ``worker`` processes on many machines share one database. Every verb
+call is one transaction on a pooled connection; rows a verb changes are locked for its transaction
+(``SELECT ... FOR UPDATE`` on the job, advisory locks on a source's new job), and claims take due
+work with ``FOR UPDATE SKIP LOCKED`` inside one ``UPDATE ... RETURNING``, so no delivery is attempted
+twice at once and no job is polled or submitted twice at once. When deliveries become due the
+transaction ``NOTIFY``s :data:`WAKE_CHANNEL`, and idle workers ``LISTEN`` to it.
+
+Example::
+
+    runner = PgRunner("postgresql://relay@db:5432/relay", SecretBox(key)); runner.start()
+    job = await runner.read(lambda s: s.get_job("job_…"))
+    runner.stop()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from dispatch.errors import StoreUnavailable
+from dispatch.secretbox import SecretBox
+from dispatch.store.deliveries import DeliveryVerbs
+from dispatch.store.jobs import JobVerbs
+from dispatch.store.polls import PollVerbs
+from dispatch.store.sql import POSTGRES
+from dispatch.store.submits import SubmitVerbs
+
+T = TypeVar("T")
+WAKE_CHANNEL = "upscale_relay_due"
+"""``NOTIFY`` channel: a delivery became due (payload empty)."""
+
+
+class PgRow(tuple[Any, ...]):
+    """A result row readable by column name (``row["id"]``) and by position (``row[0]``)."""
+
+    _index: dict[str, int]
+
+    def __new__(cls, values: Sequence[Any], index: dict[str, int]) -> PgRow:
+        row = super().__new__(cls, values)
+        row._index = index
+        return row
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str):
+            return tuple.__getitem__(self, self._index[key])
+        return tuple.__getitem__(self, key)
+
+    def keys(self) -> list[str]:
+        """The column names, in order."""
+        return list(self._index)
+
+
+def _row_factory(cursor: Any) -> Callable[[Sequence[Any]], PgRow]:
+    names = [column.name for column in cursor.description or ()]
+    index = {name: i for i, name in enumerate(names)}
+    return lambda values: PgRow(values, index)
+
+
+@functools.lru_cache(maxsize=1024)
+def _placeholders(sql: str) -> str:
+    """``?`` placeholders as psycopg's ``%s`` (a literal ``%`` doubled)."""
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+class PgConn:
+    """A psycopg connection that takes the verbs' ``?`` SQL (see :class:`dispatch.store.sql.Conn`)."""
+
+    def __init__(self, raw: psycopg.Connection[Any]) -> None:
+        self.raw = raw
+
+    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> psycopg.Cursor[Any]:
+        """Run one statement; raises ``psycopg.Error``."""
+        return self.raw.execute(_placeholders(sql), tuple(parameters))
+
+
+def connect(url: str, *, connect_timeout: float = 10.0) -> psycopg.Connection[Any]:
+    """A new autocommit connection whose rows are :class:`PgRow`. Raises :class:`StoreUnavailable`."""
+    try:
+        return psycopg.connect(
+            url, autocommit=True, row_factory=_row_factory, connect_timeout=max(1, round(connect_timeout))
+        )
+    except psycopg.Error as exc:
+        raise StoreUnavailable(f"cannot connect to Postgres: {exc}".strip()) from exc
+
+
+class PostgresStore(JobVerbs, PollVerbs, DeliveryVerbs, SubmitVerbs):
+    """The relay's database on Postgres, over one connection (the CLI, or one pooled connection
+    lent by :class:`PgRunner` for one verb call). Not thread-safe by itself."""
+
+    sql = POSTGRES
+
+    def __init__(self, raw: psycopg.Connection[Any], box: SecretBox) -> None:
+        self.conn = PgConn(raw)
+        self.box = box
+
+    @classmethod
+    def open(cls, url: str, box: SecretBox) -> PostgresStore:
+        """Connect (no migration: see :func:`dispatch.store.schema_pg.migrate`). Raises
+        :class:`StoreUnavailable`."""
+        return cls(connect(url), box)
+
+    @contextmanager
+    def transaction(self) -> Iterator[PgConn]:
+        """A transaction, or a savepoint inside one. Commits on success, rolls back on any exception
+        (re-raised); a lost or refused connection is :class:`StoreUnavailable`."""
+        raw = self.conn.raw  # type: ignore[attr-defined]
+        try:
+            with raw.transaction():
+                yield self.conn  # type: ignore[misc]
+        except psycopg.IntegrityError:
+            raise
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            raise StoreUnavailable(f"database unavailable: {exc}".strip()) from exc
+
+    def lock(self, key: str) -> None:
+        """Hold a transaction-scoped advisory lock on ``key`` (e.g. a source's vendor job id)."""
+        self.conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (key,))
+
+    def notify_due(self) -> None:
+        """``NOTIFY`` idle workers (sent at commit) that deliveries are due."""
+        self.conn.execute(f"NOTIFY {WAKE_CHANNEL}")
+
+    def ping(self) -> bool:
+        """True when the database answers a trivial query (readiness)."""
+        try:
+            self.conn.execute("SELECT 1").fetchone()
+        except psycopg.Error:
+            return False
+        return True
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.conn.raw.close()  # type: ignore[attr-defined]
+
+
+class PgRunner:
+    """Runs verbs on a pool of Postgres connections from a thread pool, each call in its own
+    transaction (``call``) or a read-only one (``read``). Same interface as
+    :class:`dispatch.store.runner.StoreRunner`: ``start()``, ``await call(fn)``, ``await read(fn)``,
+    ``stop()``. ``size`` connections (and threads) at most; a call that waits longer than
+    ``timeout`` seconds for a connection raises :class:`StoreUnavailable`.
+    """
+
+    def __init__(self, url: str, box: SecretBox, *, size: int = 8, timeout: float = 5.0) -> None:
+        self.url = url
+        self.box = box
+        self.timeout = timeout
+        self.pool: ConnectionPool[Any] = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=size,
+            open=False,
+            timeout=timeout,
+            kwargs={"autocommit": True, "row_factory": _row_factory},
+        )
+        self._threads = ThreadPoolExecutor(max_workers=size, thread_name_prefix="pg-store")
+
+    def start(self) -> None:
+        """Open the pool. Raises :class:`StoreUnavailable` when Postgres cannot be reached."""
+        try:
+            self.pool.open(wait=True, timeout=max(self.timeout, 5.0))
+        except PoolTimeout as exc:
+            raise StoreUnavailable(f"cannot connect to Postgres: {exc}") from exc
+
+    def stop(self) -> None:
+        """Finish running calls and close every connection."""
+        self._threads.shutdown(wait=True)
+        self.pool.close()
+
+    async def call(self, fn: Callable[[PostgresStore], T]) -> T:
+        """Run ``fn(store)`` in one transaction on a pooled connection."""
+        return await asyncio.get_running_loop().run_in_executor(self._threads, self._run, fn, False)
+
+    async def read(self, fn: Callable[[PostgresStore], T]) -> T:
+        """Run the read-only ``fn(store)`` (a read-only transaction: a write fails)."""
+        return await asyncio.get_running_loop().run_in_executor(self._threads, self._run, fn, True)
+
+    def _run(self, fn: Callable[[PostgresStore], T], read_only: bool) -> T:
+        try:
+            with self.pool.connection() as raw:
+                store = PostgresStore(raw, self.box)
+                with store.transaction():
+                    if read_only:
+                        raw.execute("SET TRANSACTION READ ONLY")
+                    return fn(store)
+        except PoolTimeout as exc:
+            raise StoreUnavailable(f"no database connection within {self.timeout:g} s") from exc
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            raise StoreUnavailable(f"database unavailable: {exc}".strip()) from exc
+
+
+async def listen_for_due(url: str, wake: Callable[[], None], stop: asyncio.Event) -> None:
+    """Call ``wake()`` whenever a transaction ``NOTIFY``s :data:`WAKE_CHANNEL`, until ``stop`` is set.
+    A lost connection is retried every few seconds (the worker still looks on its own meanwhile)."""
+    while not stop.is_set():
+        try:
+            async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+                await conn.execute(f"LISTEN {WAKE_CHANNEL}")
+                wake()  # anything that became due while not listening
+                gen = conn.notifies()
+                waiter = asyncio.create_task(stop.wait())
+                try:
+                    while not stop.is_set():
+                        note = asyncio.ensure_future(anext(gen))
+                        done, _ = await asyncio.wait({note, waiter}, return_when=asyncio.FIRST_COMPLETED)
+                        if note in done:
+                            note.result()
+                            wake()
+                        else:
+                            note.cancel()
+                            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                                await note
+                finally:
+                    waiter.cancel()
+        except (psycopg.Error, OSError):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 3.0)

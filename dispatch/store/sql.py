@@ -1,0 +1,55 @@
+"""What the store's verbs need from a database connection, whichever engine is behind it.
+
+The verbs (:mod:`dispatch.store.jobs`, ``deliveries``, ``polls``, ``submits``) are written once, in
+SQL both engines run, against :class:`Conn` (``?`` placeholders; rows read by column name). Where
+the engines' SQL differs, the verbs use :class:`Dialect` fragments instead of literal text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+class Cursor(Protocol):
+    """The part of a DB-API cursor the verbs use; rows support ``row["column"]`` (and ``row[0]``)."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+
+class Conn(Protocol):
+    """A connection that runs one statement with ``?`` placeholders: ``conn.execute(sql, params)``."""
+
+    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Cursor: ...
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """SQL that differs between engines.
+
+    ``least``/``greatest`` are the two-argument scalar minimum/maximum (SQLite's ``MIN(a, b)``,
+    Postgres' ``LEAST(a, b)``); ``skip_locked`` is appended to the SELECT inside a claim, so that
+    concurrent workers on Postgres skip rows another transaction is claiming (SQLite has one writer).
+    """
+
+    name: str
+    least: str
+    greatest: str
+    skip_locked: str
+    for_update: str  # appended to a SELECT of the row a verb is about to change
+
+
+SQLITE = Dialect("sqlite", least="MIN", greatest="MAX", skip_locked="", for_update="")
+POSTGRES = Dialect(
+    "postgres",
+    least="LEAST",
+    greatest="GREATEST",
+    skip_locked=" FOR UPDATE SKIP LOCKED",
+    for_update=" FOR UPDATE",
+)
