@@ -132,14 +132,38 @@ class Ingest:
             raise
         now = time.time()
         poll_at, deadline = first_poll_at(self.settings, source.vendor, now), deadline_at(self.settings, now)
-        job = await self.store.job_for_source(
+        if self._needs_confirmation(adapter, update):  # asks the vendor first: not one transaction
+            job = await self.store.job_for_source(
+                source,
+                update.vendor_job_id,
+                poll_at=poll_at,
+                deadline_at=deadline,
+                max_per_hour=self.settings.source_max_jobs_per_hour,
+            )
+            return await self._apply(adapter, job, stored, update)
+        # the job's creation and its first callback are one transaction: no poll can slip between
+        result = await self.store.record_source_message(
             source,
             update.vendor_job_id,
+            stored,
+            update,
             poll_at=poll_at,
             deadline_at=deadline,
             max_per_hour=self.settings.source_max_jobs_per_hour,
+            max_callbacks=self.settings.max_inbound_per_job,
         )
-        return await self._apply(adapter, job, stored, update)
+        if result.event_ids:
+            self.on_event()
+        return result
+
+    def _needs_confirmation(self, adapter: VendorAdapter, update: JobUpdate) -> bool:
+        """``RELAY_CONFIRM_UNSIGNED`` applies: an unsigned callback claims a terminal state."""
+        return bool(
+            self.settings.confirm_unsigned
+            and not adapter.signs_callbacks
+            and update.state
+            and update.state.terminal
+        )
 
     async def _apply(
         self, adapter: VendorAdapter, job: Job, raw: RawMessage, update: JobUpdate
@@ -154,12 +178,7 @@ class Ingest:
             )
             self.on_resubmit()
             return result
-        if (
-            self.settings.confirm_unsigned
-            and not adapter.signs_callbacks
-            and update.state
-            and update.state.terminal
-        ):
+        if self._needs_confirmation(adapter, update):
             confirmed, note = await self._confirm(adapter, job, update)
             if confirmed is None:
                 result = await self.store.record_message(

@@ -23,6 +23,7 @@ def transient_failure(settings: Settings, adapter: VendorAdapter, job: Job, upda
         or job.status.terminal
         or job.resubmits >= settings.resubmit_max
         or adapter.synchronous
+        or job.source_id is not None  # submitted elsewhere: the relay has no request to send again
     ):
         return None
     return f"{error.code}: {error.message or ''}".strip()

@@ -8,9 +8,7 @@ not know fails with ``vendor_not_found``; stored poll times survive a relay rest
 
 from __future__ import annotations
 
-import contextlib
 import json
-import sqlite3
 import time
 import uuid
 from collections.abc import Iterator
@@ -35,6 +33,7 @@ from fixtures.fake_vendors import (
 from fixtures.harness import serve_factory, serve_in_thread, wait_until
 from fixtures.subscriber import Delivery, SubscriberLog, create_subscriber
 from receiver.app import create_app
+from tests.databases import database_url_for, query
 from tests.relay_env import API_TOKEN, RelayEnv, relay_env, relay_settings
 
 ASYNC_VENDORS = ("ltxstudio", "dreamina", "apiframe", "apixo")
@@ -130,7 +129,9 @@ def test_lost_callback_is_found_by_polling_with_the_callback_event_id(
     """Polling finds a job whose callbacks never come, and its late callback is then a no-op duplicate."""
     env = poll_env
     job = env.submit(vendor, params_for(vendor, "lost"))
-    done = env.wait_status(job["id"], "succeeded")
+    env.wait_status(job["id"], "succeeded")
+    wait_until(lambda: env.job(job["id"])["polls"] >= 1)  # the poll is counted just after its outcome
+    done = env.job(job["id"])
     succeeded = event_id(job["id"], "job.succeeded")
     polls = [i for i in done["inbound"] if i["kind"] == "poll"]
     assert polls[0]["verdict"] == "applied" and succeeded in polls[0]["event_ids"]
@@ -200,11 +201,8 @@ def test_job_that_never_finishes_fails_with_timeout(tmp_path: Path) -> None:
 
 
 # -- restart -------------------------------------------------------------------------------------
-def _stored_poll(db: Path, job_id: str) -> tuple[str, int | None, int]:
-    with contextlib.closing(sqlite3.connect(db)) as conn:
-        row = conn.execute(
-            "SELECT status, poll_at, poll_attempts FROM jobs WHERE id = ?", (job_id,)
-        ).fetchone()
+def _stored_poll(database_url: str, job_id: str) -> tuple[str, int | None, int]:
+    (row,) = query(database_url, "SELECT status, poll_at, poll_attempts FROM jobs WHERE id = ?", (job_id,))
     return row[0], row[1], row[2]
 
 
@@ -220,11 +218,17 @@ def test_polling_survives_a_restart(tmp_path: Path) -> None:
         assert response.status_code == status, response.text
         return response.json()
 
-    with serve_in_thread(vendors_app) as vendors, serve_in_thread(sub_app) as subscriber:
+    with (
+        database_url_for(tmp_path) as database_url,
+        serve_in_thread(vendors_app) as vendors,
+        serve_in_thread(sub_app) as subscriber,
+    ):
 
         def relay(**overrides: Any) -> Any:
             return serve_factory(
-                lambda url: create_app(relay_settings(db, url, vendors.url, fake, **overrides))
+                lambda url: create_app(
+                    relay_settings(db, url, vendors.url, fake, database_url=database_url, **overrides)
+                )
             )
 
         relay_a = relay(poll_after={"apixo": 2.0})
@@ -236,7 +240,7 @@ def test_polling_survives_a_restart(tmp_path: Path) -> None:
             job = ok(client.post("/v1/jobs", json=body), 202)
             assert received(sub_log, job["id"], 1) == ["job.queued"]
         stopped_at = time.time()
-        status, poll_at, polls = _stored_poll(db, job["id"])
+        status, poll_at, polls = _stored_poll(database_url, job["id"])
         assert (status, polls) == ("queued", 0) and poll_at is not None
         assert poll_at / 1000 > stopped_at, "relay A stopped too late to prove anything"
         assert fake_state_of(vendors_app).job("apixo", job["vendor_job_id"]) is not None
@@ -273,7 +277,8 @@ def test_confirm_unsigned_checks_terminal_callbacks_at_the_vendor(confirm_env: R
         assert terminal["error"] is None
     else:
         assert terminal["error"] == f"confirmed at {vendor}: callback said succeeded, vendor says succeeded"
-    assert received(env, job["id"], 2)[-1] == "job.succeeded"
+    # every event the job has (2 or 3 by vendor), so the wait cannot end before job.succeeded arrived
+    assert received(env, job["id"], len(done["events"]))[-1] == "job.succeeded"
 
 
 def test_confirm_unsigned_uses_the_vendors_answer(confirm_env: RelayEnv) -> None:

@@ -48,6 +48,7 @@ def test_migrations_are_recorded_and_wal_is_on(store: SQLiteStore) -> None:
         "003_callback_count",
         "004_submit_outbox",
         "005_checks_from_enums",
+        "006_subscribers_version",
     ]
     if store.sql.name == "sqlite":
         assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

@@ -198,3 +198,7 @@ def create_indexes_sql(table: str) -> list[str]:
         for t, cols, unique in INDEXES
         if t == table
     ]
+
+
+RELAY_META_SQL = "CREATE TABLE IF NOT EXISTS relay_meta (key TEXT PRIMARY KEY, value BIGINT NOT NULL)"
+"""Small counters shared by every process (``subscribers``: the subscriber list's version)."""

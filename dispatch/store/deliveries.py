@@ -8,11 +8,11 @@ from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 from dispatch.errors import Conflict, NotFound
-from dispatch.model import DEFAULT_EVENT_TYPES, new_id, now_ms
+from dispatch.model import DEFAULT_EVENT_TYPES, DeliveryStatus, new_id, now_ms
 from dispatch.secretbox import SecretBox
 from dispatch.signing import generate_secret
 from dispatch.store.records import Attempt, Delivery, DeliveryWork, Subscriber
-from dispatch.store.sql import Conn, Dialect
+from dispatch.store.sql import Conn, Dialect, SubscriberCache
 
 _SUB_COLUMNS = (
     "id, url, event_types, description, enabled, created_at, updated_at, retry_schedule, failing_since,"
@@ -74,6 +74,7 @@ class DeliveryVerbs:
 
     conn: Conn
     sql: Dialect
+    subscriber_cache: SubscriberCache
     box: SecretBox
 
     if TYPE_CHECKING:  # provided by SQLiteStore
@@ -119,6 +120,7 @@ class DeliveryVerbs:
                     schedule,
                 ),
             )
+            self._subscribers_changed()
         return self.get_subscriber(sub_id), secret
 
     def get_subscriber(self, sub_id: str) -> Subscriber:
@@ -160,6 +162,7 @@ class DeliveryVerbs:
                         )
                 conn.execute(f"UPDATE subscribers SET {name} = ? WHERE id = ?", (value, sub_id))
             conn.execute("UPDATE subscribers SET updated_at = ? WHERE id = ?", (now_ms(), sub_id))
+            self._subscribers_changed()
         return self.get_subscriber(sub_id)
 
     def delete_subscriber(self, sub_id: str) -> None:
@@ -168,6 +171,7 @@ class DeliveryVerbs:
         with self.transaction() as conn:
             self.get_subscriber(sub_id)
             conn.execute("UPDATE subscribers SET deleted_at = ?, enabled = 0 WHERE id = ?", (now, sub_id))
+            self._subscribers_changed()
             conn.execute(
                 "UPDATE deliveries SET status = 'dead', last_error = 'subscriber deleted', updated_at = ?,"
                 " next_attempt_at = NULL WHERE subscriber_id = ? AND status IN ('pending', 'retrying')",
@@ -185,20 +189,58 @@ class DeliveryVerbs:
         return tuple(secrets)
 
     # deliveries ---------------------------------------------------------------------------------
-    def _enqueue_deliveries(self, event_id: str, event_type: str, now: int) -> int:
-        """One delivery per subscriber that wants ``event_type``: ``pending`` for enabled ones,
-        ``failed`` (kept for a later recover, nothing is dropped) for disabled ones."""
-        subs = self.conn.execute(
-            "SELECT id, event_types, enabled FROM subscribers WHERE deleted_at IS NULL"
-        ).fetchall()
-        count = 0
-        for sub in subs:
-            if event_type in json.loads(sub["event_types"]):
-                self._insert_delivery(event_id, sub["id"], 0, now, paused=not sub["enabled"])
-                count += 1
-        if count:
-            self.notify_due()
+    def _enqueue_deliveries(self, events: list[tuple[str, str]], now: int, version: int | None) -> int:
+        """One delivery per (event, subscriber that wants its type), in one statement: ``pending`` for
+        enabled subscribers, ``failed`` (kept for a later recover, nothing is dropped) for disabled
+        ones. The subscriber list comes from :class:`SubscriberCache` while ``version`` (read with the
+        job) is unchanged. Returns how many deliveries were written."""
+        rows: list[Any] = []
+        for sub_id, types, enabled in self._subscriber_list(version):
+            for eid, event_type in events:
+                if event_type in types:
+                    rows.extend(
+                        (
+                            new_id("dlv"),
+                            eid,
+                            sub_id,
+                            0,
+                            DeliveryStatus.PENDING if enabled else DeliveryStatus.FAILED,
+                            now if enabled else None,
+                            None if enabled else "subscriber disabled",
+                            now,
+                            now,
+                        )
+                    )
+        if not rows:
+            return 0
+        count = len(rows) // 9
+        marks = ", ".join(["(?, ?, ?, ?, ?, 0, CAST(? AS BIGINT), ?, ?, ?)"] * count)
+        self.conn.execute(
+            "INSERT INTO deliveries (id, event_id, subscriber_id, generation, status, attempts,"
+            f" next_attempt_at, last_error, created_at, updated_at) VALUES {marks} ON CONFLICT DO NOTHING",
+            rows,
+        )
+        self.notify_due()
         return count
+
+    def _subscriber_list(self, version: int | None) -> tuple[tuple[str, frozenset[str], bool], ...]:
+        """Live subscribers as ``(id, event types, enabled)``, cached per subscribers' version."""
+        if version is None:
+            row = self.conn.execute("SELECT value FROM relay_meta WHERE key = 'subscribers'").fetchone()
+            version = int(row["value"]) if row else 0
+        cached = self.subscriber_cache.get(version)
+        if cached is not None:
+            return cached
+        rows = self.conn.execute(
+            "SELECT id, event_types, enabled FROM subscribers WHERE deleted_at IS NULL ORDER BY created_at, id"
+        ).fetchall()
+        subs = tuple((r["id"], frozenset(json.loads(r["event_types"])), bool(r["enabled"])) for r in rows)
+        self.subscriber_cache.put(version, subs)
+        return subs
+
+    def _subscribers_changed(self) -> None:
+        """Bump the subscribers' version: every process's cached list is stale from this commit on."""
+        self.conn.execute("UPDATE relay_meta SET value = value + 1 WHERE key = 'subscribers'")
 
     def _insert_delivery(
         self, event_id: str, sub_id: str, generation: int, now: int, *, paused: bool = False
@@ -444,6 +486,7 @@ class DeliveryVerbs:
                 "UPDATE subscribers SET enabled = 0, disabled_reason = ?, updated_at = ? WHERE id = ? AND enabled = 1",
                 (reason, now, sub_id),
             )
+            self._subscribers_changed()
 
     def renew_leases(self, worker_id: str, delivery_ids: Sequence[str], *, until: int) -> int:
         """Heartbeat: extend ``worker_id``'s leases on ``delivery_ids`` to ``until`` (unix ms)."""

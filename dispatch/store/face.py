@@ -294,6 +294,25 @@ class Store(Protocol):
         last hour, :class:`StoreUnavailable`."""
         ...
 
+    async def record_source_message(
+        self,
+        source: Source,
+        vendor_job_id: str,
+        raw: RawMessage,
+        update: JobUpdate,
+        *,
+        poll_at: int | None,
+        deadline_at: int | None,
+        max_per_hour: int | None = None,
+        max_callbacks: int | None = None,
+    ) -> IngestResult:
+        """A source callback in one transaction: find or create the job for (source, vendor job id),
+        then :meth:`record_message` it as a ``callback``, so no poll can slip between the job's
+        creation and its first callback. Example: ``IngestResult("in_…", "applied", <Job succeeded>,
+        ("evt_…",))``. Raises :class:`TooManyRequests` (nothing written) past ``max_per_hour`` new
+        jobs or ``max_callbacks`` stored callbacks, :class:`StoreUnavailable`."""
+        ...
+
     async def record_orphan(
         self, vendor: str, kind: str, raw: RawMessage, *, verdict: str, error: str | None
     ) -> str:
@@ -649,6 +668,31 @@ class RunnerStore(Store):
 
     async def get_source(self, source_id: str) -> Source:
         return await self._read(lambda s: s.get_source(source_id))
+
+    async def record_source_message(
+        self,
+        source: Source,
+        vendor_job_id: str,
+        raw: RawMessage,
+        update: JobUpdate,
+        *,
+        poll_at: int | None,
+        deadline_at: int | None,
+        max_per_hour: int | None = None,
+        max_callbacks: int | None = None,
+    ) -> IngestResult:
+        return await self._write(
+            lambda s: s.record_source_message(
+                source,
+                vendor_job_id,
+                raw,
+                update,
+                poll_at=poll_at,
+                deadline_at=deadline_at,
+                max_per_hour=max_per_hour,
+                max_callbacks=max_callbacks,
+            )
+        )
 
     async def job_for_source(
         self,

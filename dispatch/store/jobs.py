@@ -10,7 +10,18 @@ from typing import TYPE_CHECKING, Any
 
 from dispatch.errors import NotFound, TooManyRequests
 from dispatch.events import event_body
-from dispatch.model import JobError, JobState, JobUpdate, Output, event_id, new_id, now_ms
+from dispatch.model import (
+    EventType,
+    InboundKind,
+    JobError,
+    JobState,
+    JobUpdate,
+    Output,
+    Verdict,
+    event_id,
+    new_id,
+    now_ms,
+)
 from dispatch.secretbox import SecretBox
 from dispatch.state import APPLIED, transition
 from dispatch.store.records import Event, Inbound, IngestResult, Job, RawMessage
@@ -102,7 +113,9 @@ class JobVerbs:
 
         def notify_due(self) -> None: ...
 
-        def _enqueue_deliveries(self, event_id: str, event_type: str, now: int) -> int: ...
+        def _enqueue_deliveries(
+            self, events: list[tuple[str, str]], now: int, version: int | None
+        ) -> int: ...
 
     # jobs -------------------------------------------------------------------------------------
     def create_job(
@@ -198,16 +211,20 @@ class JobVerbs:
         """
         now = now_ms()
         with self.transaction() as conn:
-            job = self._load_job(job_id, for_update=True)
+            job, version = self._load_job_for_write(job_id)
             conn.execute(
                 "UPDATE jobs SET vendor_job_id = COALESCE(?, vendor_job_id), submitted_at = ?, updated_at = ?,"
                 " poll_at = CASE WHEN status IN ('queued', 'running') THEN CAST(? AS BIGINT) END, deadline_at = ?,"
                 " submit_at = NULL, submit_lease_until = NULL, submit_error = NULL WHERE id = ?",
                 (vendor_job_id, now, now, poll_at, deadline_at, job_id),
             )
+            job = self.get_job(job_id)
             if job.sequence == 0 and job.status is JobState.QUEUED:
-                self._emit(self.get_job(job_id), (("job.queued", None),), now)
-            return self.get_job(job_id)
+                _ids, sequence = self._emit(job, ((EventType.QUEUED, None),), now, version)
+                if sequence != job.sequence:
+                    self._update_job(job_id, {"sequence": sequence})
+                    job = replace(job, sequence=sequence)
+            return job
 
     # inbound + state machine -------------------------------------------------------------------
     def record_message(
@@ -228,94 +245,115 @@ class JobVerbs:
         state machine decides; new events and their deliveries are written in the same transaction.
         With ``max_callbacks``, a job that already has that many stored callbacks takes no more.
 
+        The write path is lean: an applied terminal callback with one subscriber runs five statements
+        (read the job with the subscribers' version, insert the event, insert its deliveries, update
+        the job, insert the message), six on Postgres (``NOTIFY``).
+
         Example: ``record_message("job_1", "callback", raw, update)`` →
         ``IngestResult("in_…", "applied", <Job succeeded>, ("evt_…",))``.
         Raises :class:`NotFound` for an unknown job, :class:`TooManyRequests` (nothing written) past
         ``max_callbacks``, :class:`StoreUnavailable` if nothing could be written.
         """
+        with self.transaction():
+            job, version = self._load_job_for_write(job_id)
+            return self._record(
+                job, version, kind, raw, update, verdict=verdict, error=error, max_callbacks=max_callbacks
+            )
+
+    def _load_job_for_write(self, job_id: str) -> tuple[Job, int]:
+        """The job (its row locked on Postgres) and the subscribers' version, in one statement.
+        Raises :class:`NotFound`."""
+        row = self.conn.execute(
+            f"SELECT {_JOB_COLUMNS}, (SELECT value FROM relay_meta WHERE key = 'subscribers')"
+            f" AS subscribers_version FROM jobs WHERE id = ?{self.sql.for_update}",
+            (job_id,),
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"job {job_id} not found")
+        return _job(row), int(row["subscribers_version"] or 0)
+
+    def _record(
+        self,
+        job: Job,
+        version: int,
+        kind: str,
+        raw: RawMessage,
+        update: JobUpdate | None,
+        *,
+        verdict: str | None,
+        error: str | None,
+        max_callbacks: int | None,
+    ) -> IngestResult:
+        """:meth:`record_message` inside its transaction, for a job already read (and locked)."""
         now = now_ms()
+        changes: dict[str, Any] = {}
+        if kind == InboundKind.CALLBACK:
+            if max_callbacks is not None and job.callback_count >= max_callbacks:
+                raise TooManyRequests(
+                    f"job {job.id} already has {job.callback_count} stored callbacks"
+                    f" (RELAY_MAX_INBOUND_PER_JOB={max_callbacks}); nothing stored"
+                )
+            changes["callback_count"] = job.callback_count + 1
+        events: tuple[tuple[str, int | None], ...] = ()
+        if update is None:
+            verdict = verdict or Verdict.INVALID
+        else:
+            step = transition(job.status, job.progress, update)
+            verdict = step.verdict
+            flags = list(job.flags)
+            if verdict in (Verdict.CONFLICT, Verdict.UNKNOWN_STATE) and verdict not in flags:
+                flags.append(verdict)
+            if update.extra.get("expired") is True and EXPIRED_FLAG not in flags:
+                flags.append(EXPIRED_FLAG)
+            if flags != list(job.flags):
+                changes["flags"] = tuple(flags)
+            if verdict == APPLIED:
+                changes.update(_applied(job, step.status, step.progress, update, now))
+                events = step.events
+        job = replace(job, **changes)
+        event_ids, sequence = self._emit(job, events, now, version)
+        if sequence != job.sequence:
+            changes["sequence"] = sequence
+        if changes:
+            changes["updated_at"] = now
+            job = replace(job, **changes)
+            self._update_job(job.id, changes)
         inbound_id = new_id("in")
-        with self.transaction() as conn:
-            job = self._load_job(job_id, for_update=True)
-            if kind == "callback":
-                if max_callbacks is not None and job.callback_count >= max_callbacks:
-                    raise TooManyRequests(
-                        f"job {job_id} already has {job.callback_count} stored callbacks"
-                        f" (RELAY_MAX_INBOUND_PER_JOB={max_callbacks}); nothing stored"
-                    )
-                conn.execute("UPDATE jobs SET callback_count = callback_count + 1 WHERE id = ?", (job_id,))
-            event_ids: tuple[str, ...] = ()
-            if update is None:
-                verdict = verdict or "invalid"
-            else:
-                job, verdict, event_ids = self._apply(job, update, now)
-                if update.extra.get("expired") is True and EXPIRED_FLAG not in job.flags:
-                    conn.execute(
-                        "UPDATE jobs SET flags = ?, updated_at = ? WHERE id = ?",
-                        (json.dumps([*job.flags, EXPIRED_FLAG]), now, job_id),
-                    )
-                    job = self.get_job(job_id)
-            insert_inbound(conn, inbound_id, job_id, job.vendor, kind, now, raw, verdict, error, event_ids)
+        insert_inbound(self.conn, inbound_id, job.id, job.vendor, kind, now, raw, verdict, error, event_ids)
         return IngestResult(inbound_id, verdict, job, event_ids)
 
-    def _apply(self, job: Job, update: JobUpdate, now: int) -> tuple[Job, str, tuple[str, ...]]:
-        step = transition(job.status, job.progress, update)
-        if step.verdict != APPLIED:
-            if step.verdict in ("conflict", "unknown_state") and step.verdict not in job.flags:
-                self.conn.execute(
-                    "UPDATE jobs SET flags = ?, updated_at = ? WHERE id = ?",
-                    (json.dumps([*job.flags, step.verdict]), now, job.id),
-                )
-                job = self.get_job(job.id)
-            return job, step.verdict, ()
-        outputs = update.outputs or job.outputs
-        error = update.error if step.status is JobState.FAILED else None
-        if step.status is JobState.FAILED and error is None:
-            error = JobError("vendor_failed", None)
-        completed = None
-        if step.status.terminal:
-            completed = int(update.completed_at.timestamp() * 1000) if update.completed_at else now
-        self.conn.execute(
-            "UPDATE jobs SET status = ?, progress = ?, outputs = ?, error = ?, updated_at = ?,"
-            " completed_at = COALESCE(CAST(? AS BIGINT), completed_at), vendor_job_id = COALESCE(vendor_job_id, ?),"
-            " poll_at = CASE WHEN ? THEN NULL ELSE poll_at END,"
-            " submit_at = CASE WHEN ? THEN NULL ELSE submit_at END WHERE id = ?",
-            (
-                step.status.value,
-                step.progress,
-                json.dumps([o.to_json() for o in outputs]),
-                json.dumps(error.to_json()) if error else None,
-                now,
-                completed,
-                update.vendor_job_id,
-                step.status.terminal,
-                step.status.terminal,
-                job.id,
-            ),
-        )
-        ids = self._emit(self.get_job(job.id), step.events, now)
-        return self.get_job(job.id), "applied", ids
+    def _update_job(self, job_id: str, changes: dict[str, Any]) -> None:
+        """One ``UPDATE jobs`` setting every changed field (Job attribute names = column names)."""
+        columns = sorted(changes)
+        values = [_column_value(name, changes[name]) for name in columns]
+        assignments = ", ".join(f"{name} = ?" for name in columns)
+        self.conn.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", (*values, job_id))
 
-    def _emit(self, job: Job, events: tuple[tuple[str, int | None], ...], now: int) -> tuple[str, ...]:
-        ids: list[str] = []
+    def _emit(
+        self, job: Job, events: tuple[tuple[str, int | None], ...], now: int, version: int | None = None
+    ) -> tuple[tuple[str, ...], int]:
+        """Insert ``events`` for ``job`` (an event id already stored is skipped) and one delivery per
+        interested subscriber each; returns the new event ids and the job's sequence afterwards.
+        ``version`` is the subscribers' version read with the job (``None``: read it now)."""
+        emitted: list[tuple[str, str]] = []
         sequence = job.sequence
         for event_type, pct in events:
             eid = event_id(job.id, event_type, pct)
-            if self.conn.execute("SELECT 1 FROM events WHERE id = ?", (eid,)).fetchone():
+            snapshot = replace(job, sequence=sequence + 1)
+            if event_type == EventType.PROGRESS:
+                snapshot = replace(snapshot, progress=pct)
+            inserted = self.conn.execute(
+                "INSERT INTO events (id, job_id, type, sequence, created_at, body) VALUES (?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT DO NOTHING RETURNING id",
+                (eid, job.id, event_type, sequence + 1, now, event_body(snapshot, event_type, eid, now)),
+            ).fetchone()
+            if inserted is None:  # the same outcome was emitted before (a replayed poll, say)
                 continue
             sequence += 1
-            snapshot = replace(job, sequence=sequence)
-            if event_type == "job.progress":
-                snapshot = replace(snapshot, progress=pct)
-            self.conn.execute(
-                "INSERT INTO events (id, job_id, type, sequence, created_at, body) VALUES (?, ?, ?, ?, ?, ?)",
-                (eid, job.id, event_type, sequence, now, event_body(snapshot, event_type, eid, now)),
-            )
-            self._enqueue_deliveries(eid, event_type, now)
-            ids.append(eid)
-        if sequence != job.sequence:
-            self.conn.execute("UPDATE jobs SET sequence = ? WHERE id = ?", (sequence, job.id))
-        return tuple(ids)
+            emitted.append((eid, event_type))
+        if emitted:
+            self._enqueue_deliveries(emitted, now, version)
+        return tuple(eid for eid, _ in emitted), sequence
 
     def get_inbound(self, inbound_id: str) -> Inbound:
         """One stored vendor message. Raises :class:`NotFound`."""
@@ -417,6 +455,38 @@ class JobVerbs:
             (job_id,),
         ).fetchall()
         return (_event(r) for r in rows)
+
+
+def _applied(job: Job, status: JobState, progress: int | None, update: JobUpdate, now: int) -> dict[str, Any]:
+    """The job fields an applied update changes (a Job attribute → its new value)."""
+    error = update.error if status is JobState.FAILED else None
+    if status is JobState.FAILED and error is None:
+        error = JobError("vendor_failed", None)
+    changes: dict[str, Any] = {
+        "status": status,
+        "progress": progress,
+        "outputs": update.outputs or job.outputs,
+        "error": error,
+    }
+    if job.vendor_job_id is None and update.vendor_job_id is not None:
+        changes["vendor_job_id"] = update.vendor_job_id
+    if status.terminal:
+        completed = int(update.completed_at.timestamp() * 1000) if update.completed_at else now
+        changes.update(completed_at=job.completed_at or completed, poll_at=None, submit_at=None)
+    return changes
+
+
+def _column_value(name: str, value: Any) -> Any:
+    """A Job attribute's value as its ``jobs`` column stores it (JSON text for the structured ones)."""
+    if name == "outputs":
+        return json.dumps([o.to_json() for o in value])
+    if name == "error":
+        return json.dumps(value.to_json()) if value else None
+    if name in ("flags", "previous_vendor_job_ids"):
+        return json.dumps(list(value))
+    if isinstance(value, JobState):
+        return value.value
+    return value
 
 
 def insert_inbound(

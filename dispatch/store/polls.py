@@ -10,9 +10,9 @@ from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 from dispatch.errors import NotFound, TooManyRequests
-from dispatch.model import new_id, now_ms
+from dispatch.model import JobUpdate, new_id, now_ms
 from dispatch.store.jobs import insert_inbound
-from dispatch.store.records import Job, RawMessage, Source
+from dispatch.store.records import IngestResult, Job, RawMessage, Source
 from dispatch.store.sql import Conn, Dialect
 
 
@@ -39,6 +39,21 @@ class PollVerbs:
         def get_job(self, job_id: str) -> Job: ...
 
         def _load_job(self, job_id: str, *, for_update: bool = False) -> Job: ...
+
+        def _load_job_for_write(self, job_id: str) -> tuple[Job, int]: ...
+
+        def _record(
+            self,
+            job: Job,
+            version: int,
+            kind: str,
+            raw: RawMessage,
+            update: JobUpdate | None,
+            *,
+            verdict: str | None,
+            error: str | None,
+            max_callbacks: int | None,
+        ) -> IngestResult: ...
 
     # polls ---------------------------------------------------------------------------------------
     def claim_due_polls(self, worker_id: str, *, now: int, limit: int, lease_ms: int) -> list[Job]:
@@ -150,6 +165,33 @@ class PollVerbs:
                 (job_id, source.vendor, vendor_job_id, now, now, now, source.id, poll_at, deadline_at),
             )
             return self.get_job(job_id)
+
+    def record_source_message(
+        self,
+        source: Source,
+        vendor_job_id: str,
+        raw: RawMessage,
+        update: JobUpdate,
+        *,
+        poll_at: int | None,
+        deadline_at: int | None,
+        max_per_hour: int | None = None,
+        max_callbacks: int | None = None,
+    ) -> IngestResult:
+        """A source callback in one transaction: find or create the job for (source, vendor job id),
+        then record and apply the message like :meth:`record_message` (kind ``callback``), so no poll
+        can slip between the job's creation and its first callback. Example:
+        ``IngestResult("in_…", "applied", <Job succeeded>, ("evt_…",))``. Raises
+        :class:`TooManyRequests` (nothing written) past ``max_per_hour`` new jobs in the last hour or
+        ``max_callbacks`` stored callbacks, :class:`StoreUnavailable`."""
+        with self.transaction():
+            found = self.job_for_source(
+                source, vendor_job_id, poll_at=poll_at, deadline_at=deadline_at, max_per_hour=max_per_hour
+            )
+            job, version = self._load_job_for_write(found.id)
+            return self._record(
+                job, version, "callback", raw, update, verdict=None, error=None, max_callbacks=max_callbacks
+            )
 
     def record_orphan(
         self, vendor: str, kind: str, raw: RawMessage, *, verdict: str, error: str | None

@@ -32,7 +32,7 @@ from dispatch.secretbox import SecretBox
 from dispatch.store.deliveries import DeliveryVerbs
 from dispatch.store.jobs import JobVerbs
 from dispatch.store.polls import PollVerbs
-from dispatch.store.sql import POSTGRES
+from dispatch.store.sql import POSTGRES, SubscriberCache
 from dispatch.store.submits import SubmitVerbs
 
 T = TypeVar("T")
@@ -99,9 +99,12 @@ class PostgresStore(JobVerbs, PollVerbs, DeliveryVerbs, SubmitVerbs):
 
     sql = POSTGRES
 
-    def __init__(self, raw: psycopg.Connection[Any], box: SecretBox) -> None:
+    def __init__(
+        self, raw: psycopg.Connection[Any], box: SecretBox, cache: SubscriberCache | None = None
+    ) -> None:
         self.conn = PgConn(raw)
         self.box = box
+        self.subscriber_cache = cache if cache is not None else SubscriberCache()
 
     @classmethod
     def open(cls, url: str, box: SecretBox) -> PostgresStore:
@@ -164,6 +167,7 @@ class PgRunner:
             kwargs={"autocommit": True, "row_factory": _row_factory},
         )
         self._threads = ThreadPoolExecutor(max_workers=size, thread_name_prefix="pg-store")
+        self._cache = SubscriberCache()  # shared by every call's store: one per process
 
     def start(self) -> None:
         """Open the pool. Raises :class:`StoreUnavailable` when Postgres cannot be reached."""
@@ -188,7 +192,7 @@ class PgRunner:
     def _run(self, fn: Callable[[PostgresStore], T], read_only: bool) -> T:
         try:
             with self.pool.connection() as raw:
-                store = PostgresStore(raw, self.box)
+                store = PostgresStore(raw, self.box, self._cache)
                 with store.transaction():
                     if read_only:
                         raw.execute("SET TRANSACTION READ ONLY")

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from sqlite_utils import Database
 
-from dispatch.store.ddl import TABLES, create_indexes_sql, create_table_sql
+from dispatch.store.ddl import RELAY_META_SQL, TABLES, create_indexes_sql, create_table_sql
 
 
 def _m001_initial(db: Database) -> None:
@@ -190,12 +190,20 @@ def _m005_checks_from_enums(db: Database) -> None:
             db.execute(sql)
 
 
+def _m006_subscribers_version(db: Database) -> None:
+    # a counter bumped by every subscriber change, read with the job on the write path, so each
+    # process can cache the subscriber list (dispatch.store.sql.SubscriberCache)
+    db.execute(RELAY_META_SQL)
+    db.execute("INSERT INTO relay_meta (key, value) VALUES ('subscribers', 0) ON CONFLICT DO NOTHING")
+
+
 MIGRATIONS: list[tuple[str, Callable[[Database], None]]] = [
     ("001_initial", _m001_initial),
     ("002_polling_sources_recovery", _m002_polling_sources_recovery),
     ("003_callback_count", _m003_callback_count),
     ("004_submit_outbox", _m004_submit_outbox),
     ("005_checks_from_enums", _m005_checks_from_enums),
+    ("006_subscribers_version", _m006_subscribers_version),
 ]
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import psycopg
 
-from dispatch.store.ddl import TABLES, create_indexes_sql, create_table_sql
+from dispatch.store.ddl import RELAY_META_SQL, TABLES, create_indexes_sql, create_table_sql
 
 MIGRATE_LOCK = 0x7570_7363_616C_65  # pg_advisory_lock key held while migrating ("upscale")
 
@@ -30,12 +30,18 @@ def _included_in_001(conn: psycopg.Connection[Any]) -> None:
     del conn  # SQLite's change is part of 001 on Postgres
 
 
+def _m006_subscribers_version(conn: psycopg.Connection[Any]) -> None:
+    conn.execute(RELAY_META_SQL)
+    conn.execute("INSERT INTO relay_meta (key, value) VALUES ('subscribers', 0) ON CONFLICT DO NOTHING")
+
+
 MIGRATIONS: list[tuple[str, Callable[[psycopg.Connection[Any]], None]]] = [
     ("001_initial", _m001_initial),
     ("002_polling_sources_recovery", _included_in_001),
     ("003_callback_count", _included_in_001),
     ("004_submit_outbox", _included_in_001),
     ("005_checks_from_enums", _included_in_001),
+    ("006_subscribers_version", _m006_subscribers_version),
 ]
 
 

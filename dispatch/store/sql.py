@@ -7,6 +7,7 @@ the engines' SQL differs, the verbs use :class:`Dialect` fragments instead of li
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -53,3 +54,27 @@ POSTGRES = Dialect(
     skip_locked=" FOR UPDATE SKIP LOCKED",
     for_update=" FOR UPDATE",
 )
+
+
+class SubscriberCache:
+    """The live subscribers as ``(id, event types, enabled)``, kept per version of the subscribers
+    (``relay_meta.subscribers``, bumped by every change that matters, in any process) so the write
+    path need not read them for every event. Thread-safe; one per process and database.
+
+    Example: ``cache.get(7)`` → ``(("sub_1", frozenset({"job.succeeded"}), True),)`` or ``None``.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._version: int | None = None
+        self._subs: tuple[tuple[str, frozenset[str], bool], ...] = ()
+
+    def get(self, version: int) -> tuple[tuple[str, frozenset[str], bool], ...] | None:
+        """The list stored for ``version``, or ``None`` when it changed since (or none is stored)."""
+        with self._lock:
+            return self._subs if self._version == version else None
+
+    def put(self, version: int, subs: tuple[tuple[str, frozenset[str], bool], ...]) -> None:
+        """Keep ``subs`` as the list at ``version``."""
+        with self._lock:
+            self._version, self._subs = version, subs

@@ -22,7 +22,7 @@ from dispatch.store.deliveries import DeliveryVerbs
 from dispatch.store.jobs import JobVerbs
 from dispatch.store.polls import PollVerbs
 from dispatch.store.schema import migrate
-from dispatch.store.sql import SQLITE
+from dispatch.store.sql import SQLITE, SubscriberCache
 from dispatch.store.submits import SubmitVerbs
 
 BUSY_TIMEOUT = 5.0  # seconds a write waits for another connection's lock before giving up
@@ -46,6 +46,7 @@ class SQLiteStore(JobVerbs, PollVerbs, DeliveryVerbs, SubmitVerbs):
     def __init__(self, conn: sqlite3.Connection, box: SecretBox) -> None:
         self.conn = conn
         self.box = box
+        self.subscriber_cache = SubscriberCache()
         self._depth = 0
         self._owner: int | None = None
 
