@@ -264,3 +264,16 @@ def test_check_constraints_follow_the_enums(store: SQLiteStore, table: str, colu
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 ("dlv_x", "evt_x", "sub_x", bad, 1, 1),
             )
+
+
+def test_a_due_submit_is_claimed_once_and_an_expired_lease_says_interrupted(store: SQLiteStore) -> None:
+    """claim_due_submits leases each due submit to one claimer; after the lease expires unfinished the
+    next claim reports it as interrupted (the process died mid-send)."""
+    job = store.create_job("apixo", {}, reference=None, token_hash="f" * 64, token="tok", submit=True)
+    now = now_ms()
+    ((claimed, interrupted),) = store.claim_due_submits(now=now, limit=10, lease_ms=1000)
+    assert (claimed.id, interrupted, claimed.submit_attempts) == (job.id, False, 1)
+    assert store.claim_due_submits(now=now + 10, limit=10, lease_ms=1000) == []
+    ((again, interrupted),) = store.claim_due_submits(now=now + 2000, limit=10, lease_ms=1000)
+    assert (again.id, interrupted, again.submit_attempts) == (job.id, True, 2)
+    assert store.callback_token(job.id) == "tok"

@@ -63,6 +63,7 @@ TABLES: dict[str, tuple[Column, ...]] = {
         _c("submit_lease_until", "int"),
         _c("submit_attempts", "int", not_null=True, default="0"),
         _c("submit_error"),
+        _c("submit_interrupted", "int", not_null=True, default="0"),
         _c("callback_token"),
         _c("resubmits", "int", not_null=True, default="0"),
         _c("previous_vendor_job_ids", not_null=True, default="'[]'"),

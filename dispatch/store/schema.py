@@ -171,6 +171,7 @@ def _m004_submit_outbox(db: Database) -> None:
     jobs.add_column("submit_lease_until", int)  # a submit in flight holds this lease
     jobs.add_column("submit_attempts", int, not_null_default=0)
     jobs.add_column("submit_error", str)  # the last attempt's error while retrying
+    jobs.add_column("submit_interrupted", int, not_null_default=0)  # the claim found an expired lease
     jobs.add_column("callback_token", str)  # encrypted with the secret key, for background submits
     jobs.add_column("resubmits", int, not_null_default=0)  # new submits after transient vendor failures
     jobs.add_column("previous_vendor_job_ids", str, not_null_default="[]")  # JSON list, oldest first

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dispatch.errors import NotFound
 from dispatch.model import new_id, now_ms
@@ -47,36 +47,29 @@ class SubmitVerbs:
         ``claim_submit("job_1", now=1764480000000, lease_ms=150000)`` → ``(<Job queued>, False)``.
         Raises :class:`StoreUnavailable`.
         """
-        with self.transaction() as conn:
-            row = conn.execute(
-                "SELECT submit_lease_until FROM jobs WHERE id = ? AND submit_at IS NOT NULL AND submit_at <= ?"
-                " AND status IN ('queued', 'running') AND (submit_lease_until IS NULL OR submit_lease_until < ?)"
-                + self.sql.skip_locked,
-                (job_id, now, now),
-            ).fetchone()
-            if row is None:
-                return None
-            conn.execute(
-                "UPDATE jobs SET submit_lease_until = ?, submit_attempts = submit_attempts + 1 WHERE id = ?",
-                (now + lease_ms, job_id),
-            )
-            return self.get_job(job_id), row["submit_lease_until"] is not None
+        claimed = self._claim_submits("id = ?", (job_id,), now=now, limit=1, lease_ms=lease_ms)
+        return claimed[0] if claimed else None
 
     def claim_due_submits(self, *, now: int, limit: int, lease_ms: int) -> list[tuple[Job, bool]]:
-        """Lease up to ``limit`` pending submits whose ``submit_at`` (unix ms) has come, oldest first;
-        each as :meth:`claim_submit` returns it. Raises :class:`StoreUnavailable`."""
+        """Lease up to ``limit`` pending submits whose ``submit_at`` (unix ms) has come, oldest first,
+        in one statement (``FOR UPDATE SKIP LOCKED`` on Postgres: two workers never claim the same
+        submit); each as :meth:`claim_submit` returns it. Raises :class:`StoreUnavailable`."""
+        return self._claim_submits("1 = 1", (), now=now, limit=limit, lease_ms=lease_ms)
+
+    def _claim_submits(
+        self, where: str, args: tuple[Any, ...], *, now: int, limit: int, lease_ms: int
+    ) -> list[tuple[Job, bool]]:
         with self.transaction() as conn:
-            ids = [
-                r["id"]
-                for r in conn.execute(
-                    "SELECT id FROM jobs WHERE submit_at IS NOT NULL AND submit_at <= ?"
-                    " AND status IN ('queued', 'running') AND (submit_lease_until IS NULL OR submit_lease_until < ?)"
-                    " ORDER BY submit_at LIMIT ?" + self.sql.skip_locked,
-                    (now, now, limit),
-                ).fetchall()
-            ]
-            claimed = [self.claim_submit(job_id, now=now, lease_ms=lease_ms) for job_id in ids]
-            return [c for c in claimed if c is not None]
+            rows = conn.execute(
+                "UPDATE jobs SET submit_lease_until = ?, submit_attempts = submit_attempts + 1,"
+                " submit_interrupted = CASE WHEN submit_lease_until IS NULL THEN 0 ELSE 1 END"
+                " WHERE id IN (SELECT id FROM jobs WHERE submit_at IS NOT NULL AND submit_at <= ?"
+                " AND status IN ('queued', 'running') AND (submit_lease_until IS NULL OR submit_lease_until < ?)"
+                f" AND {where} ORDER BY submit_at LIMIT ?{self.sql.skip_locked})"
+                " RETURNING id, submit_interrupted",
+                (now + lease_ms, now, now, *args, limit),
+            ).fetchall()
+            return [(self.get_job(r["id"]), bool(r["submit_interrupted"])) for r in rows]
 
     def renew_submit_lease(self, job_id: str, *, until: int) -> bool:
         """Extend the lease of a submit still in flight to ``until`` (unix ms); ``False`` when the job
