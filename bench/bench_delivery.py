@@ -29,9 +29,9 @@ from dispatch.model import JobState, JobUpdate
 from dispatch.signing import delivery_headers
 from dispatch.store.face import RunnerStore
 from dispatch.store.records import RawMessage
-from fixtures.harness import free_port
 from receiver.app import make_dispatcher, make_sender
 from receiver.database import open_runner, open_store
+from receiver.fakes.serving import free_port
 from receiver.settings import Settings, load_settings
 
 

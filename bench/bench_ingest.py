@@ -27,8 +27,8 @@ from pathlib import Path
 import aiohttp
 from _common import percentile, running_process
 
-from fixtures.harness import free_port
 from receiver.database import open_store
+from receiver.fakes.serving import free_port
 from receiver.settings import load_settings
 from receiver.tokens import new_token
 

@@ -1,7 +1,7 @@
 """Isolation: the extra delay a healthy subscriber sees while another subscriber hangs.
 
 Two runs on loopback, each with a fresh relay (``upscale-relay serve`` process), the fake vendors
-(``python -m fixtures.fake_vendors`` process) and one subscriber server (in this process) hosting two
+(``python -m receiver.fakes`` process) and one subscriber server (in this process) hosting two
 subscribers, ``healthy`` and ``other``:
 
 1. baseline: both subscribers answer at once;
@@ -31,9 +31,9 @@ import httpx
 from _common import percentile, running_process
 
 from dispatch.model import event_id, parse_iso
-from fixtures.fake_vendors import SOURCE_IMAGE, FakeConfig
-from fixtures.harness import free_port, serve_in_thread
-from fixtures.subscriber import Behaviour, SubscriberLog, create_subscriber
+from receiver.fakes import SOURCE_IMAGE, FakeConfig
+from receiver.fakes.serving import free_port, serve_in_thread
+from receiver.fakes.subscriber import Behaviour, SubscriberLog, create_subscriber
 
 RELAY_BIN = Path(sys.executable).parent / "upscale-relay"
 API_TOKEN = "bench-admin-token"
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> None:
         tmp_path = Path(tmp)
         vport = free_port()
         vendors = f"http://127.0.0.1:{vport}"
-        vendor_cmd = [sys.executable, "-m", "fixtures.fake_vendors", "--port", str(vport)]
+        vendor_cmd = [sys.executable, "-m", "receiver.fakes", "--port", str(vport)]
         sub_app, sub_log = create_subscriber()
         print(
             f"isolation: {args.events} Artnex events per run at {args.rate:g}/s; 'other' hangs"

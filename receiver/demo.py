@@ -1,9 +1,10 @@
 """``upscale-relay demo``: the whole relay on loopback, against fake vendors and a real subscriber.
 
 Starts the fake vendor server, a subscriber that verifies every delivery's Standard Webhooks
-signature, and the relay on a fresh SQLite file; submits one upscale job to each of the five vendors
-plus one that fails; shows live progress; prints a table per job. Succeeds only if every job reached
-its expected terminal state and every event was delivered and verified.
+signature with the ``standardwebhooks`` library (not the relay's own signing code), and the relay
+on a fresh SQLite file; submits one upscale job to each of the five vendors plus one that fails;
+shows live progress; prints a table per job. Succeeds only if every job reached its expected
+terminal state and every event was delivered and verified.
 """
 
 from __future__ import annotations
@@ -21,13 +22,13 @@ import httpx
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+from standardwebhooks.webhooks import Webhook
 
-from dispatch.signing import verify
-from fixtures.fake_vendors import FakeConfig, create_fake_vendors
-from fixtures.fake_vendors.config import DREAMINA_SOURCE_JOB, LTX_SOURCE_JOB, SOURCE_IMAGE, SOURCE_IMAGE_FAIL
-from fixtures.harness import serve_factory, serve_in_thread
-from fixtures.subscriber import create_subscriber
 from receiver.app import create_app
+from receiver.fakes import FakeConfig, create_fake_vendors
+from receiver.fakes.config import DREAMINA_SOURCE_JOB, LTX_SOURCE_JOB, SOURCE_IMAGE, SOURCE_IMAGE_FAIL
+from receiver.fakes.serving import serve_factory, serve_in_thread
+from receiver.fakes.subscriber import create_subscriber
 from receiver.settings import Settings
 
 
@@ -88,7 +89,7 @@ def run_demo(*, timeout: float = 30.0, keep: bool = False, console: Console | No
     secret_box: list[str] = []
 
     def check_signature(body: bytes, headers: Mapping[str, str]) -> None:
-        verify(secret_box[0], headers, body)
+        Webhook(secret_box[0]).verify(body, dict(headers))
 
     fake = FakeConfig(callback_delay=0.05, apixo_retry_scale=0.01, apixo_allow_http=True)  # http loopback
     api_token = secrets.token_urlsafe(24)
