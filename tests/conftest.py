@@ -1,4 +1,5 @@
-"""Shared fixtures: the store on each engine (a SQLite file, a fresh Postgres database)."""
+"""Shared fixtures: the store on each engine (a SQLite file, a fresh Postgres database), and the
+database the relay processes of one test share (``relay_database``)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from dispatch.secretbox import SecretBox
 from dispatch.store.postgres import PostgresStore, connect
 from dispatch.store.schema_pg import migrate as migrate_pg
 from dispatch.store.sqlite import SQLiteStore
-from tests.databases import fresh_postgres
+from tests.databases import database_url_for, fresh_postgres
 
 ENGINES = ("sqlite", "postgres")
 
@@ -43,3 +44,11 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
         s.conn.execute(f"TRUNCATE {tables}")
     yield s
     s.close()
+
+
+@pytest.fixture
+def relay_database(tmp_path: Path) -> Iterator[str]:
+    """The database URL for this test's relay processes: ``sqlite:///<tmp_path>/relay.db``, or a fresh
+    Postgres database (dropped afterwards) when ``RELAY_TEST_DATABASE`` names a server."""
+    with database_url_for(tmp_path) as url:
+        yield url

@@ -3,7 +3,7 @@
 ``RelayProcess`` runs the console script with an environment built from ``os.environ`` plus
 ``RELAY_*`` values, sends its output to files (never an unread pipe), and is always reaped::
 
-    env = relay_environ(tmp_path / "relay.db", api_token="t")
+    env = relay_environ(relay_database, api_token="t")   # a URL (conftest.py), or a SQLite file Path
     with RelayProcess.start("serve", ["serve", "--port", str(port)], env, tmp_path) as proc:
         wait_http_ok(proc, f"http://127.0.0.1:{port}/healthz")
         proc.send_signal(signal.SIGTERM)
@@ -25,25 +25,35 @@ import httpx
 
 from dispatch.model import JobState, JobUpdate
 from dispatch.store.records import RawMessage
-from dispatch.store.sqlite import SQLiteStore
 from fixtures.harness import wait_until
-from receiver.database import open_store
+from receiver.database import SyncStore, migrate, open_store
 from receiver.settings import load_settings
+from tests.relay_env import TEST_SECRET_KEY
 
 #: The console script installed beside the interpreter running the tests (``.venv/bin/upscale-relay``).
 RELAY_BIN = Path(sys.executable).parent / "upscale-relay"
 
 
-def database_url(db: Path) -> str:
-    """``sqlite:///<db>`` for a database file."""
-    return f"sqlite:///{db}"
+def database_url(db: Path | str) -> str:
+    """``sqlite:///<db>`` for a database file; a URL (``sqlite:///…``, ``postgresql://…``, e.g. from the
+    ``relay_database`` fixture) as it is."""
+    return db if isinstance(db, str) else f"sqlite:///{db}"
 
 
-def relay_environ(db: Path, **values: object) -> dict[str, str]:
-    """``os.environ`` without any ``RELAY_*`` or ``PORT``, plus ``RELAY_DATABASE_URL`` for ``db`` and
-    ``RELAY_<NAME>`` for each keyword (``lease_seconds=2`` → ``RELAY_LEASE_SECONDS=2``)."""
+def is_postgres(db: Path | str) -> bool:
+    """True when ``db`` names a Postgres database."""
+    return database_url(db).startswith("postgresql://")
+
+
+def relay_environ(db: Path | str, **values: object) -> dict[str, str]:
+    """``os.environ`` without any ``RELAY_*`` or ``PORT``, plus ``RELAY_DATABASE_URL`` for ``db`` (a
+    SQLite file or a database URL) and ``RELAY_<NAME>`` for each keyword (``lease_seconds=2`` →
+    ``RELAY_LEASE_SECONDS=2``). On Postgres ``RELAY_SECRET_KEY`` is the suite's fixed test key unless
+    given: every process on one database must share it (on SQLite the key file beside it is used)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RELAY_") and k != "PORT"}
     env["RELAY_DATABASE_URL"] = database_url(db)
+    if is_postgres(db):
+        env["RELAY_SECRET_KEY"] = TEST_SECRET_KEY
     env["PYTHONUNBUFFERED"] = "1"
     for name, value in values.items():
         env[f"RELAY_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
@@ -185,14 +195,17 @@ def run_cli(env: Mapping[str, str], *args: str, timeout: float = 60.0) -> subpro
     return done
 
 
-def open_test_store(db: Path) -> SQLiteStore:
-    """The relay's store on ``db`` through the library, with the same key file the processes use."""
-    store = open_store(load_settings(database_url=database_url(db)))
-    assert isinstance(store, SQLiteStore)
-    return store
+def open_test_store(db: Path | str) -> SyncStore:
+    """The relay's store on ``db`` through the library, with the key the processes use (the key file
+    beside a SQLite file; the test key on Postgres, whose tables are created first if missing)."""
+    if not is_postgres(db):
+        return open_store(load_settings(database_url=database_url(db)))
+    settings = load_settings(database_url=database_url(db), secret_key=TEST_SECRET_KEY)
+    migrate(settings)
+    return open_store(settings)
 
 
-def seed_succeeded_jobs(store: SQLiteStore, count: int, vendor: str = "apixo") -> list[str]:
+def seed_succeeded_jobs(store: SyncStore, count: int, vendor: str = "apixo") -> list[str]:
     """Create ``count`` jobs that succeeded through a callback, in one transaction; returns the ids
     of their ``job.succeeded`` events (each already fanned out to the matching subscribers)."""
     event_ids: list[str] = []

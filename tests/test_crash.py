@@ -10,7 +10,7 @@ from pathlib import Path
 from standardwebhooks.webhooks import Webhook
 
 from fixtures.harness import serve_in_thread, wait_until
-from fixtures.subscriber import Behaviour, SubscriberLog, Verifier, create_subscriber
+from receiver.fakes.subscriber import Behaviour, SubscriberLog, Verifier, create_subscriber
 from tests.procs import RelayProcess, open_test_store, relay_environ, seed_succeeded_jobs, wait_while_alive
 
 EVENTS = 500
@@ -31,10 +31,12 @@ def _verifier(secret: str) -> Verifier:
     return verify
 
 
-def test_kill_9_mid_burst_then_restart_delivers_every_pair_at_least_once(tmp_path: Path) -> None:
+def test_kill_9_mid_burst_then_restart_delivers_every_pair_at_least_once(
+    tmp_path: Path, relay_database: str
+) -> None:
     """500 events to 3 subscribers: after SIGKILL of the worker mid-burst and a restart, the subscriber
     servers have counted every (event, subscriber) pair at least once, all signatures valid."""
-    db = tmp_path / "relay.db"
+    db = relay_database
     sub_app, log = create_subscriber()
     # A short hang keeps attempts in flight, so the kill lands mid-delivery, not between attempts.
     log.program(Behaviour.hang_for(0.03))

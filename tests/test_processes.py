@@ -13,7 +13,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from fixtures.harness import RunningServer, free_port, serve_in_thread, wait_until
-from fixtures.subscriber import SubscriberLog, Verifier, create_subscriber
+from receiver.fakes.subscriber import SubscriberLog, Verifier, create_subscriber
 from tests.procs import (
     RelayProcess,
     open_test_store,
@@ -42,11 +42,11 @@ def _token(proc: RelayProcess) -> str:
     return match[1]
 
 
-def test_serve_prints_a_generated_token_once_and_guards_the_api(tmp_path: Path) -> None:
+def test_serve_prints_a_generated_token_once_and_guards_the_api(tmp_path: Path, relay_database: str) -> None:
     """Without RELAY_API_TOKEN, serve prints one generated token that opens /v1, health is open, and
     SIGTERM ends it with status 0."""
     port = free_port()
-    env = relay_environ(tmp_path / "relay.db")
+    env = relay_environ(relay_database)
     base = f"http://127.0.0.1:{port}"
     with RelayProcess.start("serve", ["serve", "--port", str(port)], env, tmp_path) as proc:
         wait_http_ok(proc, f"{base}/healthz")
@@ -68,10 +68,10 @@ def test_serve_prints_a_generated_token_once_and_guards_the_api(tmp_path: Path) 
         )
 
 
-def test_port_environment_variable_is_honoured(tmp_path: Path) -> None:
+def test_port_environment_variable_is_honoured(tmp_path: Path, relay_database: str) -> None:
     """serve without --port listens on $PORT (and a set RELAY_API_TOKEN is used, not printed)."""
     port = free_port()
-    env = {**relay_environ(tmp_path / "relay.db", api_token="process-token"), "PORT": str(port)}
+    env = {**relay_environ(relay_database, api_token="process-token"), "PORT": str(port)}
     with RelayProcess.start("serve", ["serve"], env, tmp_path) as proc:
         wait_http_ok(proc, f"http://127.0.0.1:{port}/healthz")
         jobs = httpx.get(
@@ -91,12 +91,12 @@ def _verifier(secret: str) -> Verifier:
 
 
 def test_separate_worker_process_delivers_a_signed_event(
-    tmp_path: Path, subscriber: tuple[RunningServer, SubscriberLog]
+    tmp_path: Path, relay_database: str, subscriber: tuple[RunningServer, SubscriberLog]
 ) -> None:
     """With serve --no-worker, deliveries wait for an upscale-relay worker process, which delivers them
     signed (verified by the standardwebhooks library) and exits 0 on SIGTERM."""
     server, log = subscriber
-    db = tmp_path / "relay.db"
+    db = relay_database
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     auth = {"Authorization": "Bearer process-token"}

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from fixtures.harness import RunningServer, serve_in_thread, wait_until
-from fixtures.subscriber import Behaviour, SubscriberLog, create_subscriber
+from receiver.fakes.subscriber import Behaviour, SubscriberLog, create_subscriber
 from tests.procs import RelayProcess, open_test_store, relay_environ, seed_succeeded_jobs, wait_while_alive
 
 LEASE_SECONDS = 60  # far longer than any wait below: only a released lease lets a second worker in
@@ -27,7 +27,7 @@ def subscriber() -> Iterator[tuple[RunningServer, SubscriberLog]]:
         yield server, log
 
 
-def _seed(db: Path, url: str) -> str:
+def _seed(db: str, url: str) -> str:
     """One subscriber at ``url`` and one ``job.succeeded`` event for it; returns the event id."""
     store = open_test_store(db)
     try:
@@ -38,7 +38,7 @@ def _seed(db: Path, url: str) -> str:
     return eid
 
 
-def _delivery(db: Path) -> dict[str, Any]:
+def _delivery(db: str) -> dict[str, Any]:
     """The one delivery row, with the status codes of its recorded attempts."""
     store = open_test_store(db)
     try:
@@ -48,7 +48,7 @@ def _delivery(db: Path) -> dict[str, Any]:
             code
             for (code,) in conn.execute(
                 "SELECT status_code FROM attempts WHERE delivery_id = ? ORDER BY number", (row[0],)
-            )
+            ).fetchall()
         ]
     finally:
         store.close()
@@ -56,13 +56,13 @@ def _delivery(db: Path) -> dict[str, Any]:
 
 
 def test_sigterm_lets_an_in_flight_attempt_finish_within_the_grace(
-    tmp_path: Path, subscriber: tuple[RunningServer, SubscriberLog]
+    tmp_path: Path, relay_database: str, subscriber: tuple[RunningServer, SubscriberLog]
 ) -> None:
     """The subscriber takes 1 s to answer; SIGTERM arrives while it thinks. With 10 s of grace the
     attempt completes, is recorded as a success, and the worker exits 0."""
     server, log = subscriber
     log.program(Behaviour.hang_for(1.0))
-    db = tmp_path / "relay.db"
+    db = relay_database
     _seed(db, f"{server.url}/hooks/slow")
     env = relay_environ(db, allow_private_targets=True, lease_seconds=LEASE_SECONDS, poll_interval=0.05)
     with RelayProcess.start("worker", ["worker", "--grace", "10"], env, tmp_path) as worker:
@@ -75,14 +75,14 @@ def test_sigterm_lets_an_in_flight_attempt_finish_within_the_grace(
 
 
 def test_sigterm_past_the_grace_releases_the_lease_for_the_next_worker(
-    tmp_path: Path, subscriber: tuple[RunningServer, SubscriberLog]
+    tmp_path: Path, relay_database: str, subscriber: tuple[RunningServer, SubscriberLog]
 ) -> None:
     """The subscriber hangs 30 s on the first request; the worker has 0.5 s of grace. It exits soon
     after SIGTERM, the cancelled attempt leaves the delivery pending with no lease, and a second
     worker delivers it well before the 60 s lease could have expired."""
     server, log = subscriber
     log.program(Behaviour.hang_for(30.0, times=1))
-    db = tmp_path / "relay.db"
+    db = relay_database
     eid = _seed(db, f"{server.url}/hooks/hang")
     env = relay_environ(db, allow_private_targets=True, lease_seconds=LEASE_SECONDS, poll_interval=0.05)
     with RelayProcess.start("worker-1", ["worker", "--grace", "0.5"], env, tmp_path) as first:
