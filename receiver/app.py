@@ -25,7 +25,8 @@ from dispatch.sender import Sender
 from dispatch.store.face import RunnerStore, Store
 from dispatch.store.postgres import listen_for_due
 from dispatch.worker import Dispatcher
-from receiver.api import callbacks, deliveries, events, inbound, jobs, sources, subscribers
+from receiver import retention
+from receiver.api import callbacks, deliveries, events, inbound, jobs, openapi, sources, subscribers
 from receiver.api.common import Resources
 from receiver.auth import AdminAuthMiddleware
 from receiver.database import open_runner
@@ -117,6 +118,7 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> Starlette:
                     tasks.append(asyncio.create_task(submitter.run(stop)))
                     poller = Poller(settings, store, vendors, on_event=wake, on_resubmit=resubmitted)
                     tasks.append(asyncio.create_task(poller.run(stop)))
+                    tasks.append(asyncio.create_task(retention.run(settings, store, stop)))
                 ingest = Ingest(settings, store, vendors, on_event=wake, on_resubmit=resubmitted)
                 resources = Resources(settings, store, submitter, ingest, api_token, wake)
                 app.state.resources = resources
@@ -137,6 +139,7 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> Starlette:
         *subscribers.routes,
         *deliveries.routes,
         *sources.routes,
+        *openapi.routes,
     ]
     app = Starlette(
         routes=routes,

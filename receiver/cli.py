@@ -12,7 +12,7 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -27,10 +27,12 @@ from dispatch.store.records import DELIVERY_STATUSES
 from receiver.settings import Settings, load_settings
 
 if TYPE_CHECKING:
+    from dispatch.store.face import Store
     from receiver.database import SyncStore
 from receiver.vendors import ADAPTERS
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 console = Console()
 
 
@@ -47,9 +49,12 @@ def relay_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+FLAGS = {"database_url": "--database"}  # settings a global CLI flag can set, for error messages
+
+
 def _settings(ctx: click.Context) -> Settings:
     overrides: dict[str, Any] = ctx.find_root().obj or {}
-    return load_settings(**overrides)
+    return load_settings(flags=FLAGS, **overrides)
 
 
 @contextmanager
@@ -117,7 +122,7 @@ def serve(ctx: click.Context, host: str, port: int | None, no_worker: bool) -> N
     from receiver.database import open_store
     from receiver.logs import uvicorn_log_config
     from receiver.server import run_server
-    from receiver.submit import callback_url_warnings
+    from receiver.startup import startup_summary
 
     settings = _settings(ctx)
     if port is None:
@@ -129,8 +134,8 @@ def serve(ctx: click.Context, host: str, port: int | None, no_worker: bool) -> N
     app = create_app(settings, run_worker=not no_worker)
     if settings.api_token is None:
         click.echo(f"RELAY_API_TOKEN was not set; this run's admin token is: {app.state.api_token}", err=True)
-    for warning in callback_url_warnings(settings):
-        click.echo(f"warning: {warning}", err=True)
+    for line in startup_summary(settings, port=port, worker=not no_worker):
+        click.echo(line, err=True)
     # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal under the handler that was
     # installed before it: make that one a no-op so a graceful stop exits 0 (what process managers expect).
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
@@ -155,6 +160,7 @@ def worker(ctx: click.Context, grace: float | None) -> None:
     import httpx
 
     from dispatch.store.face import RunnerStore
+    from receiver import retention
     from receiver.app import make_dispatcher, make_sender, wake_on_notify
     from receiver.database import open_runner
     from receiver.logs import configure_logging
@@ -187,12 +193,54 @@ def worker(ctx: click.Context, grace: float | None) -> None:
                     dispatcher.run(stop, grace=grace_seconds),
                     poller.run(stop),
                     submitter.run(stop),
+                    retention.run(settings, store, stop),
                     *wake_on_notify(settings, dispatcher.wake, stop),
                 )
         finally:
             runner.stop()
 
     asyncio.run(main())
+
+
+def _with_store(ctx: click.Context, action: Callable[[Settings, Store], Awaitable[T]]) -> T:
+    """Run ``action(settings, store)`` on the async store face, as the HTTP handlers do: the
+    operation is the same function whichever face (HTTP, CLI) calls it."""
+    from dispatch.store.face import RunnerStore
+    from receiver.database import open_runner
+
+    settings = _settings(ctx)
+
+    async def main() -> T:
+        runner = open_runner(settings)
+        runner.start()
+        try:
+            return await action(settings, RunnerStore(runner))
+        finally:
+            runner.stop()
+
+    return asyncio.run(main())
+
+
+@cli.command()
+@click.option("--dry-run", is_flag=True, help="Count what would be deleted; delete nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
+@click.pass_context
+@relay_errors
+def prune(ctx: click.Context, dry_run: bool, as_json: bool) -> None:
+    """Delete history older than RELAY_RETENTION_DAYS (workers also do this hourly).
+
+    Kept always: every job's latest state, undelivered work and dead letters.
+
+    Example: RELAY_RETENTION_DAYS=14 upscale-relay prune --dry-run
+    """
+    from receiver import retention
+
+    counts = _with_store(ctx, lambda settings, store: retention.prune(settings, store, dry_run=dry_run))
+    if as_json:
+        click.echo(json.dumps({"dry_run": dry_run, **counts}))
+        return
+    verb = "would delete" if dry_run else "deleted"
+    click.echo(f"{verb}: " + ", ".join(f"{n} {name}" for name, n in counts.items()))
 
 
 @cli.command()

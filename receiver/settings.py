@@ -7,8 +7,13 @@ Every variable is listed in README.md ("Configuration"). Example::
 
 from __future__ import annotations
 
+import difflib
+import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Literal
 
+from dotenv import dotenv_values
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -18,7 +23,9 @@ from dispatch.errors import ValidationFailed
 class Settings(BaseSettings):
     """All relay settings. Durations are in seconds, sizes in bytes."""
 
-    model_config = SettingsConfigDict(env_prefix="RELAY_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="RELAY_", env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
+    )
 
     database_url: str = "sqlite:///relay.db"
     db_busy_timeout: float = Field(default=5.0, ge=0)  # a write waits this long for a lock, then 503
@@ -28,6 +35,11 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = None
     allow_private_targets: bool = False
     https_only_targets: bool = False
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    metrics_public: bool = False  # GET /metrics without the admin token
+    retention_days: float = Field(default=30.0, gt=0)  # prune deletes older history (never undelivered work)
 
     useapi_token: SecretStr | None = None
     useapi_base_url: str = "https://api.useapi.net"
@@ -94,7 +106,7 @@ class Settings(BaseSettings):
     @classmethod
     def _schedule(cls, value: tuple[float, ...]) -> tuple[float, ...]:
         if len(value) > 50 or any(not 0 <= v <= 7 * 86400 for v in value):
-            raise ValueError("must be at most 50 delays, each from 0 to 604800 seconds")
+            raise ValueError(f"must be at most 50 delays, each from 0 to 604800 seconds; {SCHEDULE_EXAMPLE}")
         return value
 
     @field_validator("poll_after", "poll_every")
@@ -128,22 +140,70 @@ class Settings(BaseSettings):
         return value.get_secret_value() if value is not None else None
 
 
-def load_settings(**overrides: object) -> Settings:
-    """Read settings from the environment, with keyword overrides (CLI flags, tests).
+SCHEDULE_EXAMPLE = "for example RELAY_RETRY_SCHEDULE=[5, 300, 1800] (seconds after each failed attempt)"
+JSON_EXAMPLES = {
+    "retry_schedule": SCHEDULE_EXAMPLE,
+    "poll_after": 'for example RELAY_POLL_AFTER={"apixo": 90}',
+    "poll_every": 'for example RELAY_POLL_EVERY={"apixo": 10}',
+}
+TEST_PREFIX = "RELAY_TEST_"  # the test suite's own switches (RELAY_TEST_DATABASE), not relay settings
 
-    Raises :class:`ValidationFailed` naming each bad variable, e.g.
-    ``RELAY_PUBLIC_URL: must start with http:// or https://``.
+
+def known_variables() -> frozenset[str]:
+    """Every ``RELAY_*`` variable the relay reads, e.g. ``RELAY_DATABASE_URL``."""
+    return frozenset(f"RELAY_{name.upper()}" for name in Settings.model_fields)
+
+
+def unknown_variables(names: Iterable[str]) -> list[str]:
+    """One message per ``RELAY_*`` name the relay does not read, with the closest known name, e.g.
+    ``"RELAY_APIXO_APIKEY is not a setting (did you mean RELAY_APIXO_API_KEY?)"``."""
+    known = known_variables()
+    problems = []
+    for name in sorted(set(names)):
+        upper = name.upper()
+        if not upper.startswith("RELAY_") or upper in known or upper.startswith(TEST_PREFIX):
+            continue
+        close = difflib.get_close_matches(upper, known, n=1, cutoff=0.75)
+        hint = f" (did you mean {close[0]}?)" if close else " (see README.md, Configuration)"
+        problems.append(f"{name} is not a setting{hint}")
+    return problems
+
+
+def load_settings(*, flags: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+    """Read settings from the environment and a ``.env`` file in the working directory, with keyword
+    overrides (CLI flags, tests); ``flags`` names the CLI flag each override came from
+    (``{"database_url": "--database"}``), so an error names what the user typed.
+
+    Raises :class:`ValidationFailed` naming each bad variable (or flag), e.g.
+    ``RELAY_PUBLIC_URL: must start with http:// or https://``, and for a ``RELAY_*`` variable the
+    relay does not know (a typo would otherwise be silently ignored):
+    ``RELAY_APIXO_APIKEY is not a setting (did you mean RELAY_APIXO_API_KEY?)``.
     """
     from pydantic import ValidationError
     from pydantic_settings import SettingsError
+
+    names = list(os.environ)
+    if Path(".env").is_file():
+        names += [k for k in dotenv_values(".env") if k]
+    unknown = unknown_variables(names)
+    if unknown:
+        raise ValidationFailed("invalid configuration: " + "; ".join(unknown), details=unknown)
+    flags = flags or {}
+
+    def source(field: str) -> str:
+        return flags[field] if field in flags and field in overrides else f"RELAY_{field.upper()}"
 
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except SettingsError as exc:  # a list or object variable that is not JSON
         field = str(exc).split('"')[1] if '"' in str(exc) else "?"
-        raise ValidationFailed(f"invalid configuration: RELAY_{field.upper()}: must be JSON") from None
+        example = JSON_EXAMPLES.get(field, "")
+        hint = f" ({example})" if example else ""
+        raise ValidationFailed(f"invalid configuration: {source(field)}: must be JSON{hint}") from None
     except ValidationError as exc:
-        problems = [
-            f"RELAY_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
-        ]
+        problems = []
+        for err in exc.errors():
+            field = "_".join(str(p) for p in err["loc"][:1])
+            message = str(err["msg"]).removeprefix("Value error, ")
+            problems.append(f"{source(field)}: {message}")
         raise ValidationFailed("invalid configuration: " + "; ".join(problems), details=problems) from None

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
 import logging
 import random
 import time
@@ -71,6 +73,7 @@ def validate_params(adapter: VendorAdapter, params: dict[str, Any]) -> BaseModel
 log = logging.getLogger("upscale_relay.submit")
 
 MAX_BACKOFF = 300.0  # seconds
+IDEMPOTENCY_WINDOW_MS = 24 * 3_600_000  # an Idempotency-Key returns its job for 24 h
 AMBIGUOUS = ("vendor_timeout", "vendor_connection_lost", "vendor_response_too_large")
 
 
@@ -99,8 +102,17 @@ class Submitter:
         self._tasks: set[asyncio.Task[Job]] = set()
         self._wake = asyncio.Event()
 
-    async def create_job(self, vendor: str, params: dict[str, Any], reference: str | None) -> Job:
-        """Validate and commit one job with its submit pending, then try the submit at once.
+    async def create_job(
+        self,
+        vendor: str,
+        params: dict[str, Any],
+        reference: str | None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> tuple[Job, bool]:
+        """Validate and commit one job with its submit pending, then try the submit at once; returns
+        ``(job, replayed)``. With ``idempotency_key``, a job already created for that key and the
+        same request in the last 24 h is returned as is (``replayed``), never submitted twice.
 
         Returns the job as stored once the first attempt ended (accepted, refused, or waiting to be
         retried), or — when that takes more than ``RELAY_SUBMIT_INLINE_WAIT`` seconds — the job still
@@ -115,22 +127,40 @@ class Submitter:
         check_callback_url(self.settings, adapter)
         token, token_hash = (None, None) if adapter.synchronous else new_token()
         stored_params = model.model_dump(mode="json", exclude_unset=True)
-        job = await self.store.create_job(
-            vendor,
-            stored_params,
-            reference=reference,
-            token_hash=token_hash,
-            token=token,
-            submit=True,
-            submit_lease_ms=self.lease_ms,
-        )
+        if idempotency_key is None:
+            job = await self.store.create_job(
+                vendor,
+                stored_params,
+                reference=reference,
+                token_hash=token_hash,
+                token=token,
+                submit=True,
+                submit_lease_ms=self.lease_ms,
+            )
+        else:
+            request_hash = hashlib.sha256(
+                json.dumps([vendor, stored_params, reference], sort_keys=True).encode()
+            ).hexdigest()
+            job, created = await self.store.create_idempotent_job(
+                vendor,
+                stored_params,
+                reference=reference,
+                token_hash=token_hash,
+                token=token,
+                submit_lease_ms=self.lease_ms,
+                idempotency_key=idempotency_key,
+                request_hash=request_hash,
+                window_ms=IDEMPOTENCY_WINDOW_MS,
+            )
+            if not created:
+                return job, True
         task = asyncio.create_task(self.attempt(job))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         try:
-            return await asyncio.wait_for(asyncio.shield(task), self.settings.submit_inline_wait)
+            return await asyncio.wait_for(asyncio.shield(task), self.settings.submit_inline_wait), False
         except TimeoutError:
-            return await self.store.get_job(job.id)
+            return await self.store.get_job(job.id), False
 
     async def attempt(self, job: Job, interrupted: bool = False) -> Job:
         """One submit attempt for a claimed ``job``; returns the job afterwards. Never raises for

@@ -11,11 +11,11 @@ from typing import Any
 import httpx
 from standardwebhooks.webhooks import Webhook
 
-from fixtures.fake_vendors import FakeConfig, create_fake_vendors, fake_state_of
-from fixtures.fake_vendors.state import FakeState
 from fixtures.harness import RunningServer, serve_factory, serve_in_thread, wait_until
-from fixtures.subscriber import SubscriberLog, create_subscriber
 from receiver.app import create_app
+from receiver.fakes import FakeConfig, create_fake_vendors, fake_state_of
+from receiver.fakes.state import FakeState
+from receiver.fakes.subscriber import SubscriberLog, create_subscriber
 from receiver.settings import Settings
 from tests.databases import database_url_for
 
@@ -119,11 +119,14 @@ def relay_settings(
 
 @contextmanager
 def relay_env(tmp_path: Path, fake: FakeConfig | None = None, **overrides: Any) -> Iterator[RelayEnv]:
-    """Start fake vendors, a subscriber and a relay (with its dispatcher) on loopback.
+    """Start fake vendors, a subscriber and a relay (with its dispatcher, unless ``run_worker=False``
+    is among ``overrides``: then nothing is delivered, polled or retried) on loopback. The other
+    ``overrides`` are settings.
 
     The relay listens on plain HTTP, so a ``fake`` given here needs ``apixo_allow_http=True`` for
     APIXO callback jobs (the default one has it).
     """
+    run_worker = bool(overrides.pop("run_worker", True))
     fake = fake or FakeConfig(callback_delay=0.02, apixo_retry_scale=0.001, apixo_allow_http=True)
     sub_app, sub_log = create_subscriber()
     vendors_app = create_fake_vendors(fake)
@@ -137,7 +140,8 @@ def relay_env(tmp_path: Path, fake: FakeConfig | None = None, **overrides: Any) 
         settings_overrides = {"database_url": database_url, **overrides}
 
         def factory(url: str) -> Any:
-            apps.append(create_app(relay_settings(db, url, vendors.url, fake, **settings_overrides)))
+            settings = relay_settings(db, url, vendors.url, fake, **settings_overrides)
+            apps.append(create_app(settings, run_worker=run_worker))
             return apps[-1]
 
         with (

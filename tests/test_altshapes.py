@@ -1,7 +1,7 @@
 """The relay against each vendor's undocumented-but-plausible shapes (fake marker ``altshape``).
 
 VENDORS.md lists, per vendor, shapes the documentation leaves open; the fake sends them for an input
-carrying ``altshape`` (see ``fixtures.fake_vendors``). Each case submits one job through ``POST
+carrying ``altshape`` (see ``receiver.fakes``). Each case submits one job through ``POST
 /v1/jobs`` and checks that it succeeds with the vendor's output URL and that a subscriber to all five
 event types gets exactly the expected events, once each, in sequence order. The callback cases run with
 the default first poll (a minute away), so every outcome comes from callbacks; the status cases add
@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 
 from dispatch.model import EVENT_TYPES, event_id
-from fixtures.fake_vendors import FakeConfig
 from fixtures.harness import wait_until
-from fixtures.subscriber import Delivery
+from receiver.fakes import FakeConfig
+from receiver.fakes.subscriber import Delivery
 from tests.relay_env import RelayEnv, relay_env
 from tests.vendor_inputs import FAKE_NAME, make_params
 

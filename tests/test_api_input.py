@@ -3,16 +3,15 @@ the relay's error envelope, never a 500, and nothing stored or sent because of i
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
 from dispatch.model import event_id
-from fixtures.fake_vendors import SOURCE_IMAGE
 from fixtures.harness import wait_until
+from receiver.fakes import SOURCE_IMAGE
+from tests.databases import query
 from tests.relay_env import RelayEnv, relay_env
 
 TABLES = ("jobs", "sources", "subscribers", "events", "deliveries", "inbound")
@@ -47,12 +46,8 @@ def ids(env: RelayEnv) -> dict[str, str]:
     return {"sub": sub["id"], "event": eid}
 
 
-def _counts(db: Path) -> dict[str, int]:
-    conn = sqlite3.connect(db)
-    try:
-        return {t: conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in TABLES}
-    finally:
-        conn.close()
+def _counts(database_url: str) -> dict[str, int]:
+    return {t: query(database_url, f"SELECT COUNT(*) FROM {t}")[0][0] for t in TABLES}
 
 
 WRITES = [
@@ -72,14 +67,14 @@ def test_bad_bodies_get_422_and_change_nothing(
 ) -> None:
     """Every malformed body is a 422 ``validation_failed`` with a message; no row appears, no vendor
     is called, no delivery is made."""
-    before = (_counts(env.db), len(env.fake.submits()), env.sub_log.count())
+    before = (_counts(env.database_url), len(env.fake.submits()), env.sub_log.count())
     response = env.client.request(
         method, path.format(**ids), content=body, headers={"Content-Type": "application/json"}
     )
     assert response.status_code == 422, response.text[:500]
     error = response.json()["error"]
     assert error["code"] == "validation_failed" and error["message"]
-    assert (_counts(env.db), len(env.fake.submits()), env.sub_log.count()) == before
+    assert (_counts(env.database_url), len(env.fake.submits()), env.sub_log.count()) == before
 
 
 QUERIES = [
@@ -125,7 +120,7 @@ def test_unknown_or_hostile_ids_are_404(env: RelayEnv, path: str) -> None:
 
 def test_retry_and_rotate_on_missing_ids_are_404(env: RelayEnv) -> None:
     """Action paths on ids that do not exist answer 404 and store nothing."""
-    before = _counts(env.db)
+    before = _counts(env.database_url)
     for path in (
         "/v1/deliveries/dlv_missing/retry",
         "/v1/subscribers/sub_missing/rotate-secret",
@@ -135,7 +130,7 @@ def test_retry_and_rotate_on_missing_ids_are_404(env: RelayEnv) -> None:
         response = env.client.post(path, json={})
         assert response.status_code == 404, (path, response.text[:300])
         assert response.json()["error"]["code"] == "not_found"
-    assert _counts(env.db) == before
+    assert _counts(env.database_url) == before
 
 
 def test_wrong_method_is_405_not_500(env: RelayEnv) -> None:

@@ -19,9 +19,10 @@ from dispatch.model import JobState, JobUpdate, event_id, parse_iso
 from dispatch.store.face import RunnerStore
 from dispatch.store.records import RawMessage
 from dispatch.store.sqlite import SQLiteStore
-from fixtures.fake_vendors import SOURCE_IMAGE, FakeConfig, source_image
 from fixtures.harness import wait_until
-from fixtures.subscriber import Behaviour
+from receiver.fakes import SOURCE_IMAGE, FakeConfig, source_image
+from receiver.fakes.subscriber import Behaviour
+from tests.databases import query, sqlite_only
 from tests.relay_env import RelayEnv, relay_env
 
 
@@ -172,9 +173,12 @@ def test_secrets_never_leave_after_creation(env: RelayEnv) -> None:
     sub = env.subscribe()
     listing = env.client.get("/v1/subscribers").text + env.client.get(f"/v1/subscribers/{sub['id']}").text
     assert sub["secret"] not in listing
-    assert sub["secret"].encode() not in env.db.read_bytes()
+    assert sub["secret"] not in repr(query(env.database_url, "SELECT * FROM subscribers"))
+    if env.database_url.startswith("sqlite:"):
+        assert sub["secret"].encode() not in env.db.read_bytes()
 
 
+@sqlite_only("fills the database with SQLite's max_page_count; Postgres has no per-session equivalent")
 def test_store_write_failure_answers_503_and_keeps_nothing(tmp_path: Path) -> None:
     """With the database full, a callback gets 503 (the vendor retries) and no half-written rows remain."""
     fake = FakeConfig(callback_delay=0.02, apixo_retry_scale=0.001, apixo_allow_http=True)
@@ -191,17 +195,18 @@ def test_store_write_failure_answers_503_and_keeps_nothing(tmp_path: Path) -> No
 
             await store.runner.call(set_limit)
 
-        counts_before = _counts(env.db)
+        counts_before = _counts(env.database_url)
         asyncio.run(fill(None))  # the file may not grow any more: every new row fails with SQLITE_FULL
         body = b'{"code":200,"message":"success","data":{"taskId":"x","state":"success","resultJson":"{\\"resultUrls\\":[\\"https://f/a.jpg\\"]}"}}'
         response = httpx.post(url, content=body + b" " * 20_000)
         assert response.status_code == 503, response.text
         assert response.json()["error"]["code"] == "store_unavailable"
         asyncio.run(fill(1_000_000))
-        assert _counts(env.db) == counts_before
+        assert _counts(env.database_url) == counts_before
         assert env.job(job["id"])["status"] == "queued"
 
 
+@sqlite_only("holds SQLite's database-wide write lock from another connection")
 def test_a_database_locked_past_the_busy_timeout_answers_503_then_the_retry_lands(tmp_path: Path) -> None:
     """Another process holds the write lock longer than RELAY_DB_BUSY_TIMEOUT: the callback gets 503
     and nothing is stored; once the lock is gone the vendor's retry of the same body gets 200."""
@@ -214,7 +219,7 @@ def test_a_database_locked_past_the_busy_timeout_answers_503_then_the_retry_land
         result = json.dumps({"resultUrls": ["https://f/a.jpg"]})
         data = {"taskId": task_id, "state": "success", "resultJson": result}
         body = json.dumps({"code": 200, "message": "success", "data": data}).encode()
-        counts_before = _counts(env.db)
+        counts_before = _counts(env.database_url)
         other = sqlite3.connect(env.db, isolation_level=None)
         try:
             other.execute("BEGIN EXCLUSIVE")  # another process writing (or stuck) for longer than 0.2 s
@@ -226,24 +231,17 @@ def test_a_database_locked_past_the_busy_timeout_answers_503_then_the_retry_land
         finally:
             other.execute("ROLLBACK")
             other.close()
-        assert _counts(env.db) == counts_before
+        assert _counts(env.database_url) == counts_before
         assert env.job(job["id"])["status"] == "queued"
         retried = httpx.post(url, content=body)
         assert retried.status_code == 200, retried.text
         assert env.job(job["id"])["status"] == "succeeded"
 
 
-def _counts(db: Path) -> tuple[int, ...]:
-    import sqlite3
-
-    conn = sqlite3.connect(db)
-    try:
-        return tuple(
-            conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
-            for t in ("inbound", "events", "deliveries")
-        )
-    finally:
-        conn.close()
+def _counts(database_url: str) -> tuple[int, ...]:
+    return tuple(
+        query(database_url, f"SELECT COUNT(*) FROM {t}")[0][0] for t in ("inbound", "events", "deliveries")
+    )
 
 
 def test_runner_reports_store_unavailable_for_a_full_database(store: SQLiteStore) -> None:

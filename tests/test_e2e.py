@@ -13,14 +13,14 @@ import httpx
 import pytest
 
 from dispatch.model import event_id
-from fixtures.fake_vendors import (
+from fixtures.harness import wait_until
+from receiver.fakes import (
     DREAMINA_SOURCE_JOB,
     LTX_SOURCE_JOB,
     SOURCE_IMAGE,
     source_image,
 )
-from fixtures.harness import wait_until
-from fixtures.subscriber import Behaviour
+from receiver.fakes.subscriber import Behaviour
 from tests.relay_env import RelayEnv, relay_env
 
 NORMAL_JOBS: dict[str, dict[str, Any]] = {

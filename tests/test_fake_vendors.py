@@ -1,4 +1,4 @@
-"""Tests for fixtures.fake_vendors: each vendor's documented submit, status and callback sequence."""
+"""Tests for receiver.fakes: each vendor's documented submit, status and callback sequence."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from fixtures.fake_vendors import (
+from fixtures.harness import serve_in_thread, wait_until
+from receiver.fakes import (
     DREAMINA_SOURCE_JOB,
     DREAMINA_SOURCE_JOB_FAIL,
     DREAMINA_SOURCE_JOB_PENDING,
@@ -38,8 +39,7 @@ from fixtures.fake_vendors import (
     scenarios_in,
     source_image,
 )
-from fixtures.harness import serve_in_thread, wait_until
-from fixtures.subscriber import Behaviour, Delivery, SubscriberLog, create_subscriber
+from receiver.fakes.subscriber import Behaviour, Delivery, SubscriberLog, create_subscriber
 
 CONFIG = FakeConfig(callback_delay=0.02, apixo_retry_scale=0.001, slow_seconds=0.5, apixo_allow_http=True)
 USEAPI = {"Authorization": f"Bearer {CONFIG.useapi_token}"}

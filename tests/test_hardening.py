@@ -21,14 +21,15 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from fixtures import payload
-from fixtures.fake_vendors import (
+from fixtures.harness import serve_in_thread, wait_until
+from receiver.fakes import (
     apiframe_signature,
     dreamina_source_job,
     ltx_source_job,
     source_image,
 )
-from fixtures.harness import serve_in_thread, wait_until
 from receiver.vendors import ADAPTERS
+from tests.databases import query, sqlite_only
 from tests.relay_env import RelayEnv, relay_env
 
 ASYNC_VENDORS = ("ltxstudio", "dreamina", "apiframe", "apixo")
@@ -270,11 +271,11 @@ def test_echoed_reply_url_is_stored_without_its_token(env: RelayEnv) -> None:
         assert token not in text and "[redacted]" in text
     (stored,) = [i for i in inbound_of(env, job["id"]) if i["kind"] == "callback"]
     assert stored["headers"]["referer"].endswith("/v1/callbacks/ltxstudio/[redacted]")
-    with sqlite3.connect(env.db) as conn:
-        rows = conn.execute("SELECT body, headers FROM inbound").fetchall()
+    rows = query(env.database_url, "SELECT body, headers FROM inbound")
     assert all(token.encode() not in bytes(b) and token not in h for b, h in rows)
 
 
+@sqlite_only("checks the modes of the SQLite file and its -wal and -shm files")
 def test_database_files_are_owner_only(env: RelayEnv) -> None:
     """The database and its -wal and -shm files are mode 0600."""
     for suffix in ("", "-wal", "-shm"):
@@ -330,6 +331,7 @@ def test_stored_response_headers_are_capped(tmp_path: Path) -> None:
 
 
 # -- 8. reads never wait behind the write lock -------------------------------------------------
+@sqlite_only("holds SQLite's database-wide write lock from another connection")
 def test_reads_answer_while_another_process_holds_the_write_lock(tmp_path: Path) -> None:
     """With the write lock held elsewhere: readiness and admin reads answer 200, a callback gets 503
     within RELAY_DB_BUSY_TIMEOUT, and its retry lands once the lock is gone."""

@@ -6,9 +6,9 @@ import statistics
 from pathlib import Path
 
 from dispatch.model import event_id, parse_iso
-from fixtures.fake_vendors import SOURCE_IMAGE
 from fixtures.harness import wait_until
-from fixtures.subscriber import Behaviour
+from receiver.fakes import SOURCE_IMAGE
+from receiver.fakes.subscriber import Behaviour
 from tests.relay_env import RelayEnv, relay_env
 
 DELIVERY_TIMEOUT = 2.0

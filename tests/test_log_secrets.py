@@ -26,10 +26,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from fixtures.fake_vendors import FakeConfig, create_fake_vendors, fake_state_of, source_image
 from fixtures.harness import free_port, serve_in_thread, wait_until
-from fixtures.subscriber import create_subscriber
 from receiver.errors import HANDLERS
+from receiver.fakes import FakeConfig, create_fake_vendors, fake_state_of, source_image
+from receiver.fakes.subscriber import create_subscriber
 from receiver.logs import (
     RedactingAccessFormatter,
     RedactingDefaultFormatter,
@@ -46,7 +46,7 @@ TOKEN = "Zq3TokenThatMustNotBeLogged_0123"  # the shape of receiver.tokens.new_t
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 
-def test_serve_logs_no_token_secret_or_credential(tmp_path: Path) -> None:
+def test_serve_logs_no_token_secret_or_credential(tmp_path: Path, relay_database: str) -> None:
     """Access and application logs of a full submit → callback → delivery → rotate run name none of
     the run's secrets; the callback path is logged with its token redacted."""
     fake = FakeConfig(callback_delay=0.02, apixo_allow_http=True)
@@ -58,7 +58,7 @@ def test_serve_logs_no_token_secret_or_credential(tmp_path: Path) -> None:
     state = fake_state_of(vendors_app)
     with serve_in_thread(vendors_app) as vendors, serve_in_thread(sub_app) as subscriber:
         env = relay_environ(
-            tmp_path / "relay.db",
+            relay_database,
             api_token=ADMIN,
             public_url=base,
             allow_private_targets=True,
@@ -153,7 +153,9 @@ def leaky_vendor(callback_urls: list[str]) -> Starlette:
     )
 
 
-def test_serve_relay_logger_redacts_vendor_error_quoting_the_token(tmp_path: Path) -> None:
+def test_serve_relay_logger_redacts_vendor_error_quoting_the_token(
+    tmp_path: Path, relay_database: str
+) -> None:
     """The poller (``upscale_relay.poller``) logs a vendor's error message, which quotes the job's
     callback URL: the relay prints the warning with the token, bearer credential and secret redacted."""
     port = free_port()
@@ -161,7 +163,7 @@ def test_serve_relay_logger_redacts_vendor_error_quoting_the_token(tmp_path: Pat
     callback_urls: list[str] = []
     with serve_in_thread(leaky_vendor(callback_urls)) as vendor:
         env = relay_environ(
-            tmp_path / "relay.db",
+            relay_database,
             api_token=ADMIN,
             public_url=base,
             apixo_api_key="apixo-credential-never-logged",

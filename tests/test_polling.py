@@ -21,7 +21,9 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from dispatch.model import EVENT_TYPES, event_id
-from fixtures.fake_vendors import (
+from fixtures.harness import serve_factory, serve_in_thread, wait_until
+from receiver.app import create_app
+from receiver.fakes import (
     FakeConfig,
     apiframe_signature,
     create_fake_vendors,
@@ -30,9 +32,7 @@ from fixtures.fake_vendors import (
     ltx_source_job,
     source_image,
 )
-from fixtures.harness import serve_factory, serve_in_thread, wait_until
-from fixtures.subscriber import Delivery, SubscriberLog, create_subscriber
-from receiver.app import create_app
+from receiver.fakes.subscriber import Delivery, SubscriberLog, create_subscriber
 from tests.databases import database_url_for, query
 from tests.relay_env import API_TOKEN, RelayEnv, relay_env, relay_settings
 

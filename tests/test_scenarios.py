@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 
 from dispatch.model import EVENT_TYPES, event_id
-from fixtures.fake_vendors import (
+from fixtures.harness import wait_until
+from receiver.fakes import (
     FakeConfig,
     SubmitRecord,
     ltx_source_job,
 )
-from fixtures.harness import wait_until
-from fixtures.subscriber import Delivery
+from receiver.fakes.subscriber import Delivery
 from tests.relay_env import RelayEnv, relay_env
 from tests.vendor_inputs import FAKE_NAME, make_params, submits_for
 

@@ -17,9 +17,9 @@ import pytest
 
 from dispatch.model import EVENT_TYPES, event_id
 from fixtures import payload
-from fixtures.fake_vendors import apiframe_signature
 from fixtures.harness import wait_until
-from fixtures.subscriber import Delivery
+from receiver.fakes import apiframe_signature
+from receiver.fakes.subscriber import Delivery
 from tests.relay_env import RelayEnv, relay_env
 
 HOOK = "all"

@@ -49,6 +49,7 @@ def test_migrations_are_recorded_and_wal_is_on(store: SQLiteStore) -> None:
         "004_submit_outbox",
         "005_checks_from_enums",
         "006_subscribers_version",
+        "007_idempotent_submits",
     ]
     if store.sql.name == "sqlite":
         assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -277,3 +278,30 @@ def test_a_due_submit_is_claimed_once_and_an_expired_lease_says_interrupted(stor
     ((again, interrupted),) = store.claim_due_submits(now=now + 2000, limit=10, lease_ms=1000)
     assert (again.id, interrupted, again.submit_attempts) == (job.id, True, 2)
     assert store.callback_token(job.id) == "tok"
+
+
+def test_prune_deletes_delivered_history_and_keeps_state_work_and_dead_letters(store: SQLiteStore) -> None:
+    """Old inbound messages and fully delivered events go; the job's state, a dead letter's event and
+    a retrying delivery stay. A dry run counts the same and deletes nothing."""
+    ok_sub, _ = store.create_subscriber("https://hooks.example.com/ok")
+    job = store.create_job("apixo", {}, reference=None, token_hash="p" * 64)
+    store.mark_submitted(job.id, "task_p")  # job.queued
+    done = store.record_message(
+        job.id, "callback", RawMessage({}, b"{}"), JobUpdate(JobState.SUCCEEDED, "success")
+    )
+    for work in store.claim_due_deliveries("w1", now=now_ms(), limit=10, lease_ms=60_000):
+        store.finish_attempt(work.delivery_id, "w1", _attempt(1, 200), next_attempt_at=None)
+    dead_sub, _ = store.create_subscriber("https://hooks.example.com/dead")
+    (dead,) = store.replay_event(done.event_ids[0], dead_sub.id)
+    for work in store.claim_due_deliveries("w1", now=now_ms(), limit=10, lease_ms=60_000):
+        store.finish_attempt(work.delivery_id, "w1", _attempt(1, 500), next_attempt_at=None)
+    assert store.get_delivery(dead.id).status == "dead"
+    later = now_ms() + 1000
+    dry = store.prune(before=later, dry_run=True)
+    # job.queued (no subscriber wanted it) goes; the dead letter pins job.succeeded and its deliveries
+    assert dry == {"inbound": 1, "attempts": 1, "deliveries": 0, "events": 1}
+    assert store.prune(before=later) == dry
+    assert store.list_inbound(job_id=job.id) == []
+    assert store.get_job(job.id).status is JobState.SUCCEEDED
+    assert store.get_delivery(dead.id).status == "dead" and store.get_event(done.event_ids[0])
+    assert ok_sub.id

@@ -24,8 +24,8 @@ from starlette.routing import Route
 
 from dispatch.model import event_id
 from fixtures import payload
-from fixtures.fake_vendors import FakeConfig, ltx_source_job, source_image
 from fixtures.harness import RunningServer, free_port, serve_in_thread, wait_until
+from receiver.fakes import FakeConfig, ltx_source_job, source_image
 from receiver.settings import Settings
 from receiver.submit import callback_url_warnings, check_callback_url, submit_backoff
 from receiver.vendors import ADAPTERS
@@ -263,11 +263,11 @@ def test_ltx_poll_for_result_answer_is_awaited_past_the_vendor_timeout(tmp_path:
 
 # -- crash safety ---------------------------------------------------------------------------------
 def test_a_job_committed_but_never_sent_is_submitted_after_a_restart(
-    tmp_path: Path, vendor: tuple[Vendor, RunningServer]
+    tmp_path: Path, relay_database: str, vendor: tuple[Vendor, RunningServer]
 ) -> None:
     """The state a kill -9 leaves between commit and first attempt: a worker submits the job."""
     _stand_in, server = vendor
-    db = tmp_path / "relay.db"
+    db = relay_database
     store = open_test_store(db)
     try:
         job = store.create_job(
@@ -283,13 +283,13 @@ def test_a_job_committed_but_never_sent_is_submitted_after_a_restart(
 
 
 def test_kill_9_mid_submit_never_resends_a_non_idempotent_job(
-    tmp_path: Path, vendor: tuple[Vendor, RunningServer]
+    tmp_path: Path, relay_database: str, vendor: tuple[Vendor, RunningServer]
 ) -> None:
     """serve is killed while APIXO holds the submit; after a restart the lease expires and the job is
     flagged outcome-unknown (the vendor may have it), not sent a second time."""
     stand_in, server = vendor
     stand_in.answers = ["hang"]
-    db = tmp_path / "relay.db"
+    db = relay_database
     env = relay_environ(
         db,
         api_token=API_TOKEN,
@@ -320,7 +320,7 @@ def test_kill_9_mid_submit_never_resends_a_non_idempotent_job(
     assert len(stand_in.submits) == 1
 
 
-def _job(db: Path, job_id: str) -> dict[str, Any]:
+def _job(db: str, job_id: str) -> dict[str, Any]:
     store = open_test_store(db)
     try:
         return store.get_job(job_id).to_json()

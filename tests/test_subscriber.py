@@ -1,4 +1,4 @@
-"""Tests for fixtures.subscriber: a real subscriber server that records and misbehaves on demand."""
+"""Tests for receiver.fakes.subscriber: a real subscriber server that records and misbehaves on demand."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from fixtures.harness import serve_in_thread, wait_until
-from fixtures.subscriber import Behaviour, SubscriberLog, create_subscriber
+from receiver.fakes.subscriber import Behaviour, SubscriberLog, create_subscriber
 
 SECRET = "whsec_" + base64.b64encode(os.urandom(24)).decode()
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import gzip
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -15,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+import fixtures
 from dispatch.errors import UpstreamError
 from dispatch.model import JobState, JobUpdate
 from fixtures.harness import RunningServer, serve_in_thread
@@ -22,7 +22,7 @@ from receiver.settings import load_settings
 from receiver.vendor_client import VendorClient
 from receiver.vendors import ADAPTERS
 
-PAYLOADS = Path(__file__).resolve().parent.parent / "fixtures" / "payloads" / "apixo"
+PAYLOADS = fixtures.PAYLOADS / "apixo"
 LIMIT = 64 * 1024
 
 

@@ -1,7 +1,7 @@
 """Every documented vendor submit error, produced by the fake on demand, through the whole relay.
 
 Each case submits one job through ``POST /v1/jobs`` whose input carries a ``submit<status>`` marker
-(see ``fixtures.fake_vendors``): the fake answers that status with the vendor's documented body. A
+(see ``receiver.fakes``): the fake answers that status with the vendor's documented body. A
 refusal (400/401/402/403/404) fails the job with the mapped relay code (Artnex keeps its own). For
 429 and 5xx only what holds whether the relay fails, retries or waits is asserted: the vendor got the
 submit and answered that status, ``POST /v1/jobs`` answered 2xx, and the job did not succeed.
@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from fixtures.fake_vendors import FakeConfig
 from fixtures.harness import wait_until
+from receiver.fakes import FakeConfig
 from tests.relay_env import RelayEnv, relay_env
 from tests.vendor_inputs import make_params, submits_for
 

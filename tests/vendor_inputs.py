@@ -7,8 +7,8 @@ import json
 import uuid
 from typing import Any
 
-from fixtures.fake_vendors import dreamina_source_job, ltx_source_job, source_image
-from fixtures.fake_vendors.state import SubmitRecord
+from receiver.fakes import dreamina_source_job, ltx_source_job, source_image
+from receiver.fakes.state import SubmitRecord
 from tests.relay_env import RelayEnv
 
 FAKE_NAME = {"ltxstudio": "ltx"}  # the fake logs LTX Studio submits and jobs as "ltx"

@@ -35,6 +35,8 @@ def _c(name: str, kind: Literal["text", "int", "bytes", "serial"] = "text", **kw
     return Column(name, kind, **kw)  # type: ignore[arg-type]
 
 
+# The tables as of migration 005 (SQLite 005 rebuilds them from this, Postgres 001 creates them);
+# later migrations change them with their own statements below.
 TABLES: dict[str, tuple[Column, ...]] = {
     "jobs": (
         _c("id", primary_key=True),
@@ -203,3 +205,10 @@ def create_indexes_sql(table: str) -> list[str]:
 
 RELAY_META_SQL = "CREATE TABLE IF NOT EXISTS relay_meta (key TEXT PRIMARY KEY, value BIGINT NOT NULL)"
 """Small counters shared by every process (``subscribers``: the subscriber list's version)."""
+
+IDEMPOTENCY_SQL = (
+    # POST /v1/jobs with an Idempotency-Key: the key and a hash of the request, one job per key
+    "ALTER TABLE jobs ADD COLUMN idempotency_key TEXT",
+    "ALTER TABLE jobs ADD COLUMN request_hash TEXT",
+    "CREATE UNIQUE INDEX IF NOT EXISTS idx_jobs_idempotency_key ON jobs (idempotency_key)",
+)

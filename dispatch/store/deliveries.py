@@ -132,10 +132,19 @@ class DeliveryVerbs:
             raise NotFound(f"subscriber {sub_id} not found")
         return _subscriber(row)
 
-    def list_subscribers(self) -> list[Subscriber]:
-        """Every live subscriber, oldest first."""
+    def list_subscribers(
+        self, *, limit: int | None = None, after: tuple[int, str] | None = None
+    ) -> list[Subscriber]:
+        """Live subscribers, oldest first (all of them without ``limit``).
+
+        Keyset pagination: ``after`` is the ``(time, id)`` of the last row of the previous page (see
+        :func:`dispatch.store.sql.page_key`); rows inserted meanwhile never shift a page.
+        """
+        keyset = "AND (created_at, id) > (?, ?)" if after else ""
         rows = self.conn.execute(
-            f"SELECT {_SUB_COLUMNS} FROM subscribers WHERE deleted_at IS NULL ORDER BY created_at, id"
+            f"SELECT {_SUB_COLUMNS} FROM subscribers WHERE deleted_at IS NULL {keyset}"
+            " ORDER BY created_at, id LIMIT ?",
+            (*(after or ()), limit if limit is not None else -1 if self.sql.name == "sqlite" else None),
         ).fetchall()
         return [_subscriber(r) for r in rows]
 
@@ -314,11 +323,19 @@ class DeliveryVerbs:
         subscriber_id: str | None = None,
         event_id: str | None = None,
         limit: int = 50,
+        after: tuple[int, str] | None = None,
     ) -> list[Delivery]:
-        """Newest deliveries first (without attempt logs), optionally filtered."""
+        """Newest deliveries first (without attempt logs), optionally filtered.
+
+        Keyset pagination: ``after`` is the ``(time, id)`` of the last row of the previous page (see
+        :func:`dispatch.store.sql.page_key`); rows inserted meanwhile never shift a page.
+        """
         values = {"status": status, "subscriber_id": subscriber_id, "event_id": event_id}
         clauses = [f"{k} = ?" for k, v in values.items() if v is not None]
         args: list[Any] = [v for v in values.values() if v is not None]
+        if after is not None:
+            clauses.append("(created_at, id) < (?, ?)")
+            args.extend(after)
         where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
         rows = self.conn.execute(
             f"SELECT {_DEL_COLUMNS} FROM deliveries {where} ORDER BY created_at DESC, id DESC LIMIT ?",
@@ -548,6 +565,34 @@ class DeliveryVerbs:
                 "UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL WHERE lease_owner = ?",
                 (worker_id,),
             ).rowcount
+
+    def prune(self, *, before: int, dry_run: bool = False) -> dict[str, int]:
+        """Delete history older than ``before`` (unix ms): stored vendor messages, the attempts of
+        succeeded deliveries, and events whose every delivery succeeded (with those deliveries).
+        Never touches a job's latest state (the ``jobs`` table), work still to do (pending, retrying,
+        failed deliveries) or dead letters (dead deliveries and their events).
+
+        Returns what was (with ``dry_run``: would be) deleted, e.g. ``{"inbound": 120, "attempts":
+        300, "deliveries": 280, "events": 140}``. Raises :class:`StoreUnavailable`.
+        """
+        done_events = (
+            "SELECT e.id FROM events e WHERE e.created_at < ? AND NOT EXISTS ("
+            "SELECT 1 FROM deliveries d WHERE d.event_id = e.id AND d.status <> 'succeeded')"
+        )
+        old_succeeded = "SELECT id FROM deliveries WHERE status = 'succeeded' AND created_at < ?"
+        parts = {
+            "inbound": ("FROM inbound WHERE received_at < ?", (before,)),
+            "attempts": (f"FROM attempts WHERE delivery_id IN ({old_succeeded})", (before,)),
+            "deliveries": (f"FROM deliveries WHERE event_id IN ({done_events})", (before,)),
+            "events": (f"FROM events WHERE id IN ({done_events})", (before,)),
+        }
+        with self.transaction() as conn:
+            if dry_run:
+                return {
+                    name: int(conn.execute(f"SELECT COUNT(*) AS n {sql}", args).fetchone()["n"])
+                    for name, (sql, args) in parts.items()
+                }
+            return {name: conn.execute(f"DELETE {sql}", args).rowcount for name, (sql, args) in parts.items()}
 
     def next_due_at(self) -> int | None:
         """Unix ms of the earliest pending or retrying delivery, or ``None`` when there is none."""

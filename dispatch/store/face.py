@@ -132,7 +132,12 @@ class Store(Protocol):
         ...
 
     async def list_jobs(
-        self, *, vendor: str | None = None, status: str | None = None, limit: int = 50
+        self,
+        *,
+        vendor: str | None = None,
+        status: str | None = None,
+        limit: int = 50,
+        after: tuple[int, str] | None = None,
     ) -> list[Job]:
         """Newest jobs first, optionally filtered; at most ``limit``, e.g. ``[Job(id="job_2", ...),
         Job(id="job_1", ...)]``. Raises :class:`StoreUnavailable`."""
@@ -198,6 +203,7 @@ class Store(Protocol):
         verdict: str | None = None,
         limit: int = 50,
         body_prefix: int | None = None,
+        after: tuple[int, str] | None = None,
     ) -> list[Inbound]:
         """Newest stored vendor messages first, optionally filtered; with ``body_prefix`` (bytes)
         each body is read only that far and ``size`` gives its whole length, e.g.
@@ -229,6 +235,7 @@ class Store(Protocol):
         since: int | None = None,
         until: int | None = None,
         limit: int = 50,
+        after: tuple[int, str] | None = None,
     ) -> list[Event]:
         """Events newest first; ``since``/``until`` bound their creation time, e.g.
         ``[Event(id="evt_b", type="job.succeeded", ...), Event(id="evt_a", type="job.queued", ...)]``.
@@ -269,7 +276,9 @@ class Store(Protocol):
         ...)``, or ``None``. Raises :class:`StoreUnavailable`."""
         ...
 
-    async def list_sources(self) -> list[Source]:
+    async def list_sources(
+        self, *, limit: int | None = None, after: tuple[int, str] | None = None
+    ) -> list[Source]:
         """Every source, oldest first, e.g. ``[Source(id="src_1", vendor="dreamina", ...)]``.
         Raises :class:`StoreUnavailable`."""
         ...
@@ -341,7 +350,9 @@ class Store(Protocol):
         Raises :class:`NotFound`, :class:`StoreUnavailable`."""
         ...
 
-    async def list_subscribers(self) -> list[Subscriber]:
+    async def list_subscribers(
+        self, *, limit: int | None = None, after: tuple[int, str] | None = None
+    ) -> list[Subscriber]:
         """Every live subscriber, oldest first, e.g. ``[Subscriber(id="sub_1", ...)]``.
         Raises :class:`StoreUnavailable`."""
         ...
@@ -385,6 +396,7 @@ class Store(Protocol):
         subscriber_id: str | None = None,
         event_id: str | None = None,
         limit: int = 50,
+        after: tuple[int, str] | None = None,
     ) -> list[Delivery]:
         """Newest deliveries first (without attempt logs), optionally filtered, e.g.
         ``[Delivery(id="dlv_2", status="succeeded", ...)]``. Raises :class:`StoreUnavailable`."""
@@ -451,12 +463,39 @@ class Store(Protocol):
         Raises :class:`StoreUnavailable`."""
         ...
 
+    async def prune(self, *, before: int, dry_run: bool = False) -> dict[str, int]:
+        """Delete history older than ``before`` (unix ms): stored vendor messages, attempts of
+        succeeded deliveries, events whose every delivery succeeded; never a job's latest state,
+        undelivered work or dead letters. Returns the counts (``dry_run``: what would go), e.g.
+        ``{"inbound": 120, "attempts": 300, "deliveries": 280, "events": 140}``. Raises
+        :class:`StoreUnavailable`."""
+        ...
+
     async def next_due_at(self) -> int | None:
         """Unix ms of the earliest pending or retrying delivery, e.g. ``1764480000000``, or ``None``.
         Raises :class:`StoreUnavailable`."""
         ...
 
     # submit outbox ----------------------------------------------------------------------------------
+    async def create_idempotent_job(
+        self,
+        vendor: str,
+        params: dict[str, Any],
+        *,
+        reference: str | None,
+        token_hash: str | None,
+        token: str | None,
+        submit_lease_ms: int | None,
+        idempotency_key: str,
+        request_hash: str,
+        window_ms: int,
+    ) -> tuple[Job, bool]:
+        """Create the job for ``idempotency_key`` once: ``(job, True)`` when this call created it (submit
+        pending), ``(original, False)`` for the same key and request within ``window_ms`` (also when
+        both arrive at once). Example: ``(<Job queued>, True)``. Raises :class:`ValidationFailed` (the
+        key was used with a different request), :class:`StoreUnavailable`."""
+        ...
+
     async def claim_submit(self, job_id: str, *, now: int, lease_ms: int) -> tuple[Job, bool] | None:
         """Lease one job's due submit: ``(job, interrupted)`` (``interrupted``: an earlier lease
         expired mid-send), e.g. ``(Job(id="job_1", ...), False)``, or ``None`` when it has none due
@@ -555,9 +594,14 @@ class RunnerStore(Store):
         return await self._read(lambda s: s.find_job_by_token(vendor, token_hash))
 
     async def list_jobs(
-        self, *, vendor: str | None = None, status: str | None = None, limit: int = 50
+        self,
+        *,
+        vendor: str | None = None,
+        status: str | None = None,
+        limit: int = 50,
+        after: tuple[int, str] | None = None,
     ) -> list[Job]:
-        return await self._read(lambda s: s.list_jobs(vendor=vendor, status=status, limit=limit))
+        return await self._read(lambda s: s.list_jobs(vendor=vendor, status=status, limit=limit, after=after))
 
     async def job_detail(self, job_id: str, *, body_prefix: int | None = None, limit: int = 500) -> JobDetail:
         def detail(s: SQLiteStore) -> JobDetail:
@@ -608,10 +652,16 @@ class RunnerStore(Store):
         verdict: str | None = None,
         limit: int = 50,
         body_prefix: int | None = None,
+        after: tuple[int, str] | None = None,
     ) -> list[Inbound]:
         return await self._read(
             lambda s: s.list_inbound(
-                job_id=job_id, vendor=vendor, verdict=verdict, limit=limit, body_prefix=body_prefix
+                job_id=job_id,
+                vendor=vendor,
+                verdict=verdict,
+                limit=limit,
+                body_prefix=body_prefix,
+                after=after,
             )
         )
 
@@ -633,10 +683,11 @@ class RunnerStore(Store):
         since: int | None = None,
         until: int | None = None,
         limit: int = 50,
+        after: tuple[int, str] | None = None,
     ) -> list[Event]:
         return await self._read(
             lambda s: s.list_events(
-                job_id=job_id, vendor=vendor, type=type, since=since, until=until, limit=limit
+                job_id=job_id, vendor=vendor, type=type, since=since, until=until, limit=limit, after=after
             )
         )
 
@@ -663,8 +714,10 @@ class RunnerStore(Store):
     async def find_source_by_token(self, vendor: str, token_hash: str) -> Source | None:
         return await self._read(lambda s: s.find_source_by_token(vendor, token_hash))
 
-    async def list_sources(self) -> list[Source]:
-        return await self._read(lambda s: s.list_sources())
+    async def list_sources(
+        self, *, limit: int | None = None, after: tuple[int, str] | None = None
+    ) -> list[Source]:
+        return await self._read(lambda s: s.list_sources(limit=limit, after=after))
 
     async def get_source(self, source_id: str) -> Source:
         return await self._read(lambda s: s.get_source(source_id))
@@ -737,8 +790,10 @@ class RunnerStore(Store):
     async def get_subscriber(self, sub_id: str) -> Subscriber:
         return await self._read(lambda s: s.get_subscriber(sub_id))
 
-    async def list_subscribers(self) -> list[Subscriber]:
-        return await self._read(lambda s: s.list_subscribers())
+    async def list_subscribers(
+        self, *, limit: int | None = None, after: tuple[int, str] | None = None
+    ) -> list[Subscriber]:
+        return await self._read(lambda s: s.list_subscribers(limit=limit, after=after))
 
     async def update_subscriber(self, sub_id: str, **changes: Any) -> Subscriber:
         return await self._write(lambda s: s.update_subscriber(sub_id, **changes))
@@ -763,10 +818,11 @@ class RunnerStore(Store):
         subscriber_id: str | None = None,
         event_id: str | None = None,
         limit: int = 50,
+        after: tuple[int, str] | None = None,
     ) -> list[Delivery]:
         return await self._read(
             lambda s: s.list_deliveries(
-                status=status, subscriber_id=subscriber_id, event_id=event_id, limit=limit
+                status=status, subscriber_id=subscriber_id, event_id=event_id, limit=limit, after=after
             )
         )
 
@@ -830,10 +886,40 @@ class RunnerStore(Store):
     async def release_leases(self, worker_id: str) -> int:
         return await self._write(lambda s: s.release_leases(worker_id))
 
+    async def prune(self, *, before: int, dry_run: bool = False) -> dict[str, int]:
+        return await self._write(lambda s: s.prune(before=before, dry_run=dry_run))
+
     async def next_due_at(self) -> int | None:
         return await self._read(lambda s: s.next_due_at())
 
     # submit outbox
+    async def create_idempotent_job(
+        self,
+        vendor: str,
+        params: dict[str, Any],
+        *,
+        reference: str | None,
+        token_hash: str | None,
+        token: str | None,
+        submit_lease_ms: int | None,
+        idempotency_key: str,
+        request_hash: str,
+        window_ms: int,
+    ) -> tuple[Job, bool]:
+        return await self._write(
+            lambda s: s.create_idempotent_job(
+                vendor,
+                params,
+                reference=reference,
+                token_hash=token_hash,
+                token=token,
+                submit_lease_ms=submit_lease_ms,
+                idempotency_key=idempotency_key,
+                request_hash=request_hash,
+                window_ms=window_ms,
+            )
+        )
+
     async def claim_submit(self, job_id: str, *, now: int, lease_ms: int) -> tuple[Job, bool] | None:
         return await self._write(lambda s: s.claim_submit(job_id, now=now, lease_ms=lease_ms))
 

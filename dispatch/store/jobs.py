@@ -30,7 +30,8 @@ from dispatch.store.sql import Conn, Dialect
 _JOB_COLUMNS = (
     "id, vendor, vendor_job_id, status, progress, outputs, error, reference, params, sequence, flags,"
     " created_at, updated_at, submitted_at, completed_at, source_id, poll_at, poll_attempts, deadline_at,"
-    " callback_count, submit_at, submit_attempts, submit_error, resubmits, previous_vendor_job_ids"
+    " callback_count, submit_at, submit_attempts, submit_error, resubmits, previous_vendor_job_ids,"
+    " idempotency_key"
 )
 
 
@@ -62,6 +63,7 @@ def _job(row: Any) -> Job:
         submit_error=row["submit_error"],
         resubmits=row["resubmits"] or 0,
         previous_vendor_job_ids=tuple(json.loads(row["previous_vendor_job_ids"] or "[]")),
+        idempotency_key=row["idempotency_key"],
     )
 
 
@@ -186,10 +188,20 @@ class JobVerbs:
         return _job(row) if row else None
 
     def list_jobs(
-        self, *, vendor: str | None = None, status: str | None = None, limit: int = 50
+        self,
+        *,
+        vendor: str | None = None,
+        status: str | None = None,
+        limit: int = 50,
+        after: tuple[int, str] | None = None,
     ) -> list[Job]:
-        """Newest jobs first, optionally filtered by vendor and status; at most ``limit``."""
+        """Newest jobs first, optionally filtered by vendor and status; at most ``limit``.
+
+        Keyset pagination: ``after`` is the ``(time, id)`` of the last row of the previous page (see
+        :func:`dispatch.store.sql.page_key`); rows inserted meanwhile never shift a page.
+        """
         where, args = _filters(vendor=vendor, status=status)
+        where, args = _after(where, args, "(created_at, id) < (?, ?)", after)
         rows = self.conn.execute(
             f"SELECT {_JOB_COLUMNS} FROM jobs {where} ORDER BY created_at DESC, id DESC LIMIT ?",
             (*args, limit),
@@ -372,14 +384,19 @@ class JobVerbs:
         verdict: str | None = None,
         limit: int = 50,
         body_prefix: int | None = None,
+        after: tuple[int, str] | None = None,
     ) -> list[Inbound]:
         """Newest stored vendor messages first, optionally filtered.
 
         With ``body_prefix`` (bytes) each body is read only that far; the record's ``size`` then
         gives the whole length (see :meth:`read_inbound_body`), so a job with 200 callbacks of
         1 MiB does not come back as 200 MiB.
+
+        Keyset pagination: ``after`` is the ``(time, id)`` of the last row of the previous page (see
+        :func:`dispatch.store.sql.page_key`); rows inserted meanwhile never shift a page.
         """
         where, args = _filters(job_id=job_id, vendor=vendor, verdict=verdict)
+        where, args = _after(where, args, "(received_at, id) < (?, ?)", after)
         columns = _INBOUND_COLUMNS
         if body_prefix is not None:
             columns = (
@@ -430,8 +447,13 @@ class JobVerbs:
         since: int | None = None,
         until: int | None = None,
         limit: int = 50,
+        after: tuple[int, str] | None = None,
     ) -> list[Event]:
-        """Events newest first; ``since``/``until`` are unix ms bounds on creation time."""
+        """Events newest first; ``since``/``until`` are unix ms bounds on creation time.
+
+        Keyset pagination: ``after`` is the ``(time, id)`` of the last row of the previous page (see
+        :func:`dispatch.store.sql.page_key`); rows inserted meanwhile never shift a page.
+        """
         where, args = _filters(**{"e.job_id": job_id, "j.vendor": vendor, "e.type": type})
         clauses = [where.removeprefix("WHERE ")] if where else []
         if since is not None:
@@ -440,10 +462,13 @@ class JobVerbs:
         if until is not None:
             clauses.append("e.created_at < ?")
             args.append(until)
+        if after is not None:
+            clauses.append("(e.created_at, e.id) < (?, ?)")
+            args.extend(after)
         sql_where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
         rows = self.conn.execute(
             "SELECT e.id, e.job_id, e.type, e.sequence, e.created_at, e.body FROM events e"
-            f" JOIN jobs j ON j.id = e.job_id {sql_where} ORDER BY e.created_at DESC, e.sequence DESC LIMIT ?",
+            f" JOIN jobs j ON j.id = e.job_id {sql_where} ORDER BY e.created_at DESC, e.id DESC LIMIT ?",
             (*args, limit),
         ).fetchall()
         return [_event(r) for r in rows]
@@ -522,6 +547,15 @@ def insert_inbound(
 
 
 _INBOUND_COLUMNS = "id, job_id, vendor, kind, received_at, peer, headers, body, verdict, error, event_ids"
+
+
+def _after(
+    where: str, args: list[object], clause: str, after: tuple[int, str] | None
+) -> tuple[str, list[object]]:
+    """``where`` and ``args`` with the keyset ``clause`` added when ``after`` is given."""
+    if after is None:
+        return where, args
+    return (f"{where} AND {clause}" if where else f"WHERE {clause}"), [*args, *after]
 
 
 def _filters(**values: object) -> tuple[str, list[object]]:

@@ -108,10 +108,16 @@ class PollVerbs:
         ).fetchone()
         return _source(row) if row else None
 
-    def list_sources(self) -> list[Source]:
-        """Every source, oldest first."""
+    def list_sources(self, *, limit: int | None = None, after: tuple[int, str] | None = None) -> list[Source]:
+        """Sources, oldest first (all of them without ``limit``).
+
+        Keyset pagination: ``after`` is the ``(time, id)`` of the last row of the previous page (see
+        :func:`dispatch.store.sql.page_key`); rows inserted meanwhile never shift a page.
+        """
+        keyset = "WHERE (created_at, id) > (?, ?)" if after else ""
         rows = self.conn.execute(
-            "SELECT id, vendor, description, created_at FROM sources ORDER BY created_at, id"
+            f"SELECT id, vendor, description, created_at FROM sources {keyset} ORDER BY created_at, id LIMIT ?",
+            (*(after or ()), limit if limit is not None else -1 if self.sql.name == "sqlite" else None),
         ).fetchall()
         return [_source(r) for r in rows]
 

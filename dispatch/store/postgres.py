@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from dispatch.errors import StoreUnavailable
+from dispatch.errors import StoreUnavailable, ValidationFailed
 from dispatch.secretbox import SecretBox
 from dispatch.store.deliveries import DeliveryVerbs
 from dispatch.store.jobs import JobVerbs
@@ -78,9 +78,30 @@ class PgConn:
     def __init__(self, raw: psycopg.Connection[Any]) -> None:
         self.raw = raw
 
-    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> psycopg.Cursor[Any]:
-        """Run one statement; raises ``psycopg.Error``."""
-        return self.raw.execute(_placeholders(sql), tuple(parameters))
+    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Any:
+        """Run one statement; raises ``psycopg.Error``.
+
+        Postgres text cannot hold a NUL character (SQLite's can): a lookup by such a value matches
+        nothing (an empty result, as SQLite answers), and writing one is :class:`ValidationFailed`.
+        """
+        values = tuple(parameters)
+        if any(isinstance(v, str) and "\x00" in v for v in values):
+            if sql.lstrip().upper().startswith("SELECT"):
+                return _NoRows()
+            raise ValidationFailed("text must not contain NUL (U+0000) characters")
+        return self.raw.execute(_placeholders(sql), values)
+
+
+class _NoRows:
+    """The result of a query that cannot match anything."""
+
+    rowcount = 0
+
+    def fetchone(self) -> None:
+        return None
+
+    def fetchall(self) -> list[Any]:
+        return []
 
 
 def connect(url: str, *, connect_timeout: float = 10.0) -> psycopg.Connection[Any]:

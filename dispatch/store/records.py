@@ -39,6 +39,7 @@ class Job:
     submit_error: str | None = None
     resubmits: int = 0
     previous_vendor_job_ids: tuple[str, ...] = ()
+    idempotency_key: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -66,6 +67,7 @@ class Job:
             "submit_error": self.submit_error,
             "resubmits": self.resubmits,
             "previous_vendor_job_ids": list(self.previous_vendor_job_ids),
+            "idempotency_key": self.idempotency_key,
         }
 
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from sqlite_utils import Database
 
-from dispatch.store.ddl import RELAY_META_SQL, TABLES, create_indexes_sql, create_table_sql
+from dispatch.store.ddl import IDEMPOTENCY_SQL, RELAY_META_SQL, TABLES, create_indexes_sql, create_table_sql
 
 
 def _m001_initial(db: Database) -> None:
@@ -198,6 +198,11 @@ def _m006_subscribers_version(db: Database) -> None:
     db.execute("INSERT INTO relay_meta (key, value) VALUES ('subscribers', 0) ON CONFLICT DO NOTHING")
 
 
+def _m007_idempotent_submits(db: Database) -> None:
+    for sql in IDEMPOTENCY_SQL:
+        db.execute(sql)
+
+
 MIGRATIONS: list[tuple[str, Callable[[Database], None]]] = [
     ("001_initial", _m001_initial),
     ("002_polling_sources_recovery", _m002_polling_sources_recovery),
@@ -205,6 +210,7 @@ MIGRATIONS: list[tuple[str, Callable[[Database], None]]] = [
     ("004_submit_outbox", _m004_submit_outbox),
     ("005_checks_from_enums", _m005_checks_from_enums),
     ("006_subscribers_version", _m006_subscribers_version),
+    ("007_idempotent_submits", _m007_idempotent_submits),
 ]
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import psycopg
 
-from dispatch.store.ddl import RELAY_META_SQL, TABLES, create_indexes_sql, create_table_sql
+from dispatch.store.ddl import IDEMPOTENCY_SQL, RELAY_META_SQL, TABLES, create_indexes_sql, create_table_sql
 
 MIGRATE_LOCK = 0x7570_7363_616C_65  # pg_advisory_lock key held while migrating ("upscale")
 
@@ -35,6 +35,11 @@ def _m006_subscribers_version(conn: psycopg.Connection[Any]) -> None:
     conn.execute("INSERT INTO relay_meta (key, value) VALUES ('subscribers', 0) ON CONFLICT DO NOTHING")
 
 
+def _m007_idempotent_submits(conn: psycopg.Connection[Any]) -> None:
+    for sql in IDEMPOTENCY_SQL:
+        conn.execute(sql)
+
+
 MIGRATIONS: list[tuple[str, Callable[[psycopg.Connection[Any]], None]]] = [
     ("001_initial", _m001_initial),
     ("002_polling_sources_recovery", _included_in_001),
@@ -42,6 +47,7 @@ MIGRATIONS: list[tuple[str, Callable[[psycopg.Connection[Any]], None]]] = [
     ("004_submit_outbox", _included_in_001),
     ("005_checks_from_enums", _included_in_001),
     ("006_subscribers_version", _m006_subscribers_version),
+    ("007_idempotent_submits", _m007_idempotent_submits),
 ]
 
 

@@ -7,6 +7,7 @@ the engines' SQL differs, the verbs use :class:`Dialect` fragments instead of li
 
 from __future__ import annotations
 
+import base64
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -78,3 +79,23 @@ class SubscriberCache:
         """Keep ``subs`` as the list at ``version``."""
         with self._lock:
             self._version, self._subs = version, subs
+
+
+def page_key(created_at: int, row_id: str) -> str:
+    """An opaque cursor for keyset pagination: ``page_key(1764480000000, "job_1")`` →
+    ``"MTc2NDQ4MDAwMDAwMDpqb2JfMQ"`` (URL-safe base64 of ``"<unix ms>:<id>"``)."""
+    raw = f"{created_at}:{row_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def parse_page_key(cursor: str) -> tuple[int, str]:
+    """The ``(unix ms, id)`` in a cursor from :func:`page_key`. Raises ``ValueError`` for anything
+    else (a cursor is opaque: only ever pass back what a list returned)."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        millis, _, row_id = raw.partition(":")
+        if not row_id or not millis.isascii() or not millis.isdigit() or len(cursor) > 200:
+            raise ValueError
+        return int(millis), row_id
+    except (ValueError, UnicodeDecodeError):
+        raise ValueError(f"not a cursor this relay returned: {cursor[:60]!r}") from None

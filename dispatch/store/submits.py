@@ -8,7 +8,7 @@ import json
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
-from dispatch.errors import NotFound
+from dispatch.errors import NotFound, ValidationFailed
 from dispatch.model import new_id, now_ms
 from dispatch.secretbox import SecretBox
 from dispatch.store.jobs import insert_inbound
@@ -37,7 +37,76 @@ class SubmitVerbs:
 
         def get_job(self, job_id: str) -> Job: ...
 
+        def create_job(
+            self,
+            vendor: str,
+            params: dict[str, Any],
+            *,
+            reference: str | None,
+            token_hash: str | None,
+            token: str | None = None,
+            submit: bool = False,
+            submit_lease_ms: int | None = None,
+        ) -> Job: ...
+
         def _load_job(self, job_id: str, *, for_update: bool = False) -> Job: ...
+
+    def create_idempotent_job(
+        self,
+        vendor: str,
+        params: dict[str, Any],
+        *,
+        reference: str | None,
+        token_hash: str | None,
+        token: str | None,
+        submit_lease_ms: int | None,
+        idempotency_key: str,
+        request_hash: str,
+        window_ms: int,
+    ) -> tuple[Job, bool]:
+        """Create the job for ``idempotency_key`` once: ``(job, True)`` when this call created it
+        (its submit pending, as :meth:`create_job` with ``submit=True``), ``(original, False)`` when a
+        job with the same key and the same ``request_hash`` was created within ``window_ms`` — also
+        when both requests arrive at once (a unique index decides). A key older than the window is
+        free again. Example: ``create_idempotent_job("apixo", {...}, ..., idempotency_key="order-42",
+        request_hash="9f…", window_ms=86400000)`` → ``(<Job queued>, True)``.
+
+        Raises :class:`ValidationFailed` when the key was used with a different request,
+        :class:`StoreUnavailable`.
+        """
+        now = now_ms()
+        with self.transaction() as conn:
+            self.lock(f"idempotency-key:{idempotency_key}")  # two requests at once: one creates, one waits
+            conn.execute(
+                "UPDATE jobs SET idempotency_key = NULL WHERE idempotency_key = ? AND created_at < ?",
+                (idempotency_key, now - window_ms),
+            )
+            existing = conn.execute(
+                f"SELECT id, request_hash FROM jobs WHERE idempotency_key = ?{self.sql.for_update}",
+                (idempotency_key,),
+            ).fetchone()
+            if existing is None:
+                job = self.create_job(
+                    vendor,
+                    params,
+                    reference=reference,
+                    token_hash=token_hash,
+                    token=token,
+                    submit=True,
+                    submit_lease_ms=submit_lease_ms,
+                )
+                conn.execute(
+                    "UPDATE jobs SET idempotency_key = ?, request_hash = ? WHERE id = ?",
+                    (idempotency_key, request_hash, job.id),
+                )
+                return self.get_job(job.id), True
+            if existing["request_hash"] != request_hash:
+                raise ValidationFailed(
+                    f"Idempotency-Key {idempotency_key[:100]!r} was used for a different request (job"
+                    f" {existing['id']}) within the last {window_ms // 3_600_000} h; use a new key",
+                    details=[{"field": "Idempotency-Key", "message": "reused with a different request"}],
+                )
+            return self.get_job(existing["id"]), False
 
     def claim_submit(self, job_id: str, *, now: int, lease_ms: int) -> tuple[Job, bool] | None:
         """Lease one job's pending submit; ``None`` when it has none due or another holds it.

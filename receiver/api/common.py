@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
 from dispatch.errors import PayloadTooLarge, ValidationFailed
 from dispatch.store.face import Store
+from dispatch.store.sql import page_key, parse_page_key
 from receiver.ingest import Ingest
 from receiver.settings import Settings
 from receiver.submit import Submitter, validation_details
 
 M = TypeVar("M", bound=BaseModel)
+R = TypeVar("R")
 MAX_LIMIT = 500
 BODY_PREVIEW_BYTES = 8192
 """How much of each stored vendor body lists and job detail return; the rest is at ``body_url``."""
@@ -90,6 +92,27 @@ def query_choice(request: Request, name: str, choices: Iterable[str]) -> str | N
     if raw is None or raw in known:
         return raw
     raise ValidationFailed(f"{name}: unknown value {raw[:100]!r}; one of {', '.join(known)}")
+
+
+def query_cursor(request: Request) -> tuple[int, str] | None:
+    """``?cursor=`` as the ``(unix ms, id)`` keyset position a list's ``next_cursor`` gave, or
+    ``None``. Raises :class:`ValidationFailed` for anything a list did not return."""
+    raw = request.query_params.get("cursor")
+    if raw is None:
+        return None
+    try:
+        return parse_page_key(raw)
+    except ValueError as exc:
+        raise ValidationFailed(f"cursor: {exc}") from None
+
+
+def page(rows: Sequence[R], limit: int, key: Callable[[R], tuple[int, str]]) -> dict[str, Any]:
+    """A list answer from ``rows`` fetched with ``limit + 1``: ``{"data": [...], "next_cursor": ...}``,
+    ``next_cursor`` being ``None`` on the last page. Each row needs ``to_json()``."""
+    more = len(rows) > limit
+    shown = rows[:limit]
+    cursor = page_key(*key(shown[-1])) if more and shown else None
+    return {"data": [row.to_json() for row in shown], "next_cursor": cursor}  # type: ignore[attr-defined]
 
 
 def query_limit(request: Request, default: int = 50) -> int:

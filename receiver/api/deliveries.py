@@ -7,20 +7,25 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from dispatch.store.records import DELIVERY_STATUSES
-from receiver.api.common import query_choice, query_limit, resources
+from receiver.api.common import page, query_choice, query_cursor, query_limit, resources
 
 
 async def list_deliveries(request: Request) -> JSONResponse:
     """Newest first; filters ``status`` (pending, retrying, succeeded, dead, failed), ``subscriber_id``,
-    ``event_id``, ``limit``. An unknown ``status`` is a 422."""
+    ``event_id``, ``limit``, ``cursor`` (the ``next_cursor`` of the page before). An unknown
+    ``status`` is a 422."""
     res = resources(request)
     q = request.query_params
     limit = query_limit(request)
     status = query_choice(request, "status", DELIVERY_STATUSES)
     rows = await res.store.list_deliveries(
-        status=status, subscriber_id=q.get("subscriber_id"), event_id=q.get("event_id"), limit=limit
+        status=status,
+        subscriber_id=q.get("subscriber_id"),
+        event_id=q.get("event_id"),
+        limit=limit + 1,
+        after=query_cursor(request),
     )
-    return JSONResponse({"data": [d.to_json() for d in rows]})
+    return JSONResponse(page(rows, limit, lambda d: (d.created_at, d.id)))
 
 
 async def get_delivery(request: Request) -> JSONResponse:

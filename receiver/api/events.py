@@ -11,7 +11,7 @@ from starlette.routing import Route
 
 from dispatch.errors import ValidationFailed
 from dispatch.model import EVENT_TYPES, parse_iso
-from receiver.api.common import parse_json, query_choice, query_limit, resources
+from receiver.api.common import page, parse_json, query_choice, query_cursor, query_limit, resources
 from receiver.vendors import ADAPTERS
 
 
@@ -36,15 +36,22 @@ def _time_param(request: Request, name: str) -> int | None:
 
 
 async def list_events(request: Request) -> JSONResponse:
-    """Events newest first; filters ``job_id``, ``vendor``, ``type``, ``since``, ``until`` (ISO-8601), ``limit``."""
+    """Events newest first; filters ``job_id``, ``vendor``, ``type``, ``since``, ``until`` (ISO-8601),
+    ``limit``, ``cursor`` (the ``next_cursor`` of the page before)."""
     res = resources(request)
     q = request.query_params
     since, until, limit = _time_param(request, "since"), _time_param(request, "until"), query_limit(request)
     vendor, type_ = query_choice(request, "vendor", ADAPTERS), query_choice(request, "type", EVENT_TYPES)
     events = await res.store.list_events(
-        job_id=q.get("job_id"), vendor=vendor, type=type_, since=since, until=until, limit=limit
+        job_id=q.get("job_id"),
+        vendor=vendor,
+        type=type_,
+        since=since,
+        until=until,
+        limit=limit + 1,
+        after=query_cursor(request),
     )
-    return JSONResponse({"data": [e.to_json() for e in events]})
+    return JSONResponse(page(events, limit, lambda e: (e.created_at, e.id)))
 
 
 async def get_event(request: Request) -> JSONResponse:

@@ -10,7 +10,7 @@ from starlette.routing import Route
 
 from dispatch.errors import PayloadError, SignatureInvalid, ValidationFailed
 from dispatch.store.records import RawMessage
-from receiver.api.common import BODY_PREVIEW_BYTES, query_choice, query_limit, resources
+from receiver.api.common import BODY_PREVIEW_BYTES, page, query_choice, query_cursor, query_limit, resources
 from receiver.vendors import ADAPTERS, get_adapter
 
 
@@ -25,10 +25,11 @@ async def list_inbound(request: Request) -> JSONResponse:
         job_id=q.get("job_id"),
         vendor=vendor,
         verdict=q.get("verdict"),
-        limit=limit,
+        limit=limit + 1,
         body_prefix=BODY_PREVIEW_BYTES,
+        after=query_cursor(request),
     )
-    return JSONResponse({"data": [i.to_json() for i in rows]})
+    return JSONResponse(page(rows, limit, lambda i: (i.received_at, i.id)))
 
 
 async def get_inbound(request: Request) -> JSONResponse:

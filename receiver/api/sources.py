@@ -13,7 +13,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from dispatch.errors import ValidationFailed
-from receiver.api.common import parse_json, resources
+from receiver.api.common import page, parse_json, query_cursor, query_limit, resources
 from receiver.tokens import callback_url, new_token
 from receiver.vendors import get_adapter
 
@@ -42,8 +42,9 @@ async def create_source(request: Request) -> JSONResponse:
 async def list_sources(request: Request) -> JSONResponse:
     """``{"data": [source, ...]}``; callback tokens are never shown again."""
     res = resources(request)
-    rows = await res.store.list_sources()
-    return JSONResponse({"data": [r.to_json() for r in rows]})
+    limit = query_limit(request)
+    rows = await res.store.list_sources(limit=limit + 1, after=query_cursor(request))
+    return JSONResponse(page(rows, limit, lambda r: (r.created_at, r.id)))
 
 
 async def get_source(request: Request) -> JSONResponse:

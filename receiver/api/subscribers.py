@@ -12,7 +12,7 @@ from starlette.routing import Route
 from dispatch.errors import ValidationFailed
 from dispatch.model import DEFAULT_EVENT_TYPES, EVENT_TYPES
 from dispatch.ssrf import check_url
-from receiver.api.common import parse_json, resources
+from receiver.api.common import page, parse_json, query_cursor, query_limit, resources
 from receiver.settings import Settings
 
 
@@ -97,8 +97,9 @@ async def create_subscriber(request: Request) -> JSONResponse:
 async def list_subscribers(request: Request) -> JSONResponse:
     """``{"data": [subscriber, ...]}``, oldest first; secrets are never included."""
     res = resources(request)
-    subs = await res.store.list_subscribers()
-    return JSONResponse({"data": [s.to_json() for s in subs]})
+    limit = query_limit(request)
+    subs = await res.store.list_subscribers(limit=limit + 1, after=query_cursor(request))
+    return JSONResponse(page(subs, limit, lambda s: (s.created_at, s.id)))
 
 
 async def get_subscriber(request: Request) -> JSONResponse:

@@ -27,7 +27,7 @@ import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Literal, Self
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -42,6 +42,7 @@ from receiver.vendors.base import (
     json_kind as _kind,
     load_object,
     mime_from_url as _mime_type,
+    path_segment,
     upstream_error,
 )
 
@@ -362,7 +363,7 @@ class ApiframeAdapter:
 
     def status_request(self, vendor_job_id: str) -> VendorRequest:
         """``GET /v2/jobs/{id}``."""
-        return VendorRequest("GET", f"/v2/jobs/{quote(vendor_job_id, safe='')}")
+        return VendorRequest("GET", f"/v2/jobs/{path_segment(vendor_job_id)}")
 
     def parse_callback(self, body: bytes, headers: Mapping[str, str]) -> JobUpdate:
         """A webhook body, e.g. ``{"event": "completed", "jobId": "a1b2…", "status": "COMPLETED",

@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from pydantic import BaseModel
 
@@ -150,6 +150,16 @@ def upstream_error(
 
 
 MAX_JOB_ID_LENGTH = 512
+
+
+def path_segment(value: str, *, safe: str = "") -> str:
+    """``value`` percent-encoded as exactly one URL path segment: ``/``, ``?``, ``#`` and ``%`` are
+    always encoded, and a segment of dots (``.``, ``..``) is encoded too, so that no URL normaliser
+    reads it as "this" or "parent" folder. ``safe`` keeps characters a vendor shows unencoded
+    (useapi's ``:`` and ``@``). Example: ``path_segment("../x?y")`` → ``"..%2Fx%3Fy"``;
+    ``path_segment("..")`` → ``"%2E%2E"``."""
+    segment = quote(value, safe=safe)
+    return segment.replace(".", "%2E") if set(segment) <= {"."} else segment
 
 
 def check_job_id(adapter: VendorAdapter, value: str) -> str:

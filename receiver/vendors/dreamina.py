@@ -21,7 +21,6 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
-from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -34,6 +33,7 @@ from receiver.vendors.base import (
     invalid,
     json_kind,
     load_object,
+    path_segment,
 )
 
 SUBMIT_PATH = "/v1/dreamina/images/upscale"
@@ -125,7 +125,7 @@ class DreaminaAdapter:
     def status_request(self, vendor_job_id: str) -> VendorRequest:
         """``GET /v1/dreamina/images/{jobid}`` with the id verbatim: its ``:`` and ``@`` stay unencoded,
         as in useapi's own examples."""
-        return VendorRequest("GET", STATUS_PATH.format(jobid=quote(vendor_job_id, safe=":@")))
+        return VendorRequest("GET", STATUS_PATH.format(jobid=path_segment(vendor_job_id, safe=":@")))
 
     def parse_callback(self, body: bytes, headers: Mapping[str, str]) -> JobUpdate:
         """The ``replyUrl`` POST body, i.e. the job record. Raises :class:`PayloadError`."""

@@ -23,7 +23,6 @@ import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
-from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -35,6 +34,7 @@ from receiver.vendors.base import (
     VendorRequest,
     invalid,
     load_object,
+    path_segment,
 )
 
 SUBMIT_PATH = "/v1/ltxstudio/images/upscale"
@@ -140,7 +140,7 @@ class LtxStudioAdapter:
     def status_request(self, vendor_job_id: str) -> VendorRequest:
         """``GET /v1/ltxstudio/assets/{jobId}`` with the id verbatim: its ``:`` and ``@`` stay unencoded,
         as in useapi's own examples."""
-        return VendorRequest("GET", STATUS_PATH.format(jobId=quote(vendor_job_id, safe=":@")))
+        return VendorRequest("GET", STATUS_PATH.format(jobId=path_segment(vendor_job_id, safe=":@")))
 
     def parse_callback(self, body: bytes, headers: Mapping[str, str]) -> JobUpdate:
         """The ``replyUrl`` POST body, i.e. the job model. Raises :class:`PayloadError`."""
