@@ -15,9 +15,11 @@ import random
 import socket
 import time
 from collections import defaultdict
+from collections.abc import Callable
 
 from dispatch import __version__
-from dispatch.errors import Conflict, StoreUnavailable
+from dispatch.errors import Conflict, RelayError, StoreUnavailable
+from dispatch.model import iso_ms
 from dispatch.retry import RetryPolicy, parse_retry_after
 from dispatch.sender import AttemptResult, Sender
 from dispatch.signing import delivery_headers
@@ -39,6 +41,12 @@ class Dispatcher:
     With ``notified`` (Postgres, where a ``LISTEN`` connection calls :meth:`wake` whenever another
     process commits due deliveries) an idle dispatcher does not poll: it sleeps until the earliest
     planned retry (``next_due_at``), at most ``idle_max`` seconds, or until woken.
+
+    ``on_attempt(outcome, seconds)`` is called where each attempt finishes (the relay's metrics):
+    ``outcome`` is one of :func:`attempt_outcome`'s. Each attempt is logged at INFO on
+    ``upscale_relay.worker`` (event id, subscriber id, attempt number, status, duration, next attempt
+    time, as message and as ``extra`` fields); a dead letter and a subscriber disabled automatically
+    are logged at WARNING.
     """
 
     def __init__(
@@ -56,6 +64,7 @@ class Dispatcher:
         disable_after: float | None = None,
         notified: bool = False,
         idle_max: float = 5.0,
+        on_attempt: Callable[[str, float], None] | None = None,
     ) -> None:
         self.store = store
         self.sender = sender
@@ -73,6 +82,8 @@ class Dispatcher:
         self._per_sub: dict[str, int] = defaultdict(int)
         self.notified = notified
         self.idle_max = idle_max
+        self.on_attempt = on_attempt
+        self._reported_disabled: set[str] = set()  # subscribers whose auto-disable was logged
 
     def wake(self) -> None:
         """Look for due work now (new deliveries were just committed). Safe from the loop thread."""
@@ -198,8 +209,11 @@ class Dispatcher:
             response_body=result.response_body,
             error=result.error,
         )
+        outcome = attempt_outcome(result)
+        if self.on_attempt is not None:
+            self.on_attempt(outcome, result.duration_ms / 1000)
         try:
-            await self.store.finish_attempt(
+            delivery = await self.store.finish_attempt(
                 work.delivery_id,
                 self.worker_id,
                 attempt,
@@ -208,6 +222,77 @@ class Dispatcher:
             )
         except Conflict:
             log.warning("lease on %s expired during the attempt; another worker owns it", work.delivery_id)
+            return
+        status = "succeeded" if result.ok else delivery.status
+        fields = {
+            "event_id": work.event_id,
+            "delivery_id": work.delivery_id,
+            "subscriber_id": work.subscriber_id,
+            "attempt": number,
+            "status_code": result.status_code,
+            "outcome": outcome,
+            "delivery_status": status,
+            "duration_ms": result.duration_ms,
+            "next_attempt_at": iso_ms(next_at) if status == "retrying" else None,
+        }
+        log.info(
+            "delivery attempt %d of %s to %s: %s (%s) in %d ms; %s",
+            number,
+            work.event_id,
+            work.subscriber_id,
+            result.status_code if result.status_code is not None else result.error,
+            outcome,
+            result.duration_ms,
+            f"next attempt at {fields['next_attempt_at']}" if status == "retrying" else status,
+            extra=fields,
+        )
+        if status == "dead":
+            log.warning(
+                "dead letter: %s to %s after %d attempts (last: %s)",
+                work.event_id,
+                work.subscriber_id,
+                number,
+                result.status_code if result.status_code is not None else result.error,
+                extra={**fields, "dead_letter": True},
+            )
+        if result.ok:
+            self._reported_disabled.discard(work.subscriber_id)
+        else:
+            await self._report_disabled(work.subscriber_id)
+
+    async def _report_disabled(self, subscriber_id: str) -> None:
+        """Log a WARNING once when a failed attempt left its subscriber disabled (410 Gone, or failing
+        without a success for ``disable_after``); the claim only takes enabled subscribers' work."""
+        if subscriber_id in self._reported_disabled:
+            return
+        try:
+            sub = await self.store.get_subscriber(subscriber_id)
+        except RelayError:  # deleted meanwhile, or the store is unavailable: nothing to report now
+            return
+        if sub.enabled:
+            return
+        self._reported_disabled.add(subscriber_id)
+        log.warning(
+            "subscriber %s disabled: %s",
+            subscriber_id,
+            sub.disabled_reason or "disabled",
+            extra={"subscriber_id": subscriber_id, "disabled_reason": sub.disabled_reason, "url": sub.url},
+        )
+
+
+def attempt_outcome(result: AttemptResult) -> str:
+    """One word for an attempt: ``succeeded`` (2xx), ``failed`` (another status), ``timeout``,
+    ``refused`` (the target is not allowed, :mod:`dispatch.ssrf`) or ``unreachable`` (no connection)."""
+    if result.ok:
+        return "succeeded"
+    if result.status_code is not None:
+        return "failed"
+    error = (result.error or "").lower()
+    if "timeout" in error:
+        return "timeout"
+    if error.startswith("refused"):
+        return "refused"
+    return "unreachable"
 
 
 async def _first(*aws: object) -> None:

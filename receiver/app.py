@@ -33,14 +33,17 @@ from receiver.database import open_runner
 from receiver.errors import HANDLERS
 from receiver.ingest import Ingest
 from receiver.limits import HeaderLimitMiddleware
+from receiver.metrics import RelayMetrics, metrics_route
 from receiver.poller import Poller
 from receiver.settings import Settings
 from receiver.submit import Submitter
 from receiver.vendor_client import VendorClient
 
 
-def make_dispatcher(settings: Settings, store: Store, sender: Sender) -> Dispatcher:
-    """A dispatcher over ``store`` configured from ``settings``."""
+def make_dispatcher(
+    settings: Settings, store: Store, sender: Sender, metrics: RelayMetrics | None = None
+) -> Dispatcher:
+    """A dispatcher over ``store`` configured from ``settings``, counting its attempts in ``metrics``."""
     return Dispatcher(
         store,
         sender,
@@ -51,6 +54,7 @@ def make_dispatcher(settings: Settings, store: Store, sender: Sender) -> Dispatc
         poll_interval=settings.poll_interval,
         disable_after=settings.disable_after,
         notified=settings.is_postgres,  # woken by LISTEN/NOTIFY (see wake_on_notify), not polling
+        on_attempt=None if metrics is None else metrics.delivery_attempt,
     )
 
 
@@ -93,12 +97,14 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> Starlette:
     ``app.state.api_token`` (``upscale-relay serve`` prints it once).
     """
     api_token = settings.api_token.get_secret_value() if settings.api_token else secrets.token_urlsafe(32)
+    metrics = RelayMetrics()  # this app's own registry: GET /metrics
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Resources]]:
         runner = open_runner(settings)
         runner.start()
         store = RunnerStore(runner)
+        app.state.metrics_store = store
         stop = asyncio.Event()
         tasks: list[asyncio.Task[None]] = []
         wake = _noop
@@ -106,21 +112,25 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> Starlette:
             async with httpx.AsyncClient(follow_redirects=False) as client, make_sender(settings) as sender:
                 vendors = VendorClient(settings, client)
                 if run_worker:
-                    dispatcher = make_dispatcher(settings, store, sender)
+                    dispatcher = make_dispatcher(settings, store, sender, metrics)
                     wake = dispatcher.wake
                     tasks.append(asyncio.create_task(dispatcher.run(stop, grace=settings.shutdown_grace)))
                     tasks.extend(wake_on_notify(settings, dispatcher.wake, stop))
                 # submits are retried (and resubmitted) by the worker: here when this process runs
                 # one, else by `upscale-relay worker` (it looks every RELAY_POLL_INTERVAL seconds)
-                submitter = Submitter(settings, store, vendors, on_event=wake)
+                submitter = Submitter(settings, store, vendors, on_event=wake, metrics=metrics)
                 resubmitted = submitter.wake if run_worker else _noop
                 if run_worker:
                     tasks.append(asyncio.create_task(submitter.run(stop)))
-                    poller = Poller(settings, store, vendors, on_event=wake, on_resubmit=resubmitted)
+                    poller = Poller(
+                        settings, store, vendors, on_event=wake, on_resubmit=resubmitted, metrics=metrics
+                    )
                     tasks.append(asyncio.create_task(poller.run(stop)))
                     tasks.append(asyncio.create_task(retention.run(settings, store, stop)))
-                ingest = Ingest(settings, store, vendors, on_event=wake, on_resubmit=resubmitted)
-                resources = Resources(settings, store, submitter, ingest, api_token, wake)
+                ingest = Ingest(
+                    settings, store, vendors, on_event=wake, on_resubmit=resubmitted, metrics=metrics
+                )
+                resources = Resources(settings, store, submitter, ingest, api_token, wake, metrics)
                 app.state.resources = resources
                 yield {"resources": resources}
                 stop.set()
@@ -140,6 +150,7 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> Starlette:
         *deliveries.routes,
         *sources.routes,
         *openapi.routes,
+        metrics_route,
     ]
     app = Starlette(
         routes=routes,
@@ -147,12 +158,13 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> Starlette:
             Middleware(
                 HeaderLimitMiddleware, max_count=settings.max_headers, max_bytes=settings.max_header_bytes
             ),
-            Middleware(AdminAuthMiddleware, token=api_token),
+            Middleware(AdminAuthMiddleware, token=api_token, metrics_public=settings.metrics_public),
         ],
         exception_handlers=HANDLERS,
         lifespan=lifespan,
     )
     app.state.api_token = api_token
+    app.state.metrics = metrics
     return app
 
 

@@ -1,4 +1,5 @@
-"""Admin authentication: everything under ``/v1`` except callbacks needs ``Authorization: Bearer <token>``.
+"""Admin authentication: everything under ``/v1`` except callbacks needs ``Authorization: Bearer <token>``,
+and so does ``GET /metrics`` unless ``RELAY_METRICS_PUBLIC=true``.
 
 Pure ASGI middleware, stateless; the token is compared in constant time.
 """
@@ -13,18 +14,29 @@ from dispatch.errors import Unauthorized
 from receiver.errors import error_response
 
 PUBLIC_PREFIXES = ("/v1/callbacks/",)
+METRICS_PATH = "/metrics"
+
+
+def needs_token(path: str, *, metrics_public: bool = False) -> bool:
+    """Whether a request to ``path`` needs the admin token: ``/v1`` except the public prefixes, and
+    :data:`METRICS_PATH` unless ``metrics_public``."""
+    if path == METRICS_PATH:
+        return not metrics_public
+    return path.startswith("/v1") and not path.startswith(PUBLIC_PREFIXES)
 
 
 class AdminAuthMiddleware:
-    """Answers 401 ``{"error": {"code": "unauthorized", ...}}`` to ``/v1`` requests without the token."""
+    """Answers 401 ``{"error": {"code": "unauthorized", ...}}`` to requests :func:`needs_token` names
+    that come without the token."""
 
-    def __init__(self, app: ASGIApp, token: str) -> None:
+    def __init__(self, app: ASGIApp, token: str, *, metrics_public: bool = False) -> None:
         self.app = app
         self.expected = f"Bearer {token}".encode()
+        self.metrics_public = metrics_public
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope.get("path", "")
-        if scope["type"] != "http" or not path.startswith("/v1") or path.startswith(PUBLIC_PREFIXES):
+        if scope["type"] != "http" or not needs_token(path, metrics_public=self.metrics_public):
             await self.app(scope, receive, send)
             return
         given = b""

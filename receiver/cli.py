@@ -22,8 +22,8 @@ from rich.table import Table
 
 from dispatch.errors import RelayError
 from dispatch.model import DEFAULT_EVENT_TYPES, EVENT_TYPES, JobState
-from dispatch.ssrf import check_url
 from dispatch.store.records import DELIVERY_STATUSES
+from dispatch.store.sql import page_key, parse_page_key
 from receiver.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -33,6 +33,7 @@ from receiver.vendors import ADAPTERS
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
+R = TypeVar("R")
 console = Console()
 
 
@@ -92,7 +93,26 @@ def _cell(value: Any) -> str:
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON lines instead of a table.")
-limit_option = click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
+limit_option = click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 500))
+cursor_option = click.option("--cursor", help="Continue after the page that printed this cursor.")
+
+
+def _after(cursor: str | None) -> tuple[int, str] | None:
+    """``--cursor`` as a keyset position. Raises ``click.BadParameter`` for one no list printed."""
+    if cursor is None:
+        return None
+    try:
+        return parse_page_key(cursor)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--cursor") from None
+
+
+def _paged(rows: list[R], limit: int, key: Callable[[R], tuple[int, str]]) -> list[R]:
+    """The page to print (``rows`` was fetched with ``limit + 1``); the next page's cursor goes to
+    stderr as ``next cursor: …``."""
+    if len(rows) > limit:
+        click.echo(f"next cursor: {page_key(*key(rows[limit - 1]))}", err=True)
+    return rows[:limit]
 
 
 @click.group()
@@ -140,7 +160,7 @@ def serve(ctx: click.Context, host: str, port: int | None, no_worker: bool) -> N
     # installed before it: make that one a no-op so a graceful stop exits 0 (what process managers expect).
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
     # connection limits, header and keep-alive timeouts, and the shutdown grace: receiver/server.py
-    run_server(app, settings, host, port, uvicorn_log_config())
+    run_server(app, settings, host, port, uvicorn_log_config(settings.log_level, settings.log_format))
 
 
 @cli.command()
@@ -150,13 +170,22 @@ def serve(ctx: click.Context, host: str, port: int | None, no_worker: bool) -> N
     default=None,
     help="Seconds in-flight attempts get on SIGTERM [default: RELAY_SHUTDOWN_GRACE, 10].",
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Serve this worker's GET /metrics on this port [default: RELAY_WORKER_METRICS_PORT, off].",
+)
+@click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address for --metrics-port.")
 @click.pass_context
 @relay_errors
-def worker(ctx: click.Context, grace: float | None) -> None:
-    """Run the delivery dispatcher and the polling fallback alone (no HTTP).
+def worker(ctx: click.Context, grace: float | None, metrics_port: int | None, metrics_host: str) -> None:
+    """Run the delivery dispatcher and the polling fallback alone (no HTTP but its own /metrics).
 
-    Example: upscale-relay worker
+    Example: upscale-relay worker --metrics-port 9100
     """
+    import secrets
+
     import httpx
 
     from dispatch.store.face import RunnerStore
@@ -164,13 +193,22 @@ def worker(ctx: click.Context, grace: float | None) -> None:
     from receiver.app import make_dispatcher, make_sender, wake_on_notify
     from receiver.database import open_runner
     from receiver.logs import configure_logging
+    from receiver.metrics import RelayMetrics, metrics_app, serve_metrics
     from receiver.poller import Poller
     from receiver.submit import Submitter
     from receiver.vendor_client import VendorClient
 
     settings = _settings(ctx)
-    configure_logging()  # the worker's own log lines go through the same secret redaction as serve's
+    # the worker's own log lines go through the same level, format and secret redaction as serve's
+    configure_logging(settings.log_level, settings.log_format)
     grace_seconds = settings.shutdown_grace if grace is None else grace
+    port = settings.worker_metrics_port if metrics_port is None else metrics_port
+    metrics = RelayMetrics()
+    token = settings.api_token.get_secret_value() if settings.api_token else None
+    if port is not None and token is None:
+        token = secrets.token_urlsafe(32)
+        if not settings.metrics_public:
+            click.echo(f"RELAY_API_TOKEN was not set; this worker's /metrics token is: {token}", err=True)
 
     async def main() -> None:
         runner = open_runner(settings)
@@ -182,14 +220,26 @@ def worker(ctx: click.Context, grace: float | None) -> None:
             loop.add_signal_handler(sig, stop.set)
         try:
             async with make_sender(settings) as sender, httpx.AsyncClient(follow_redirects=False) as client:
-                dispatcher = make_dispatcher(settings, store, sender)
+                dispatcher = make_dispatcher(settings, store, sender, metrics)
                 vendors = VendorClient(settings, client)
-                submitter = Submitter(settings, store, vendors, on_event=dispatcher.wake)
+                submitter = Submitter(settings, store, vendors, on_event=dispatcher.wake, metrics=metrics)
                 poller = Poller(
-                    settings, store, vendors, on_event=dispatcher.wake, on_resubmit=submitter.wake
+                    settings,
+                    store,
+                    vendors,
+                    on_event=dispatcher.wake,
+                    on_resubmit=submitter.wake,
+                    metrics=metrics,
                 )
                 click.echo(f"worker {dispatcher.worker_id} delivering", err=True)
+                served = []
+                if port is not None:
+                    assert token is not None
+                    app = metrics_app(metrics, store, token=token, public=settings.metrics_public)
+                    served.append(serve_metrics(app, metrics_host, port, stop))
+                    click.echo(f"worker metrics on http://{metrics_host}:{port}/metrics", err=True)
                 await asyncio.gather(
+                    *served,
                     dispatcher.run(stop, grace=grace_seconds),
                     poller.run(stop),
                     submitter.run(stop),
@@ -202,7 +252,9 @@ def worker(ctx: click.Context, grace: float | None) -> None:
     asyncio.run(main())
 
 
-def _with_store(ctx: click.Context, action: Callable[[Settings, Store], Awaitable[T]]) -> T:
+def _with_store(
+    ctx: click.Context, action: Callable[[Settings, Store], Awaitable[T]], *, read_only: bool = False
+) -> T:
     """Run ``action(settings, store)`` on the async store face, as the HTTP handlers do: the
     operation is the same function whichever face (HTTP, CLI) calls it."""
     from dispatch.store.face import RunnerStore
@@ -211,7 +263,7 @@ def _with_store(ctx: click.Context, action: Callable[[Settings, Store], Awaitabl
     settings = _settings(ctx)
 
     async def main() -> T:
-        runner = open_runner(settings)
+        runner = open_runner(settings, read_only=read_only)
         runner.start()
         try:
             return await action(settings, RunnerStore(runner))
@@ -289,13 +341,20 @@ def jobs() -> None:
 @click.option("--vendor", type=click.Choice(list(ADAPTERS)))
 @click.option("--status", type=click.Choice([state.value for state in JobState]))
 @limit_option
+@cursor_option
 @json_option
 @click.pass_context
 @relay_errors
-def jobs_list(ctx: click.Context, vendor: str | None, status: str | None, limit: int, as_json: bool) -> None:
-    """List jobs, newest first. Example: upscale-relay jobs list --status failed"""
+def jobs_list(
+    ctx: click.Context, vendor: str | None, status: str | None, limit: int, cursor: str | None, as_json: bool
+) -> None:
+    """List jobs, newest first; the next page's cursor is printed on stderr.
+
+    Example: upscale-relay jobs list --status failed --limit 20
+    """
     with _store(ctx, read_only=True) as store:
-        rows = [j.to_json() for j in store.list_jobs(vendor=vendor, status=status, limit=limit)]
+        found = store.list_jobs(vendor=vendor, status=status, limit=limit + 1, after=_after(cursor))
+        rows = [j.to_json() for j in _paged(found, limit, lambda j: (j.created_at, j.id))]
     _emit(
         rows,
         ["id", "vendor", "vendor_job_id", "status", "progress", "reference", "created_at"],
@@ -310,11 +369,10 @@ def jobs_list(ctx: click.Context, vendor: str | None, status: str | None, limit:
 @relay_errors
 def jobs_show(ctx: click.Context, job_id: str) -> None:
     """Show one job with its callbacks and events as JSON. Example: upscale-relay jobs show job_…"""
-    with _store(ctx, read_only=True) as store:
-        out = store.get_job(job_id).to_json()
-        out["inbound"] = [i.to_json() for i in store.list_inbound(job_id=job_id, limit=500)]
-        out["events"] = [e.to_json() for e in store.iter_job_events(job_id)]
-    click.echo(json.dumps(out, indent=2, ensure_ascii=False))
+    from receiver import operations
+
+    detail = _with_store(ctx, lambda _, store: operations.job_detail(store, job_id), read_only=True)
+    click.echo(json.dumps(detail.to_json(), indent=2, ensure_ascii=False))
 
 
 # events -----------------------------------------------------------------------------------------
@@ -328,6 +386,7 @@ def events() -> None:
 @click.option("--vendor", type=click.Choice(list(ADAPTERS)))
 @click.option("--type", "event_type", type=click.Choice(EVENT_TYPES))
 @limit_option
+@cursor_option
 @json_option
 @click.pass_context
 @relay_errors
@@ -337,13 +396,18 @@ def events_list(
     vendor: str | None,
     event_type: str | None,
     limit: int,
+    cursor: str | None,
     as_json: bool,
 ) -> None:
-    """List events, newest first. Example: upscale-relay events list --job job_…"""
+    """List events, newest first; the next page's cursor is printed on stderr.
+
+    Example: upscale-relay events list --job job_…
+    """
     with _store(ctx, read_only=True) as store:
-        rows = [
-            e.to_json() for e in store.list_events(job_id=job_id, vendor=vendor, type=event_type, limit=limit)
-        ]
+        found = store.list_events(
+            job_id=job_id, vendor=vendor, type=event_type, limit=limit + 1, after=_after(cursor)
+        )
+        rows = [e.to_json() for e in _paged(found, limit, lambda e: (e.created_at, e.id))]
     _emit(rows, ["id", "type", "job_id", "sequence", "created_at"], as_json, "events")
 
 
@@ -366,8 +430,9 @@ def events_show(ctx: click.Context, event_id: str) -> None:
 @relay_errors
 def replay(ctx: click.Context, event_id: str, subscriber_id: str | None) -> None:
     """Deliver a stored event again, with the same event id. Example: upscale-relay replay evt_…"""
-    with _store(ctx) as store:
-        created = store.replay_event(event_id, subscriber_id)
+    from receiver import operations
+
+    created = _with_store(ctx, lambda _, store: operations.replay(store, event_id, subscriber_id))
     click.echo(f"queued {len(created)} deliver{'y' if len(created) == 1 else 'ies'} of {event_id}")
     for d in created:
         click.echo(f"  {d.id} → {d.subscriber_id} (generation {d.generation})")
@@ -396,24 +461,37 @@ def subscribers_add(
     ctx: click.Context, url: str, event_types: tuple[str, ...], description: str | None, disabled: bool
 ) -> None:
     """Add a subscriber and print its secret (shown only now). Example: upscale-relay subscribers add URL"""
-    settings = _settings(ctx)
-    check_url(url, allow_private=settings.allow_private_targets, https_only=settings.https_only_targets)
-    with _store(ctx) as store:
-        sub, secret = store.create_subscriber(
-            url, event_types=event_types or DEFAULT_EVENT_TYPES, description=description, enabled=not disabled
-        )
+    from receiver import operations
+
+    sub, secret = _with_store(
+        ctx,
+        lambda settings, store: operations.add_subscriber(
+            settings,
+            store,
+            url,
+            event_types=event_types or DEFAULT_EVENT_TYPES,
+            description=description,
+            enabled=not disabled,
+        ),
+    )
     click.echo(f"{sub.id} {sub.url}")
     click.echo(f"secret: {secret}")
 
 
 @subscribers.command("list")
+@limit_option
+@cursor_option
 @json_option
 @click.pass_context
 @relay_errors
-def subscribers_list(ctx: click.Context, as_json: bool) -> None:
-    """List subscribers. Example: upscale-relay subscribers list --json"""
+def subscribers_list(ctx: click.Context, limit: int, cursor: str | None, as_json: bool) -> None:
+    """List subscribers, oldest first; the next page's cursor is printed on stderr.
+
+    Example: upscale-relay subscribers list --json
+    """
     with _store(ctx, read_only=True) as store:
-        rows = [s.to_json() for s in store.list_subscribers()]
+        found = store.list_subscribers(limit=limit + 1, after=_after(cursor))
+        rows = [s.to_json() for s in _paged(found, limit, lambda s: (s.created_at, s.id))]
     _emit(rows, ["id", "url", "event_types", "enabled", "description"], as_json, "subscribers")
 
 
@@ -437,9 +515,11 @@ def subscribers_rotate(ctx: click.Context, subscriber_id: str) -> None:
 
     Example: upscale-relay subscribers rotate-secret sub_…
     """
-    settings = _settings(ctx)
-    with _store(ctx) as store:
-        sub, secret = store.rotate_secret(subscriber_id, overlap_ms=int(settings.secret_overlap * 1000))
+    from receiver import operations
+
+    sub, secret = _with_store(
+        ctx, lambda settings, store: operations.rotate_secret(settings, store, subscriber_id)
+    )
     click.echo(f"secret: {secret}")
     click.echo(f"the previous secret keeps signing until {sub.to_json()['previous_secret_expires_at']}")
 
@@ -475,21 +555,31 @@ def subscribers_recover(
     until_ms = _when(until, "--until") if until else None
     if until_ms is not None and until_ms <= since_ms:
         raise click.BadParameter("must be after --since", param_hint="--until")
-    with _store(ctx) as store:
-        total = store.count_recoverable(subscriber_id, since=since_ms, until=until_ms)
-        if dry_run:
-            click.echo(f"{total} deliver{'y' if total == 1 else 'ies'} would be re-sent")
-            return
-        store.update_subscriber(subscriber_id, enabled=True)
-        done = 0
-        with Progress(console=console, transient=True) as progress:
-            task = progress.add_task("re-enqueueing", total=total)
-            while True:
-                step = store.recover_deliveries(subscriber_id, since=since_ms, until=until_ms, batch=200)
-                if step == 0:
-                    break
-                done += step
-                progress.update(task, completed=done)
+    from receiver import operations
+
+    if dry_run:
+        found = _with_store(
+            ctx,
+            lambda _, store: operations.recover(
+                store, subscriber_id, since=since_ms, until=until_ms, dry_run=True
+            ),
+        )
+        click.echo(f"{found.count} deliver{'y' if found.count == 1 else 'ies'} would be re-sent")
+        return
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task("re-enqueueing", total=None)
+        result = _with_store(
+            ctx,
+            lambda _, store: operations.recover(
+                store,
+                subscriber_id,
+                since=since_ms,
+                until=until_ms,
+                dry_run=False,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            ),
+        )
+    done = result.count
     click.echo(f"re-enqueued {done} deliver{'y' if done == 1 else 'ies'}; {subscriber_id} is enabled")
 
 
@@ -504,6 +594,7 @@ def deliveries() -> None:
 @click.option("--subscriber", "subscriber_id")
 @click.option("--event", "event_id")
 @limit_option
+@cursor_option
 @json_option
 @click.pass_context
 @relay_errors
@@ -513,16 +604,22 @@ def deliveries_list(
     subscriber_id: str | None,
     event_id: str | None,
     limit: int,
+    cursor: str | None,
     as_json: bool,
 ) -> None:
-    """List deliveries, newest first. Example: upscale-relay deliveries list --status dead"""
+    """List deliveries, newest first; the next page's cursor is printed on stderr.
+
+    Example: upscale-relay deliveries list --status dead
+    """
     with _store(ctx, read_only=True) as store:
-        rows = [
-            d.to_json()
-            for d in store.list_deliveries(
-                status=status, subscriber_id=subscriber_id, event_id=event_id, limit=limit
-            )
-        ]
+        found = store.list_deliveries(
+            status=status,
+            subscriber_id=subscriber_id,
+            event_id=event_id,
+            limit=limit + 1,
+            after=_after(cursor),
+        )
+        rows = [d.to_json() for d in _paged(found, limit, lambda d: (d.created_at, d.id))]
     _emit(
         rows,
         ["id", "event_id", "subscriber_id", "status", "attempts", "last_status_code", "next_attempt_at"],
@@ -537,11 +634,16 @@ def deliveries_list(
 @relay_errors
 def deliveries_retry(ctx: click.Context, delivery_id: str) -> None:
     """Make a dead or retrying delivery due now. Example: upscale-relay deliveries retry dlv_…"""
-    with _store(ctx) as store:
-        d = store.retry_delivery(delivery_id)
+    from receiver import operations
+
+    d = _with_store(ctx, lambda _, store: operations.retry_delivery(store, delivery_id))
     click.echo(f"{d.id} is {d.status}, due now")
 
 
 def main() -> None:
     """Console-script entry point."""
     cli()
+
+
+# the commands over the operations layer live in their own module; importing it registers them
+from receiver import commands  # noqa: E402, F401

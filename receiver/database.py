@@ -69,12 +69,18 @@ def open_store(settings: Settings, *, read_only: bool = False) -> SyncStore:
     return SQLiteStore.open(path, box, busy_timeout=settings.db_busy_timeout)
 
 
-def open_runner(settings: Settings) -> Runner:
+def open_runner(settings: Settings, *, read_only: bool = False) -> Runner:
     """The runner the app and the worker use: on SQLite the group-committing writer plus a
     read-only reader connection; on Postgres a connection pool (``RELAY_DB_POOL_SIZE``). Migrates
-    first. Raises :class:`StoreUnavailable`."""
+    first, unless ``read_only`` (read-only CLI commands: nothing is created or migrated, a missing
+    SQLite file is an error, and a write fails). Raises :class:`StoreUnavailable`."""
+    if read_only and not settings.is_postgres:
+        reader = open_store(settings, read_only=True)
+        assert isinstance(reader, SQLiteStore)
+        return StoreRunner(reader, reader=SQLiteStore.open_reader(settings.sqlite_path, reader.box))
     if settings.is_postgres:
-        migrate(settings)
+        if not read_only:
+            migrate(settings)
         return PgRunner(
             settings.database_url,
             secret_box(settings),

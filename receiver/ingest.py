@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from dispatch.errors import (
     PayloadError,
+    RelayError,
     SignatureInvalid,
     UpstreamError,
     ValidationFailed,
@@ -20,6 +21,7 @@ from dispatch.errors import (
 from dispatch.model import JobUpdate
 from dispatch.store.face import Store
 from dispatch.store.records import IngestResult, Job, RawMessage, Source
+from receiver.metrics import RelayMetrics, observe_result
 from receiver.poller import deadline_at, first_poll_at
 from receiver.settings import Settings
 from receiver.tokens import scrub
@@ -41,12 +43,36 @@ class Ingest:
         *,
         on_event: Callable[[], None] = lambda: None,
         on_resubmit: Callable[[], None] = lambda: None,
+        metrics: RelayMetrics | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.vendors = vendors
         self.on_event = on_event
         self.on_resubmit = on_resubmit
+        self.metrics = metrics if metrics is not None else RelayMetrics()
+
+    def observe(self, vendor: str, before: Job | None, outcome: IngestResult | Exception) -> None:
+        """Count one callback by vendor and verdict (``relay_callbacks_total``) and its new events, and
+        log the job's state change (INFO); ``outcome`` is what :meth:`job_callback` or
+        :meth:`source_callback` returned or raised (``rejected``, ``invalid``, ``mismatch``: stored;
+        ``too_many_requests`` and others: nothing stored). ``before`` is the job as it was (``None``
+        for a source callback)."""
+        if isinstance(outcome, IngestResult):
+            self.metrics.callback(vendor, outcome.verdict)
+            observe_result(self.metrics, log, outcome, via="callback", before=before)
+            return
+        if isinstance(outcome, SignatureInvalid):
+            verdict = "rejected"
+        elif isinstance(outcome, VendorJobMismatch):
+            verdict = "mismatch"
+        elif isinstance(outcome, PayloadError):
+            verdict = "invalid"
+        elif isinstance(outcome, RelayError):
+            verdict = outcome.code
+        else:
+            verdict = "error"
+        self.metrics.callback(vendor, verdict)
 
     def _parse(self, adapter: VendorAdapter, raw: RawMessage) -> JobUpdate:
         """Verify and parse; raises :class:`SignatureInvalid` or :class:`PayloadError` only (an
@@ -66,7 +92,13 @@ class Ingest:
         return update
 
     async def job_callback(
-        self, adapter: VendorAdapter, job: Job, raw: RawMessage, *, token: str | None = None
+        self,
+        adapter: VendorAdapter,
+        job: Job,
+        raw: RawMessage,
+        *,
+        token: str | None = None,
+        kind: str = "callback",
     ) -> IngestResult:
         """Verify, record and apply one vendor callback for ``job``.
 
@@ -81,7 +113,8 @@ class Ingest:
 
         ``token`` is the callback token of the URL the message came on: the signature is checked on
         the bytes as received, and the message is stored with every callback token replaced by
-        ``[redacted]`` (:func:`receiver.tokens.scrub`).
+        ``[redacted]`` (:func:`receiver.tokens.scrub`). ``kind`` is ``reprocess`` when an operator
+        re-runs a stored callback: the same pipeline, stored as a new message of that kind.
         """
         stored = scrub(raw, token)
         try:
@@ -90,22 +123,24 @@ class Ingest:
                 note = f"about vendor job {update.vendor_job_id!r}, replaced by a resubmit; nothing applied"
                 cap = self.settings.max_inbound_per_job
                 return await self.store.record_message(
-                    job.id, "callback", stored, None, verdict="superseded", error=note, max_callbacks=cap
+                    job.id, kind, stored, None, verdict="superseded", error=note, max_callbacks=cap
                 )
             mismatch(job, update)
         except (SignatureInvalid, PayloadError) as exc:
-            await self._reject(job, stored, exc)
+            await self._reject(job, stored, exc, kind)
             raise
-        return await self._apply(adapter, job, stored, update)
+        return await self._apply(adapter, job, stored, update, kind)
 
-    async def _reject(self, job: Job, raw: RawMessage, exc: SignatureInvalid | PayloadError) -> None:
+    async def _reject(
+        self, job: Job, raw: RawMessage, exc: SignatureInvalid | PayloadError, kind: str = "callback"
+    ) -> None:
         if isinstance(exc, SignatureInvalid):
             verdict = "rejected"
         else:
             verdict = "mismatch" if isinstance(exc, VendorJobMismatch) else "invalid"
         await self.store.record_message(
             job.id,
-            "callback",
+            kind,
             raw,
             None,
             verdict=verdict,
@@ -166,13 +201,13 @@ class Ingest:
         )
 
     async def _apply(
-        self, adapter: VendorAdapter, job: Job, raw: RawMessage, update: JobUpdate
+        self, adapter: VendorAdapter, job: Job, raw: RawMessage, update: JobUpdate, kind: str = "callback"
     ) -> IngestResult:
         note = None
         cap = self.settings.max_inbound_per_job
         reason = transient_failure(self.settings, adapter, job, update)
         if reason is not None:
-            result = await self.store.resubmit(job.id, "callback", raw, reason)
+            result = await self.store.resubmit(job.id, kind, raw, reason)
             log.warning(
                 "%s job %s failed transiently (%s): submitting it again", adapter.name, job.id, reason
             )
@@ -182,14 +217,12 @@ class Ingest:
             confirmed, note = await self._confirm(adapter, job, update)
             if confirmed is None:
                 result = await self.store.record_message(
-                    job.id, "callback", raw, None, verdict="unconfirmed", error=note, max_callbacks=cap
+                    job.id, kind, raw, None, verdict="unconfirmed", error=note, max_callbacks=cap
                 )
                 await self.store.poll_soon(job.id, int(time.time() * 1000))
                 return result
             update = confirmed
-        result = await self.store.record_message(
-            job.id, "callback", raw, update, error=note, max_callbacks=cap
-        )
+        result = await self.store.record_message(job.id, kind, raw, update, error=note, max_callbacks=cap)
         if result.event_ids:
             self.on_event()
         return result

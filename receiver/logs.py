@@ -32,6 +32,7 @@ from collections.abc import Mapping
 from contextvars import ContextVar
 from typing import Any
 
+from pythonjsonlogger.json import JsonFormatter
 from uvicorn.logging import AccessFormatter, DefaultFormatter
 
 REDACTED = "***"
@@ -195,31 +196,110 @@ class RedactingAccessFormatter(_RedactOutput, AccessFormatter):
     output is :func:`redact`-ed."""
 
 
-def uvicorn_log_config() -> dict[str, Any]:
+def _redact_json(value: Any) -> Any:
+    """``value`` with every string in it :func:`redact`-ed (lists and dicts walked)."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, list | tuple):
+        return [_redact_json(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _redact_json(v) for k, v in value.items()}
+    return value
+
+
+class RedactingJsonFormatter(JsonFormatter):
+    """python-json-logger's ``JsonFormatter`` (one JSON object a line) whose every string value is
+    :func:`redact`-ed before it is serialized: the message, the traceback (``exc_info``), the stack and
+    the ``extra=`` fields. Redacting values rather than the JSON text keeps each line valid JSON.
+
+    With the relay's configuration a line looks like ``{"timestamp": "2026-...Z", "level": "INFO",
+    "logger": "upscale_relay.worker", "message": "delivery attempt 1 of evt_... ...", "event_id":
+    "evt_...", "subscriber_id": "sub_...", "attempt": 1, "status_code": 200, ...}``.
+    """
+
+    def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
+        """Redact every string value."""
+        redacted: dict[str, Any] = _redact_json(super().process_log_record(log_data))
+        return redacted
+
+
+class RedactingJsonAccessFormatter(RedactingJsonFormatter):
+    """:class:`RedactingJsonFormatter` for uvicorn's access records: their five arguments become the
+    fields ``client_addr``, ``method``, ``path``, ``http_version`` and ``status_code``."""
+
+    def add_fields(
+        self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
+    ) -> None:
+        """The standard fields, plus the request's when ``record`` is uvicorn's access record."""
+        super().add_fields(log_data, record, message_dict)
+        args = record.args
+        if isinstance(args, tuple) and len(args) == 5:
+            client_addr, method, path, http_version, status_code = args
+            log_data.update(
+                client_addr=client_addr,
+                method=method,
+                path=redact_target(str(path)),
+                http_version=http_version,
+                status_code=status_code,
+            )
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_FORMATS = ("text", "json")
+JSON_FIELDS: dict[str, Any] = {  # RedactingJsonFormatter keywords: which fields, named how
+    "fmt": "%(levelname)s %(name)s %(message)s",
+    "rename_fields": {"levelname": "level", "name": "logger"},
+}
+
+
+def uvicorn_log_config(level: str = "INFO", fmt: str = "text") -> dict[str, Any]:
     """uvicorn's default ``log_config`` (``uvicorn.config.LOGGING_CONFIG``) with secrets redacted on
     every handler; pass it to ``uvicorn.run(log_config=...)`` or :func:`logging.config.dictConfig`.
 
     Both handlers (``access`` to stdout, ``default`` to stderr) get the :class:`RedactSecrets` filter
-    and a formatter that redacts its output. The relay's own loggers (``upscale_relay.*``, at INFO) and
-    every other logger (through the root logger, at WARNING) print through the ``default`` handler.
+    and a formatter that redacts its output. The relay's own loggers (``upscale_relay.*``, at ``level``:
+    ``RELAY_LOG_LEVEL``) and every other logger (through the root logger, at WARNING, or ``level`` when
+    that is higher) print through the ``default`` handler; uvicorn's own loggers use ``level`` too.
+    ``fmt`` (``RELAY_LOG_FORMAT``) ``"json"`` prints one JSON object a line
+    (:class:`RedactingJsonFormatter`: ``timestamp``, ``level``, ``logger``, ``message`` and each record's
+    ``extra=`` fields), ``"text"`` uvicorn's ``INFO:     message`` lines.
 
-    Example: ``uvicorn.run(app, log_config=uvicorn_log_config())``.
+    Example: ``uvicorn.run(app, log_config=uvicorn_log_config("INFO", "json"))``.
     """
     from uvicorn.config import LOGGING_CONFIG
 
+    if level not in LOG_LEVELS:
+        raise ValueError(f"log level must be one of {', '.join(LOG_LEVELS)}, got {level!r}")
+    if fmt not in LOG_FORMATS:
+        raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}, got {fmt!r}")
     config: dict[str, Any] = copy.deepcopy(LOGGING_CONFIG)
-    config["formatters"]["default"]["()"] = f"{__name__}.RedactingDefaultFormatter"
-    config["formatters"]["access"]["()"] = f"{__name__}.RedactingAccessFormatter"
+    if fmt == "json":
+        config["formatters"]["default"] = {
+            "()": f"{__name__}.RedactingJsonFormatter",
+            "timestamp": True,
+            **JSON_FIELDS,
+        }
+        config["formatters"]["access"] = {
+            "()": f"{__name__}.RedactingJsonAccessFormatter",
+            "timestamp": True,
+            **JSON_FIELDS,
+        }
+    else:
+        config["formatters"]["default"]["()"] = f"{__name__}.RedactingDefaultFormatter"
+        config["formatters"]["access"]["()"] = f"{__name__}.RedactingAccessFormatter"
     config.setdefault("filters", {})["redact_secrets"] = {"()": f"{__name__}.RedactSecrets"}
     for handler in config["handlers"].values():
         handler.setdefault("filters", []).append("redact_secrets")
-    config["loggers"]["upscale_relay"] = {"level": "INFO"}  # propagates to the root's handler
-    config["root"] = {"handlers": ["default"], "level": "WARNING"}
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        config["loggers"].setdefault(name, {})["level"] = level
+    config["loggers"]["upscale_relay"] = {"level": level}  # propagates to the root's handler
+    root_level = level if LOG_LEVELS.index(level) > LOG_LEVELS.index("WARNING") else "WARNING"
+    config["root"] = {"handlers": ["default"], "level": root_level}
     return config
 
 
-def configure_logging() -> None:
-    """Install :func:`uvicorn_log_config` in this process, for commands that log without uvicorn
-    (the delivery worker, say): ``configure_logging(); logging.getLogger("upscale_relay.worker")``
-    then prints to stderr with secrets redacted."""
-    logging.config.dictConfig(uvicorn_log_config())
+def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
+    """Install :func:`uvicorn_log_config` (``level``, ``fmt``) in this process, for commands that log
+    without uvicorn (the delivery worker, say): ``configure_logging("INFO", "json");
+    logging.getLogger("upscale_relay.worker")`` then prints to stderr with secrets redacted."""
+    logging.config.dictConfig(uvicorn_log_config(level, fmt))

@@ -30,6 +30,7 @@ from dispatch.errors import NotConfigured, PayloadError, StoreUnavailable, Upstr
 from dispatch.model import JobError, JobState, JobUpdate
 from dispatch.store.face import Store
 from dispatch.store.records import Job, RawMessage
+from receiver.metrics import RelayMetrics, observe_result
 from receiver.settings import Settings
 from receiver.tokens import scrub
 from receiver.transient import transient_failure
@@ -79,7 +80,9 @@ class Poller:
         on_event: object = None,
         on_resubmit: object = None,
         concurrency: int = 8,
+        metrics: RelayMetrics | None = None,
     ) -> None:
+        self.metrics = metrics if metrics is not None else RelayMetrics()
         self.settings = settings
         self.store = store
         self.vendors = vendors
@@ -116,14 +119,19 @@ class Poller:
             else:
                 error = JobError("timeout", f"no result within {seconds:g} s")
             update = JobUpdate(JobState.FAILED, "timeout", error=error)
+            self.metrics.poll(job.vendor, "timeout", None)
             await self._record(job, RawMessage({}, b"", None), update, None)
             return
         adapter = ADAPTERS[job.vendor]
         assert job.vendor_job_id is not None
         vendor_job_id = job.vendor_job_id
+        started = time.perf_counter()
         try:
             update, response = await self.vendors.fetch_status(adapter, vendor_job_id)
         except UpstreamError as exc:
+            self.metrics.poll(
+                job.vendor, "gone" if exc.code in GONE else "error", time.perf_counter() - started
+            )
             if exc.code in GONE:
                 gone = JobUpdate(JobState.FAILED, exc.code, error=JobError(exc.code, exc.message))
                 await self._record(job, RawMessage({}, exc.message.encode(), None), gone, None)
@@ -132,13 +140,16 @@ class Poller:
                 await self._finish(job, now)
             return
         except PayloadError as exc:
+            self.metrics.poll(job.vendor, "invalid", time.perf_counter() - started)
             await self._record(job, RawMessage({}, b"", None), None, exc.message)
             await self._finish(job, now)
             return
         except (NotConfigured, ValueError) as exc:
+            self.metrics.poll(job.vendor, "not_configured", None)
             log.warning("cannot poll %s: %s", job.id, exc)
             await self.store.finish_poll(job.id, next_poll_at=None)
             return
+        self.metrics.poll(job.vendor, "answered", time.perf_counter() - started)
         raw = scrub(
             RawMessage({k.lower(): v for k, v in response.headers.items()}, response.content, "vendor")
         )
@@ -151,7 +162,13 @@ class Poller:
             return
         reason = transient_failure(self.settings, adapter, job, update)
         if reason is not None:
-            await self.store.resubmit(job.id, "poll", raw, reason)
+            observe_result(
+                self.metrics,
+                log,
+                await self.store.resubmit(job.id, "poll", raw, reason),
+                via="poll",
+                before=job,
+            )
             log.warning("%s job %s failed transiently (%s): submitting it again", job.vendor, job.id, reason)
             self.on_resubmit()
             return
@@ -169,6 +186,7 @@ class Poller:
         verdict: str | None = None,
     ) -> None:
         result = await self.store.record_message(job.id, "poll", raw, update, error=error, verdict=verdict)
+        observe_result(self.metrics, log, result, via="poll", before=job)
         if result.event_ids:
             self.on_event()
 

@@ -179,7 +179,7 @@ def server_config(
         port=port,
         http=protocol_class(settings.header_timeout),
         limit_concurrency=settings.limit_concurrency,
-        log_level="info",
+        log_level=settings.log_level.lower(),
         log_config=log_config,
         **options,
     )

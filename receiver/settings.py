@@ -39,6 +39,7 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
     metrics_public: bool = False  # GET /metrics without the admin token
+    worker_metrics_port: int | None = Field(default=None, ge=0, le=65535)  # `worker` serves /metrics here
     retention_days: float = Field(default=30.0, gt=0)  # prune deletes older history (never undelivered work)
 
     useapi_token: SecretStr | None = None

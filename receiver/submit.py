@@ -33,9 +33,10 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from dispatch.errors import PayloadError, StoreUnavailable, UpstreamError, ValidationFailed
-from dispatch.model import JobError, JobState, JobUpdate, new_id
+from dispatch.model import EventType, JobError, JobState, JobUpdate, event_id, new_id
 from dispatch.store.face import Store
-from dispatch.store.records import Job, RawMessage
+from dispatch.store.records import IngestResult, Job, RawMessage
+from receiver.metrics import RelayMetrics, observe_result
 from receiver.poller import deadline_at, first_poll_at
 from receiver.settings import Settings
 from receiver.tokens import callback_url, new_token, scrub
@@ -89,11 +90,13 @@ class Submitter:
         *,
         on_event: Callable[[], None] = lambda: None,
         concurrency: int = 8,
+        metrics: RelayMetrics | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.vendors = vendors
         self.on_event = on_event
+        self.metrics = metrics if metrics is not None else RelayMetrics()
         self.concurrency = concurrency
         self.worker_id = new_id("submitter")
         # a submit in flight renews its lease every third of it (see _keep_lease), so a process that
@@ -170,6 +173,7 @@ class Submitter:
         adapter = ADAPTERS[job.vendor]
         if interrupted and not adapter.idempotent_submit:
             message = "an earlier submit was cut off mid-send (the process stopped); not sent again"
+            self.metrics.submit(job.vendor, "unknown", None)
             return await self._unknown(job, adapter, "vendor_connection_lost", message)
         model = adapter.params_model.model_validate(job.params)
         token = await self.store.callback_token(job.id)
@@ -183,14 +187,17 @@ class Submitter:
             if result.vendor_job_id is not None:
                 check_job_id(adapter, result.vendor_job_id)
         except UpstreamError as exc:
+            self.metrics.submit(job.vendor, submit_outcome(adapter, exc), time.perf_counter() - started)
             return await self._after_error(job, adapter, exc)
         except PayloadError as exc:  # a 2xx the relay cannot read: the vendor probably has the job
+            self.metrics.submit(job.vendor, "unknown", time.perf_counter() - started)
             message = (
                 f"{adapter.name} accepted the submit with an answer the relay cannot read: {exc.message}"
             )
             return await self._unknown(job, adapter, "vendor_invalid_response", message)
         finally:
             keeper.cancel()
+        self.metrics.submit(job.vendor, "accepted", time.perf_counter() - started)
         log.info(
             "submitted %s to %s as %s in %d ms",
             job.id,
@@ -201,35 +208,64 @@ class Submitter:
         return await self._accepted(job, result, response)
 
     async def _after_error(self, job: Job, adapter: VendorAdapter, exc: UpstreamError) -> Job:
-        status = exc.http_status
-        not_taken = exc.code == "vendor_unreachable" or status in (408, 429)
-        if status == 429 and not exc.retryable:  # e.g. Artnex's daily quota: waiting cannot help
-            not_taken = False
-        ambiguous = exc.code in AMBIGUOUS or (status is not None and status >= 500)
-        if not_taken or (ambiguous and adapter.idempotent_submit):
+        outcome = submit_outcome(adapter, exc)
+        if outcome == "retry":
             return await self._retry_later(job, exc)
-        if ambiguous:
+        if outcome == "unknown":
             return await self._unknown(job, adapter, exc.code, exc.message)
-        log.warning("%s submit of %s refused: %s %s", job.vendor, job.id, exc.code, exc.message)
+        log.warning(
+            "%s submit of %s refused: %s %s",
+            job.vendor,
+            job.id,
+            exc.code,
+            exc.message,
+            extra=_fields(job, exc.code, "refused"),
+        )
         return await self._fail(job, exc.code, exc.message)
 
     async def _retry_later(self, job: Job, exc: UpstreamError) -> Job:
         now = time.time()
         if now - job.created_at / 1000 >= self.settings.submit_retry_for:
             message = f"{exc.message} (still failing after {self.settings.submit_retry_for:g} s of retries)"
-            log.warning("%s submit of %s gave up: %s", job.vendor, job.id, message)
+            log.warning(
+                "%s submit of %s gave up: %s",
+                job.vendor,
+                job.id,
+                message,
+                extra=_fields(job, exc.code, "gave_up"),
+            )
             return await self._fail(job, exc.code, message)
         delay = submit_backoff(self.settings.submit_backoff, job.submit_attempts, exc.retry_after)
         at, reason = int((now + delay) * 1000), f"{exc.code}: {exc.message}"[:500]
-        log.warning("%s submit of %s: %s; next try in %.1f s", job.vendor, job.id, reason, delay)
+        log.warning(
+            "%s submit of %s: %s; next try in %.1f s",
+            job.vendor,
+            job.id,
+            reason,
+            delay,
+            extra={**_fields(job, exc.code, "retry"), "retry_in_seconds": round(delay, 3)},
+        )
         return await self.store.retry_submit_at(job.id, at, reason)
 
     async def _unknown(self, job: Job, adapter: VendorAdapter, code: str, message: str) -> Job:
         if adapter.synchronous:  # the answer was the outcome; there is no callback to wait for
+            log.warning(
+                "%s submit of %s has an unknown outcome: %s; failing it",
+                job.vendor,
+                job.id,
+                message,
+                extra=_fields(job, code, "unknown"),
+            )
             return await self._fail(
                 job, "outcome_unknown", f"{message}; the credits for this call may have been spent"
             )
-        log.warning("%s submit of %s has an unknown outcome: %s", job.vendor, job.id, message)
+        log.warning(
+            "%s submit of %s has an unknown outcome: %s",
+            job.vendor,
+            job.id,
+            message,
+            extra=_fields(job, code, "unknown"),
+        )
         deadline = deadline_at(self.settings, job.created_at / 1000)
         note = f"{code}: {message}; waiting for the vendor's callback until the job's deadline"
         raw = RawMessage({}, note.encode(), "vendor")
@@ -240,24 +276,30 @@ class Submitter:
         now = time.time()
         poll_at = first_poll_at(self.settings, job.vendor, now) if result.vendor_job_id else None
         deadline = deadline_at(self.settings, now)
+        before = job
         job = await self.store.mark_submitted(
             job.id, result.vendor_job_id, poll_at=poll_at, deadline_at=deadline
         )
+        if before.sequence == 0 and job.sequence > 0 and job.status is JobState.QUEUED:
+            self.metrics.emitted(job.id, [event_id(job.id, EventType.QUEUED)])  # mark_submitted's job.queued
         if result.update is not None:
             raw = scrub(
                 RawMessage({k.lower(): v for k, v in response.headers.items()}, response.content, "vendor")
             )
-            await self.store.record_message(job.id, "response", raw, result.update)
+            self._observe(await self.store.record_message(job.id, "response", raw, result.update), job)
         self.on_event()
         return await self.store.get_job(job.id)
 
     async def _fail(self, job: Job, code: str, message: str) -> Job:
         update = JobUpdate(state=JobState.FAILED, raw_state="submit_error", error=JobError(code, message))
         raw = RawMessage({}, message.encode(), "vendor")
-        await self.store.record_message(job.id, "response", raw, update, error=message)
+        self._observe(await self.store.record_message(job.id, "response", raw, update, error=message), job)
         await self.store.end_submit(job.id)
         self.on_event()
         return await self.store.get_job(job.id)
+
+    def _observe(self, result: IngestResult, before: Job) -> None:
+        observe_result(self.metrics, log, result, via="submit", before=before)
 
     async def _keep_lease(self, job_id: str) -> None:
         """Renew the submit lease every third of ``RELAY_LEASE_SECONDS`` while the exchange runs (an
@@ -299,6 +341,25 @@ class Submitter:
             _done, pending = await asyncio.wait(set(self._tasks), timeout=grace)
             for task in pending:
                 task.cancel()
+
+
+def submit_outcome(adapter: VendorAdapter, exc: UpstreamError) -> str:
+    """What a vendor error means for a submit (the module docstring): ``retry`` (not taken, or
+    ambiguous at a vendor with an idempotency key), ``unknown`` (ambiguous: never re-sent) or
+    ``refused``."""
+    status = exc.http_status
+    not_taken = exc.code == "vendor_unreachable" or status in (408, 429)
+    if status == 429 and not exc.retryable:  # e.g. Artnex's daily quota: waiting cannot help
+        not_taken = False
+    ambiguous = exc.code in AMBIGUOUS or (status is not None and status >= 500)
+    if not_taken or (ambiguous and adapter.idempotent_submit):
+        return "retry"
+    return "unknown" if ambiguous else "refused"
+
+
+def _fields(job: Job, code: str, outcome: str) -> dict[str, Any]:
+    """A submit warning's structured fields (``extra=``)."""
+    return {"job_id": job.id, "vendor": job.vendor, "code": code, "outcome": outcome}
 
 
 def submit_backoff(base: float, attempts: int, retry_after: float | None) -> float:

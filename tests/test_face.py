@@ -42,8 +42,10 @@ READS = {
     "list_deliveries",
     "count_recoverable",
     "next_due_at",
+    "operations_snapshot",
     "callback_token",
     "ping",
+    "job_counts",
 }
 
 

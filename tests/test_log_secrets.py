@@ -154,10 +154,11 @@ def leaky_vendor(callback_urls: list[str]) -> Starlette:
 
 
 def test_serve_relay_logger_redacts_vendor_error_quoting_the_token(
-    tmp_path: Path, relay_database: str
+    tmp_path: Path, relay_database: str, log_format: str
 ) -> None:
     """The poller (``upscale_relay.poller``) logs a vendor's error message, which quotes the job's
-    callback URL: the relay prints the warning with the token, bearer credential and secret redacted."""
+    callback URL: the relay prints the warning with the token, bearer credential and secret redacted,
+    in text and in JSON (``RELAY_LOG_FORMAT=json``: then every line it prints is a JSON object)."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     callback_urls: list[str] = []
@@ -171,6 +172,7 @@ def test_serve_relay_logger_redacts_vendor_error_quoting_the_token(
             poll_interval=0.05,
             poll_after=json.dumps({"apixo": 0.05}),
             poll_every=json.dumps({"apixo": 0.05}),
+            log_format=log_format,
         )
         with RelayProcess.start("serve", ["serve", "--port", str(port)], env, tmp_path) as relay:
             wait_http_ok(relay, f"{base}/readyz")
@@ -192,15 +194,44 @@ def test_serve_relay_logger_redacts_vendor_error_quoting_the_token(
         assert value not in printed, f"the {name} appears in the logs:\n{printed[-3000:]}"
     expected = f"cannot call {base}/v1/callbacks/apixo/*** (Authorization: Bearer ***, secret whsec_***)"
     assert expected in printed, printed[-3000:]
+    if log_format == "json":
+        logged = [
+            line for line in relay.stdout().splitlines() + relay.stderr().splitlines() if line.startswith("{")
+        ]
+        assert any(expected in json.loads(line)["message"] for line in logged), printed[-3000:]
+        access = [json.loads(line) for line in relay.stdout().splitlines()]
+        assert any(a.get("path") == "/v1/jobs" and a.get("status_code") == 202 for a in access), access
 
 
 LogStreams = Callable[[], tuple[io.StringIO, io.StringIO]]
 
 
+@pytest.fixture(params=["text", "json"])
+def log_format(request: pytest.FixtureRequest) -> str:
+    """``RELAY_LOG_FORMAT``: every redaction test of the configured handlers runs in both formats."""
+    fmt: str = request.param
+    return fmt
+
+
+def as_text(printed: str, fmt: str) -> str:
+    """What the handlers printed, as the text format prints it: JSON lines (each must parse) become
+    ``LEVEL:    message`` followed by the traceback, so one set of expectations covers both formats."""
+    if fmt == "text":
+        return printed
+    lines = []
+    for line in printed.splitlines():
+        record = json.loads(line)
+        assert {"timestamp", "level", "logger", "message"} <= set(record), record
+        lines.append(f"{record['level'] + ':':<10}{record['message']}\n")
+        if record.get("exc_info"):
+            lines.append(record["exc_info"] + "\n")
+    return "".join(lines)
+
+
 @pytest.fixture
-def configured_logs() -> Iterator[LogStreams]:
-    """A function that installs :func:`uvicorn_log_config` (access handler → first buffer, default
-    handler → second buffer, no colours); every logger's state is restored afterwards."""
+def configured_logs(log_format: str) -> Iterator[LogStreams]:
+    """A function that installs :func:`uvicorn_log_config` in ``log_format`` (access handler → first
+    buffer, default handler → second buffer, no colours); every logger's state is restored afterwards."""
     loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
     saved = [
         (lg, lg.level, lg.handlers[:], lg.propagate, lg.disabled)
@@ -210,11 +241,12 @@ def configured_logs() -> Iterator[LogStreams]:
 
     def configure() -> tuple[io.StringIO, io.StringIO]:
         out, err = io.StringIO(), io.StringIO()
-        config = uvicorn_log_config()
+        config = uvicorn_log_config("INFO", log_format)
         config["handlers"]["access"]["stream"] = out
         config["handlers"]["default"]["stream"] = err
         for formatter in config["formatters"].values():
-            formatter["use_colors"] = False
+            if log_format == "text":
+                formatter["use_colors"] = False
         logging.config.dictConfig(config)
         return out, err
 
@@ -238,7 +270,7 @@ def test_log_config_redacts_on_every_handler() -> None:
     assert config["loggers"]["upscale_relay"].get("propagate", True)
 
 
-def test_configured_handlers_redact_every_logger(configured_logs: LogStreams) -> None:
+def test_configured_handlers_redact_every_logger(configured_logs: LogStreams, log_format: str) -> None:
     """Relay, uvicorn and library records (tuple or dict arguments, a token split between the message
     and an argument, tracebacks) print without the token, the admin token or a secret."""
     out, err = configured_logs()
@@ -266,7 +298,11 @@ def test_configured_handlers_redact_every_logger(configured_logs: LogStreams) ->
         raise RuntimeError(f"callback {url} lost") from KeyError(f"/v1/callbacks/apixo/{TOKEN}")
     except RuntimeError as exc:
         logging.getLogger("upscale_relay.dispatch").error("delivery task failed", exc_info=exc)
+    logging.getLogger("upscale_relay.worker").info(
+        "delivered", extra={"url": f"http://hooks.example.com/v1/callbacks/apixo/{TOKEN}?key={ADMIN}"}
+    )
     printed = out.getvalue() + err.getvalue()
+    errors = as_text(err.getvalue(), log_format)
 
     for name, value in {
         "callback token": TOKEN,
@@ -286,15 +322,27 @@ def test_configured_handlers_redact_every_logger(configured_logs: LogStreams) ->
         "KeyError: '/v1/callbacks/apixo/***'\n",
         "RuntimeError: callback http://relay.example.com/v1/callbacks/apixo/*** lost\n",
     ):
-        assert line in err.getvalue(), f"{line!r} not in\n{err.getvalue()}"
-    assert out.getvalue() == (
-        'INFO:     127.0.0.1:5 - "GET /v1/jobs?token=***&limit=*** HTTP/1.1" 401 Unauthorized\n'
-        'INFO:     127.0.0.1:5 - "POST /v1/callbacks/apixo/*** HTTP/1.1" 404 Not Found\n'
-    )
-    assert err.getvalue().count("Traceback (most recent call last):") == 2
+        assert line in errors, f"{line!r} not in\n{err.getvalue()}"
+    if log_format == "text":
+        assert out.getvalue() == (
+            'INFO:     127.0.0.1:5 - "GET /v1/jobs?token=***&limit=*** HTTP/1.1" 401 Unauthorized\n'
+            'INFO:     127.0.0.1:5 - "POST /v1/callbacks/apixo/*** HTTP/1.1" 404 Not Found\n'
+        )
+    else:  # the access record's arguments are fields of their own, redacted like the message
+        first, second = (json.loads(line) for line in out.getvalue().splitlines())
+        assert first["message"] == '127.0.0.1:5 - "GET /v1/jobs?token=***&limit=*** HTTP/1.1" 401'
+        assert (first["method"], first["path"], first["status_code"]) == (
+            "GET",
+            "/v1/jobs?token=***&limit=***",
+            401,
+        )
+        assert second["path"] == "/v1/callbacks/apixo/***" and second["client_addr"] == "127.0.0.1:5"
+        (delivered,) = [json.loads(x) for x in err.getvalue().splitlines() if '"delivered"' in x]
+        assert delivered["url"] == "http://hooks.example.com/v1/callbacks/apixo/***"  # extra= fields too
+    assert errors.count("Traceback (most recent call last):") == 2
 
 
-def test_unhandled_exception_is_logged_redacted(configured_logs: LogStreams) -> None:
+def test_unhandled_exception_is_logged_redacted(configured_logs: LogStreams, log_format: str) -> None:
     """A real 500 on a callback URL: the relay's 500 handler and uvicorn's "Exception in ASGI
     application" both log the traceback, which holds the token bare (``KeyError``) and in the URL; the
     request's token, query values and bearer credential are redacted from both, and from the access
@@ -319,7 +367,7 @@ def test_unhandled_exception_is_logged_redacted(configured_logs: LogStreams) -> 
         assert answer.status_code == 500
         assert answer.json()["error"]["code"] == "internal_error"
         wait_until(lambda: "Exception in ASGI application" in err.getvalue(), message=err.getvalue())
-    printed = out.getvalue() + err.getvalue()
+    printed = as_text(out.getvalue() + err.getvalue(), log_format)
 
     assert TOKEN not in printed, printed
     assert ADMIN not in printed, printed

@@ -114,10 +114,14 @@ def test_operations_describe_parameters_bodies_and_errors(document: dict[str, An
 
 
 def test_bearer_security_everywhere_under_v1_but_callbacks(document: dict[str, Any]) -> None:
+    """... and on /metrics (as configured by default: RELAY_METRICS_PUBLIC=false)."""
     assert document["components"]["securitySchemes"]["bearerAuth"] == {"type": "http", "scheme": "bearer"}
+    assert document["paths"]["/metrics"]["get"]["responses"]["200"]["content"] == {
+        "text/plain": {"schema": {"type": "string"}}
+    }
     for path, item in document["paths"].items():
         for method, op in item.items():
-            needs = path.startswith("/v1/") and not path.startswith("/v1/callbacks/")
+            needs = (path.startswith("/v1/") and not path.startswith("/v1/callbacks/")) or path == "/metrics"
             assert op["security"] == ([{"bearerAuth": []}] if needs else []), (method, path)
             assert ("401" in op["responses"]) == (needs or path.startswith("/v1/callbacks/")), (method, path)
 

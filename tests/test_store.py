@@ -305,3 +305,33 @@ def test_prune_deletes_delivered_history_and_keeps_state_work_and_dead_letters(s
     assert store.get_job(job.id).status is JobState.SUCCEEDED
     assert store.get_delivery(dead.id).status == "dead" and store.get_event(done.event_ids[0])
     assert ok_sub.id
+
+
+def test_operations_snapshot_counts_due_dead_and_disabled(store: SQLiteStore) -> None:
+    """The /metrics gauges: deliveries due at ``now`` and how long the oldest has waited, dead letters,
+    disabled subscribers; an empty store gives zeros."""
+    now = now_ms()
+    assert store.operations_snapshot(now) == {
+        "deliveries_due": 0,
+        "oldest_due_age_seconds": 0.0,
+        "dead_letters": 0,
+        "disabled_subscribers": 0,
+    }
+    store.create_subscriber("http://127.0.0.1:1/h")
+    off, _ = store.create_subscriber("http://127.0.0.1:2/h", enabled=False)
+    for _ in range(3):
+        store.record_message(_job(store), "callback", RAW, JobUpdate(JobState.SUCCEEDED))
+    created = max(d.created_at for d in store.list_deliveries(limit=10) if d.subscriber_id != off.id)
+    later = created + 2500
+    snap = store.operations_snapshot(later)
+    assert snap["deliveries_due"] == 3
+    assert snap["oldest_due_age_seconds"] >= 2.5
+    assert snap["disabled_subscribers"] == 1 and snap["dead_letters"] == 0
+    (work,) = store.claim_due_deliveries("w", now=later, limit=1, lease_ms=1000)
+    store.finish_attempt(work.delivery_id, "w", _attempt(1, 500), next_attempt_at=None)
+    (retrying,) = store.claim_due_deliveries("w", now=later, limit=1, lease_ms=1000)
+    store.finish_attempt(retrying.delivery_id, "w", _attempt(1, 500), next_attempt_at=later + 60_000)
+    snap = store.operations_snapshot(later)
+    assert (snap["deliveries_due"], snap["dead_letters"], snap["disabled_subscribers"]) == (1, 1, 1)
+    assert store.operations_snapshot(later + 60_000)["deliveries_due"] == 2
+    assert store.operations_snapshot(created - 1)["deliveries_due"] == 0

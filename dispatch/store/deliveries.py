@@ -601,6 +601,32 @@ class DeliveryVerbs:
         ).fetchone()
         return row["due"] if row else None
 
+    def operations_snapshot(self, now: int) -> dict[str, float]:
+        """Gauges for ``GET /metrics`` at ``now`` (unix ms), in one statement: deliveries due now
+        (pending or retrying, ``next_attempt_at <= now``), the age in seconds of the oldest due one
+        (0 when none is due), dead letters and disabled subscribers.
+
+        Example: ``{"deliveries_due": 3, "oldest_due_age_seconds": 12.5, "dead_letters": 1,
+        "disabled_subscribers": 0}``.
+        """
+        row = self.conn.execute(
+            "SELECT"
+            " (SELECT COUNT(*) FROM deliveries WHERE status IN ('pending', 'retrying')"
+            "  AND next_attempt_at <= ?) AS due,"
+            " (SELECT MIN(next_attempt_at) FROM deliveries WHERE status IN ('pending', 'retrying')"
+            "  AND next_attempt_at <= ?) AS oldest_due,"
+            " (SELECT COUNT(*) FROM deliveries WHERE status = 'dead') AS dead,"
+            " (SELECT COUNT(*) FROM subscribers WHERE enabled = 0) AS disabled",
+            (now, now),
+        ).fetchone()
+        oldest = row["oldest_due"]
+        return {
+            "deliveries_due": int(row["due"] or 0),
+            "oldest_due_age_seconds": max(now - int(oldest), 0) / 1000 if oldest is not None else 0.0,
+            "dead_letters": int(row["dead"] or 0),
+            "disabled_subscribers": int(row["disabled"] or 0),
+        }
+
 
 MAX_STORED_HEADER_BYTES = 4096
 """How much of a subscriber's response headers an attempt keeps (names and values, bytes), like the

@@ -150,6 +150,13 @@ class Store(Protocol):
         Raises :class:`NotFound`, :class:`StoreUnavailable`."""
         ...
 
+    async def job_counts(
+        self, *, since: int | None = None, until: int | None = None, vendor: str | None = None
+    ) -> dict[tuple[str, str], int]:
+        """Jobs created in [since, until) (unix ms) per (vendor, status), e.g.
+        ``{("apixo", "succeeded"): 9, ("apixo", "failed"): 1}``. Raises :class:`StoreUnavailable`."""
+        ...
+
     async def mark_submitted(
         self,
         job_id: str,
@@ -476,6 +483,13 @@ class Store(Protocol):
         Raises :class:`StoreUnavailable`."""
         ...
 
+    async def operations_snapshot(self, now: int) -> dict[str, float]:
+        """What ``GET /metrics`` gauges show, at ``now`` (unix ms): deliveries due now, the age in
+        seconds of the oldest due one (0 when none), dead letters and disabled subscribers, e.g.
+        ``{"deliveries_due": 3, "oldest_due_age_seconds": 12.5, "dead_letters": 1,
+        "disabled_subscribers": 0}``. Raises :class:`StoreUnavailable`."""
+        ...
+
     # submit outbox ----------------------------------------------------------------------------------
     async def create_idempotent_job(
         self,
@@ -610,6 +624,11 @@ class RunnerStore(Store):
             return JobDetail(job, tuple(inbound), tuple(s.iter_job_events(job_id)))
 
         return await self._read(detail)
+
+    async def job_counts(
+        self, *, since: int | None = None, until: int | None = None, vendor: str | None = None
+    ) -> dict[tuple[str, str], int]:
+        return await self._read(lambda s: s.job_counts(since=since, until=until, vendor=vendor))
 
     async def mark_submitted(
         self,
@@ -891,6 +910,9 @@ class RunnerStore(Store):
 
     async def next_due_at(self) -> int | None:
         return await self._read(lambda s: s.next_due_at())
+
+    async def operations_snapshot(self, now: int) -> dict[str, float]:
+        return await self._read(lambda s: s.operations_snapshot(now))
 
     # submit outbox
     async def create_idempotent_job(

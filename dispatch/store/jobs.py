@@ -208,6 +208,22 @@ class JobVerbs:
         ).fetchall()
         return [_job(r) for r in rows]
 
+    def job_counts(
+        self, *, since: int | None = None, until: int | None = None, vendor: str | None = None
+    ) -> dict[tuple[str, str], int]:
+        """Jobs created in [since, until) (unix ms) per (vendor, status), one SQL aggregate, e.g.
+        ``{("apixo", "succeeded"): 9, ("apixo", "failed"): 1}``. Raises :class:`StoreUnavailable`."""
+        clauses, args = [], []
+        for clause, value in (("created_at >= ?", since), ("created_at < ?", until), ("vendor = ?", vendor)):
+            if value is not None:
+                clauses.append(clause)
+                args.append(value)
+        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        rows = self.conn.execute(
+            f"SELECT vendor, status, COUNT(*) AS n FROM jobs {where} GROUP BY vendor, status", args
+        ).fetchall()
+        return {(r["vendor"], r["status"]): int(r["n"]) for r in rows}
+
     def mark_submitted(
         self,
         job_id: str,

@@ -35,11 +35,16 @@ async def receive_callback(request: Request) -> JSONResponse:
     body = await read_body(request, res.settings.max_body_bytes)
     peer = f"{request.client.host}:{request.client.port}" if request.client else None
     raw = RawMessage({k.lower(): v for k, v in request.headers.items()}, body, peer)
-    if job is not None:
-        result = await res.ingest.job_callback(adapter, job, raw, token=token)
-    else:
-        assert source is not None
-        result = await res.ingest.source_callback(adapter, source, raw, token=token)
+    try:
+        if job is not None:
+            result = await res.ingest.job_callback(adapter, job, raw, token=token)
+        else:
+            assert source is not None
+            result = await res.ingest.source_callback(adapter, source, raw, token=token)
+    except Exception as exc:
+        res.ingest.observe(vendor, job, exc)
+        raise
+    res.ingest.observe(vendor, job, result)
     return JSONResponse(
         {
             "ok": True,

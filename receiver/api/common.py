@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -14,6 +14,7 @@ from dispatch.errors import PayloadTooLarge, ValidationFailed
 from dispatch.store.face import Store
 from dispatch.store.sql import page_key, parse_page_key
 from receiver.ingest import Ingest
+from receiver.metrics import RelayMetrics
 from receiver.settings import Settings
 from receiver.submit import Submitter, validation_details
 
@@ -34,6 +35,7 @@ class Resources:
     ingest: Ingest
     api_token: str
     wake: Callable[[], None]  # tells an in-process dispatcher that new deliveries exist
+    metrics: RelayMetrics = field(default_factory=RelayMetrics)  # this process's, served at /metrics
 
 
 def resources(request: Request) -> Resources:

@@ -7,6 +7,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from dispatch.store.records import DELIVERY_STATUSES
+from receiver import operations
 from receiver.api.common import page, query_choice, query_cursor, query_limit, resources
 
 
@@ -40,8 +41,7 @@ async def retry_delivery(request: Request) -> JSONResponse:
     """Make a dead or retrying delivery due now: 202 with the delivery; 409 if it already succeeded."""
     res = resources(request)
     delivery_id = request.path_params["id"]
-    delivery = await res.store.retry_delivery(delivery_id)
-    res.wake()
+    delivery = await operations.retry_delivery(res.store, delivery_id, wake=res.wake)
     return JSONResponse(delivery.to_json(), status_code=202)
 
 

@@ -11,6 +11,7 @@ from starlette.routing import Route
 
 from dispatch.errors import ValidationFailed
 from dispatch.model import EVENT_TYPES, parse_iso
+from receiver import operations
 from receiver.api.common import page, parse_json, query_choice, query_cursor, query_limit, resources
 from receiver.vendors import ADAPTERS
 
@@ -67,8 +68,7 @@ async def replay_event(request: Request) -> JSONResponse:
     res = resources(request)
     eid = request.path_params["id"]
     body = await parse_json(request, ReplayRequest)
-    deliveries = await res.store.replay_event(eid, body.subscriber_id)
-    res.wake()
+    deliveries = await operations.replay(res.store, eid, body.subscriber_id, wake=res.wake)
     return JSONResponse({"data": [d.to_json() for d in deliveries]}, status_code=202)
 
 

@@ -8,10 +8,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
-from dispatch.errors import PayloadError, SignatureInvalid, ValidationFailed
-from dispatch.store.records import RawMessage
+from receiver import operations
 from receiver.api.common import BODY_PREVIEW_BYTES, page, query_choice, query_cursor, query_limit, resources
-from receiver.vendors import ADAPTERS, get_adapter
+from receiver.vendors import ADAPTERS
 
 
 async def list_inbound(request: Request) -> JSONResponse:
@@ -66,27 +65,7 @@ async def reprocess_inbound(request: Request) -> JSONResponse:
     message (kind ``reprocess``) and applied like any callback. 200 with the new message."""
     res = resources(request)
     inbound_id = request.path_params["id"]
-    original = await res.store.get_inbound(inbound_id)
-    if original.job_id is None or original.kind != "callback":
-        raise ValidationFailed(f"inbound message {inbound_id} is not a callback of a known job")
-    adapter = get_adapter(original.vendor)
-    raw = RawMessage(original.headers, original.body, original.peer)
-    job_id = original.job_id
-    try:
-        adapter.verify_callback(
-            raw.body, raw.headers, res.settings.vendor_credential(adapter.credential_setting)
-        )
-        update = adapter.parse_callback(raw.body, raw.headers)
-    except (PayloadError, SignatureInvalid) as exc:
-        verdict = "rejected" if isinstance(exc, SignatureInvalid) else "invalid"
-        result = await res.store.record_message(
-            job_id, "reprocess", raw, None, verdict=verdict, error=exc.message
-        )
-    else:
-        result = await res.store.record_message(job_id, "reprocess", raw, update)
-        if result.event_ids:
-            res.wake()
-    row = await res.store.get_inbound(result.inbound_id)
+    row = await operations.reprocess(res.ingest, res.store, inbound_id)
     return JSONResponse(row.to_json())
 
 

@@ -11,8 +11,8 @@ from starlette.routing import Route
 
 from dispatch.errors import ValidationFailed
 from dispatch.model import JobState
+from receiver import operations
 from receiver.api.common import (
-    BODY_PREVIEW_BYTES,
     page,
     parse_json,
     query_choice,
@@ -81,7 +81,7 @@ async def get_job(request: Request) -> JSONResponse:
     """One job with its inbound messages (each body cut at 8 KiB, whole at its ``body_url``) and
     events."""
     res = resources(request)
-    detail = await res.store.job_detail(request.path_params["id"], body_prefix=BODY_PREVIEW_BYTES, limit=500)
+    detail = await operations.job_detail(res.store, request.path_params["id"])
     return JSONResponse(detail.to_json())
 
 

@@ -30,7 +30,7 @@ from swagger_ui_bundle import swagger_ui_path
 
 from dispatch.event_schema import event_json_schema
 from receiver.api import events, jobs, schemas as s, sources, subscribers
-from receiver.auth import PUBLIC_PREFIXES
+from receiver.auth import needs_token
 from receiver.vendors import ADAPTERS
 
 OPENAPI_VERSION = "3.1.0"
@@ -48,7 +48,7 @@ ERROR_DESCRIPTIONS = {
     " setting is missing (`not_configured`)",
 }
 
-Success = type[BaseModel] | Literal["empty", "binary", "json", "html"]
+Success = type[BaseModel] | Literal["empty", "binary", "json", "html", "prometheus"]
 
 
 @dataclass(frozen=True)
@@ -246,6 +246,13 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ),
     ("GET", "/openapi.json"): Operation("This OpenAPI document", "meta", {200: "json"}),
     ("GET", "/docs"): Operation("Swagger UI", "meta", {200: "html"}),
+    # receiver.metrics
+    ("GET", "/metrics"): Operation(
+        "Prometheus metrics (bearer token unless RELAY_METRICS_PUBLIC=true)",
+        "meta",
+        {200: "prometheus"},
+        ADMIN,
+    ),
 }
 
 
@@ -398,8 +405,9 @@ def _operation(route: Route, op: Operation, components: dict[str, Any]) -> dict[
 
 
 def _needs_token(path: str) -> bool:
-    """The rule of :class:`receiver.auth.AdminAuthMiddleware`: ``/v1`` except the public prefixes."""
-    return path.startswith("/v1") and not path.startswith(PUBLIC_PREFIXES)
+    """The rule of :class:`receiver.auth.AdminAuthMiddleware`: ``/v1`` except the public prefixes, and
+    ``/metrics`` (as configured by default: ``RELAY_METRICS_PUBLIC=true`` serves it without one)."""
+    return needs_token(path)
 
 
 def _path_param(name: str) -> dict[str, Any]:
@@ -444,6 +452,7 @@ def _answer_description(answer: Success) -> str:
         "binary": "The bytes",
         "json": "A JSON document",
         "html": "An HTML page",
+        "prometheus": "Metrics in the Prometheus text exposition format",
     }[answer]
 
 
@@ -456,6 +465,8 @@ def _content(answer: Success) -> dict[str, Any]:
         return {"content": {"application/json": {"schema": {"type": "object"}}}}
     if answer == "html":
         return {"content": {"text/html": {"schema": {"type": "string"}}}}
+    if answer == "prometheus":
+        return {"content": {"text/plain": {"schema": {"type": "string"}}}}
     return {}
 
 

@@ -12,10 +12,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from dispatch.errors import ValidationFailed
+from receiver import operations
 from receiver.api.common import page, parse_json, query_cursor, query_limit, resources
-from receiver.tokens import callback_url, new_token
-from receiver.vendors import get_adapter
 
 
 class SourceCreate(BaseModel):
@@ -30,12 +28,7 @@ async def create_source(request: Request) -> JSONResponse:
     """201 with the source and its ``callback_url`` (shown only here: the token is stored hashed)."""
     res = resources(request)
     body = await parse_json(request, SourceCreate)
-    adapter = get_adapter(body.vendor)
-    if adapter.synchronous:
-        raise ValidationFailed(f"vendor: {body.vendor} answers synchronously and never calls back")
-    token, token_hash = new_token()
-    source = await res.store.create_source(adapter.name, token_hash=token_hash, description=body.description)
-    url = callback_url(res.settings.public_url, adapter.name, token)
+    source, url = await operations.add_source(res.settings, res.store, body.vendor, body.description)
     return JSONResponse({**source.to_json(), "callback_url": url}, status_code=201)
 
 

@@ -9,11 +9,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from dispatch.errors import ValidationFailed
 from dispatch.model import DEFAULT_EVENT_TYPES, EVENT_TYPES
-from dispatch.ssrf import check_url
+from receiver import operations
 from receiver.api.common import page, parse_json, query_cursor, query_limit, resources
-from receiver.settings import Settings
 
 
 def _event_types(value: list[str] | None) -> list[str] | None:
@@ -73,18 +71,13 @@ class RecoverRequest(BaseModel):
     dry_run: bool = False
 
 
-def vet_url(url: str, settings: Settings) -> None:
-    """Refuse subscriber URLs that are not http(s) or point at private networks (unless allowed).
-    Raises :class:`ValidationFailed`."""
-    check_url(url, allow_private=settings.allow_private_targets, https_only=settings.https_only_targets)
-
-
 async def create_subscriber(request: Request) -> JSONResponse:
     """201 with the subscriber and its ``secret`` (never shown again)."""
     res = resources(request)
     body = await parse_json(request, SubscriberCreate)
-    vet_url(body.url, res.settings)
-    sub, secret = await res.store.create_subscriber(
+    sub, secret = await operations.add_subscriber(
+        res.settings,
+        res.store,
         body.url,
         event_types=body.event_types,
         description=body.description,
@@ -115,10 +108,9 @@ async def patch_subscriber(request: Request) -> JSONResponse:
     res = resources(request)
     sub_id = request.path_params["id"]
     body = await parse_json(request, SubscriberPatch)
-    changes = body.model_dump(exclude_unset=True)
-    if changes.get("url") is not None:
-        vet_url(changes["url"], res.settings)
-    sub = await res.store.update_subscriber(sub_id, **changes)
+    sub = await operations.update_subscriber(
+        res.settings, res.store, sub_id, body.model_dump(exclude_unset=True)
+    )
     return JSONResponse(sub.to_json())
 
 
@@ -135,8 +127,7 @@ async def rotate_secret(request: Request) -> JSONResponse:
     ``previous_secret_expires_at`` (``RELAY_SECRET_OVERLAP`` seconds)."""
     res = resources(request)
     sub_id = request.path_params["id"]
-    overlap_ms = int(res.settings.secret_overlap * 1000)
-    sub, secret = await res.store.rotate_secret(sub_id, overlap_ms=overlap_ms)
+    sub, secret = await operations.rotate_secret(res.settings, res.store, sub_id)
     return JSONResponse({**sub.to_json(), "secret": secret})
 
 
@@ -148,20 +139,10 @@ async def recover(request: Request) -> JSONResponse:
     body = await parse_json(request, RecoverRequest)
     since = int(body.since.timestamp() * 1000)
     until = int(body.until.timestamp() * 1000) if body.until else None
-    if until is not None and until <= since:
-        raise ValidationFailed("until: must be after since")
-    if body.dry_run:
-        count = await res.store.count_recoverable(sub_id, since=since, until=until)
-        return JSONResponse({"count": count, "dry_run": True}, status_code=202)
-    await res.store.update_subscriber(sub_id, enabled=True)
-    count = 0
-    while True:
-        done = await res.store.recover_deliveries(sub_id, since=since, until=until)
-        count += done
-        if done == 0:
-            break
-    res.wake()
-    return JSONResponse({"count": count, "dry_run": False}, status_code=202)
+    done = await operations.recover(
+        res.store, sub_id, since=since, until=until, dry_run=body.dry_run, wake=res.wake
+    )
+    return JSONResponse({"count": done.count, "dry_run": done.dry_run}, status_code=202)
 
 
 routes = [

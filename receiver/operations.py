@@ -1,0 +1,179 @@
+"""Operator actions, each one function that the HTTP API and the CLI both call (handlers and commands
+only parse, call and render).
+
+Example::
+
+    detail = await job_detail(store, "job_1")
+    sub, secret = await add_subscriber(settings, store, "https://hooks.example.com/relay")
+    new = await reprocess(ingest, store, "in_1")   # the same pipeline as a live callback
+
+Every function raises the store's errors (:class:`NotFound`, :class:`StoreUnavailable`) and
+:class:`ValidationFailed` for input it refuses; the faces translate them (HTTP status, CLI message).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from dispatch.errors import PayloadError, SignatureInvalid, ValidationFailed
+from dispatch.model import DEFAULT_EVENT_TYPES
+from dispatch.ssrf import check_url
+from dispatch.store.face import JobDetail, Store
+from dispatch.store.records import Delivery, Inbound, RawMessage, Source, Subscriber
+from receiver.ingest import Ingest
+from receiver.settings import Settings
+from receiver.tokens import callback_url, new_token
+from receiver.vendors import get_adapter
+
+BODY_PREVIEW_BYTES = 8192
+"""How much of each stored vendor body a job's detail shows; the rest is at its ``body_url``."""
+
+
+async def job_detail(store: Store, job_id: str) -> JobDetail:
+    """One job with its stored vendor messages (bodies cut at 8 KiB) and its events. Raises
+    :class:`NotFound`."""
+    return await store.job_detail(job_id, body_prefix=BODY_PREVIEW_BYTES)
+
+
+def vet_url(settings: Settings, url: str) -> None:
+    """Refuse a subscriber URL that is not http(s) or points at a private network (unless
+    ``RELAY_ALLOW_PRIVATE_TARGETS``). Raises :class:`ValidationFailed` naming the reason."""
+    check_url(url, allow_private=settings.allow_private_targets, https_only=settings.https_only_targets)
+
+
+async def add_subscriber(
+    settings: Settings,
+    store: Store,
+    url: str,
+    *,
+    event_types: Sequence[str] = DEFAULT_EVENT_TYPES,
+    description: str | None = None,
+    enabled: bool = True,
+    retry_schedule: Sequence[float] | None = None,
+) -> tuple[Subscriber, str]:
+    """Create a subscriber; returns it and its ``whsec_…`` secret, shown only this once."""
+    vet_url(settings, url)
+    return await store.create_subscriber(
+        url, event_types=event_types, description=description, enabled=enabled, retry_schedule=retry_schedule
+    )
+
+
+async def update_subscriber(
+    settings: Settings, store: Store, sub_id: str, changes: dict[str, Any]
+) -> Subscriber:
+    """Change ``url``, ``event_types``, ``description``, ``enabled`` or ``retry_schedule`` (a new URL
+    is vetted like a new subscriber's). Raises :class:`NotFound`, :class:`ValidationFailed`."""
+    if changes.get("url") is not None:
+        vet_url(settings, changes["url"])
+    return await store.update_subscriber(sub_id, **changes)
+
+
+async def rotate_secret(settings: Settings, store: Store, sub_id: str) -> tuple[Subscriber, str]:
+    """A new secret; the old one keeps signing beside it for ``RELAY_SECRET_OVERLAP`` seconds."""
+    return await store.rotate_secret(sub_id, overlap_ms=int(settings.secret_overlap * 1000))
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """What a recover did (or, with ``dry_run``, would do): ``Recovery(count=12, dry_run=True)``."""
+
+    count: int
+    dry_run: bool
+
+
+async def recover(
+    store: Store,
+    sub_id: str,
+    *,
+    since: int,
+    until: int | None,
+    dry_run: bool,
+    wake: Callable[[], None] = lambda: None,
+    progress: Callable[[int, int], None] = lambda done, total: None,
+) -> Recovery:
+    """Re-send a subscriber's failed and dead deliveries created in [since, until) (unix ms),
+    re-enabling it, in batches of 500; with ``dry_run`` only count them. ``progress(done, total)``
+    is called after each batch (the CLI draws a bar with it). Raises :class:`NotFound`, and
+    :class:`ValidationFailed` when ``until`` is not after ``since``."""
+    if until is not None and until <= since:
+        raise ValidationFailed("until: must be after since")
+    total = await store.count_recoverable(sub_id, since=since, until=until)
+    if dry_run:
+        return Recovery(total, True)
+    await store.update_subscriber(sub_id, enabled=True)
+    count = 0
+    while done := await store.recover_deliveries(sub_id, since=since, until=until):
+        count += done
+        progress(count, total)
+    wake()
+    return Recovery(count, False)
+
+
+async def replay(
+    store: Store, event_id: str, subscriber_id: str | None = None, *, wake: Callable[[], None] = lambda: None
+) -> list[Delivery]:
+    """Deliver a stored event again (same id and body) to every matching subscriber, or to one."""
+    deliveries = await store.replay_event(event_id, subscriber_id)
+    wake()
+    return deliveries
+
+
+async def retry_delivery(
+    store: Store, delivery_id: str, *, wake: Callable[[], None] = lambda: None
+) -> Delivery:
+    """Make a failed or dead delivery due now. Raises :class:`NotFound`, :class:`Conflict`."""
+    delivery = await store.retry_delivery(delivery_id)
+    wake()
+    return delivery
+
+
+async def reprocess(ingest: Ingest, store: Store, inbound_id: str) -> Inbound:
+    """Re-run a stored callback through the same pipeline as a live one (signature, parse, job
+    checks, ``RELAY_CONFIRM_UNSIGNED``, state machine); the outcome is stored as a new message of
+    kind ``reprocess`` and returned, whatever its verdict. Raises :class:`NotFound`, and
+    :class:`ValidationFailed` for a message that is not a callback of a known job."""
+    original = await store.get_inbound(inbound_id)
+    if original.job_id is None or original.kind not in ("callback", "reprocess"):
+        raise ValidationFailed(f"inbound message {inbound_id} is not a callback of a known job")
+    job = await store.get_job(original.job_id)
+    raw = RawMessage(original.headers, original.body, original.peer)
+    try:
+        result = await ingest.job_callback(get_adapter(original.vendor), job, raw, kind="reprocess")
+        return await store.get_inbound(result.inbound_id)
+    except (PayloadError, SignatureInvalid):  # stored with its verdict: show that message
+        (latest,) = await store.list_inbound(job_id=job.id, limit=1)
+        return await store.get_inbound(latest.id)
+
+
+async def add_source(
+    settings: Settings, store: Store, vendor: str, description: str | None
+) -> tuple[Source, str]:
+    """A callback URL for jobs submitted elsewhere; returns the source and its URL (shown only this
+    once: the token is stored hashed). Raises :class:`NotFound` (vendor), :class:`ValidationFailed`
+    (a synchronous vendor never calls back)."""
+    adapter = get_adapter(vendor)
+    if adapter.synchronous:
+        raise ValidationFailed(f"vendor: {vendor} answers synchronously and never calls back")
+    token, token_hash = new_token()
+    source = await store.create_source(adapter.name, token_hash=token_hash, description=description)
+    return source, callback_url(settings.public_url, adapter.name, token)
+
+
+async def stats(
+    store: Store, *, since: int | None = None, until: int | None = None, vendor: str | None = None
+) -> dict[str, Any]:
+    """Jobs per vendor and state created in [since, until) (unix ms), with each vendor's success rate,
+    e.g. ``{"vendors": {"apixo": {"jobs": 10, "by_status": {"succeeded": 9, "failed": 1},
+    "success_rate": 0.9}}}``."""
+    counts = await store.job_counts(since=since, until=until, vendor=vendor)
+    vendors: dict[str, Any] = {}
+    for (name, status), n in sorted(counts.items()):
+        entry = vendors.setdefault(name, {"jobs": 0, "by_status": {}})
+        entry["jobs"] += n
+        entry["by_status"][status] = n
+    for entry in vendors.values():
+        done = entry["by_status"].get("succeeded", 0) + entry["by_status"].get("failed", 0)
+        entry["success_rate"] = round(entry["by_status"].get("succeeded", 0) / done, 4) if done else None
+    return {"vendors": vendors}
