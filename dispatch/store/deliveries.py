@@ -603,8 +603,8 @@ class DeliveryVerbs:
 
     def operations_snapshot(self, now: int) -> dict[str, float]:
         """Gauges for ``GET /metrics`` at ``now`` (unix ms), in one statement: deliveries due now
-        (pending or retrying, ``next_attempt_at <= now``), the age in seconds of the oldest due one
-        (0 when none is due), dead letters and disabled subscribers.
+        (pending or retrying, ``next_attempt_at <= now``, not in flight under a live lease), the age
+        in seconds of the oldest due one (0 when none is due), dead letters and disabled subscribers.
 
         Example: ``{"deliveries_due": 3, "oldest_due_age_seconds": 12.5, "dead_letters": 1,
         "disabled_subscribers": 0}``.
@@ -612,12 +612,12 @@ class DeliveryVerbs:
         row = self.conn.execute(
             "SELECT"
             " (SELECT COUNT(*) FROM deliveries WHERE status IN ('pending', 'retrying')"
-            "  AND next_attempt_at <= ?) AS due,"
+            "  AND next_attempt_at <= ? AND (lease_expires_at IS NULL OR lease_expires_at < ?)) AS due,"
             " (SELECT MIN(next_attempt_at) FROM deliveries WHERE status IN ('pending', 'retrying')"
-            "  AND next_attempt_at <= ?) AS oldest_due,"
+            "  AND next_attempt_at <= ? AND (lease_expires_at IS NULL OR lease_expires_at < ?)) AS oldest_due,"
             " (SELECT COUNT(*) FROM deliveries WHERE status = 'dead') AS dead,"
             " (SELECT COUNT(*) FROM subscribers WHERE enabled = 0) AS disabled",
-            (now, now),
+            (now, now, now, now),
         ).fetchone()
         oldest = row["oldest_due"]
         return {
