@@ -16,8 +16,8 @@ import socket
 import unicodedata
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from unittest import mock
 
+import aiohttp
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 from yarl import URL
@@ -277,14 +277,26 @@ def test_disguised_blocked_hosts_are_never_connected_to(host: str) -> None:
 @SETTINGS
 @given(host=client_literal_hosts())
 def test_socket_factory_refuses_literal_ips_even_without_check_url(host: str) -> None:
-    """With check_url switched off, the connector's socket factory still refuses every literal IP."""
+    """A connector with only the socket factory (no check_url in front, as if it were bypassed)
+    still refuses every literal IP: aiohttp dials through the factory, which refuses first."""
     client_host = URL(f"http://{host}/").raw_host
     assert client_host is not None
     ip = ipaddress.ip_address(client_host)  # the strategy only yields hosts yarl reads as IP literals
-    with mock.patch("dispatch.sender.check_url"):
-        result, accepted, url = _send_to_listener(host)
-    assert result.status_code is None
-    assert result.error is not None and result.error.startswith(f"refused: connecting to {ip}"), result.error
+
+    async def run() -> tuple[BaseException | None, int, str]:
+        async with _listening() as (listener, port):
+            url = f"http://{host}:{port}/"
+            connector = aiohttp.TCPConnector(socket_factory=VettingSocketFactory(allow_private=False))
+            async with aiohttp.ClientSession(connector=connector) as session:
+                try:
+                    async with session.post(url, data=BODY, allow_redirects=False):
+                        return None, listener.accepted, url
+                except aiohttp.ClientConnectorError as exc:
+                    return exc.os_error, listener.accepted, url
+
+    refused, accepted, url = asyncio.run(run())
+    assert isinstance(refused, TargetRefused), refused
+    assert str(refused).startswith(f"refused: connecting to {ip}"), refused
     assert accepted == 0, f"{url!r} reached the loopback listener"
 
 
