@@ -15,9 +15,9 @@ import httpx
 @contextlib.contextmanager
 def running_process(
     args: Sequence[str], log: Path, health_url: str, env: dict[str, str] | None = None
-) -> Iterator[None]:
-    """Run ``args`` (output to ``log``) until the block ends; yields once ``health_url`` answers
-    below 500 (within 30 s). Stops it with SIGTERM, then SIGKILL after 15 s."""
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``args`` (output to ``log``) until the block ends; yields the process once ``health_url``
+    answers below 500 (within 30 s). Stops it with SIGTERM, then SIGKILL after 15 s."""
     with log.open("wb") as out:
         proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         try:
@@ -31,7 +31,7 @@ def running_process(
                 if time.monotonic() > deadline:
                     raise SystemExit(f"{health_url} did not come up within 30 s")
                 time.sleep(0.05)
-            yield
+            yield proc
         finally:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)

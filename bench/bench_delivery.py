@@ -65,7 +65,9 @@ def _sink_count(sink: str) -> int:
 
 
 # work -------------------------------------------------------------------------------------------
-def _seed(settings: Settings, sink: str, events: int, subscribers: int) -> list[tuple[str, str, bytes, str]]:
+def seed_deliveries(
+    settings: Settings, sink: str, events: int, subscribers: int
+) -> list[tuple[str, str, bytes, str]]:
     """Subscribers on the sink and ``events`` succeeded jobs, fanned out to every subscriber; returns
     (url, event id, body, secret) per delivery for the bare client."""
     store = open_store(settings)
@@ -86,7 +88,9 @@ def _seed(settings: Settings, sink: str, events: int, subscribers: int) -> list[
     return [(sub.url, eid, bodies[eid], secret) for eid in event_ids for sub, secret in subs]
 
 
-async def _bare(work: list[tuple[str, str, bytes, str]], concurrency: int) -> tuple[float, list[float], int]:
+async def bare_posts(
+    work: list[tuple[str, str, bytes, str]], concurrency: int
+) -> tuple[float, list[float], int]:
     """Sign and POST every item with ``concurrency`` in flight; returns (seconds, latencies, 2xx count)."""
     latencies: list[float] = []
     ok = 0
@@ -164,15 +168,15 @@ def main(argv: list[str] | None = None) -> None:
         with running_process(
             [sys.executable, __file__, "--sink", str(port)], tmp_path / "sink.log", f"{sink}/_count"
         ):
-            work = _seed(settings, sink, args.events, args.subscribers)
+            work = seed_deliveries(settings, sink, args.events, args.subscribers)
             total = len(work)
             print(
                 f"delivery: {total} deliveries ({args.events} events x {args.subscribers} subscribers,"
                 f" {len(work[0][2])}-byte bodies) to a local sink, concurrency {args.concurrency},"
                 f" per subscriber {args.per_subscriber}"
             )
-            asyncio.run(_bare(work[: min(300, total)], args.concurrency))  # warm-up, not measured
-            bare_s, latencies, bare_ok = asyncio.run(_bare(work, args.concurrency))
+            asyncio.run(bare_posts(work[: min(300, total)], args.concurrency))  # warm-up, not measured
+            bare_s, latencies, bare_ok = asyncio.run(bare_posts(work, args.concurrency))
             bare_rate = total / bare_s
             print(
                 f"bare aiohttp     {total} signed POSTs in {bare_s:6.2f} s = {bare_rate:7.0f} /s"
