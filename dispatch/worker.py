@@ -18,7 +18,7 @@ from collections import defaultdict
 from collections.abc import Callable
 
 from dispatch import __version__
-from dispatch.errors import Conflict, RelayError, StoreUnavailable
+from dispatch.errors import Conflict, StoreUnavailable
 from dispatch.model import iso_ms
 from dispatch.retry import RetryPolicy, parse_retry_after
 from dispatch.sender import AttemptResult, Sender
@@ -83,7 +83,6 @@ class Dispatcher:
         self.notified = notified
         self.idle_max = idle_max
         self.on_attempt = on_attempt
-        self._reported_disabled: set[str] = set()  # subscribers whose auto-disable was logged
 
     def wake(self) -> None:
         """Look for due work now (new deliveries were just committed). Safe from the loop thread."""
@@ -255,29 +254,13 @@ class Dispatcher:
                 result.status_code if result.status_code is not None else result.error,
                 extra={**fields, "dead_letter": True},
             )
-        if result.ok:
-            self._reported_disabled.discard(work.subscriber_id)
-        else:
-            await self._report_disabled(work.subscriber_id)
-
-    async def _report_disabled(self, subscriber_id: str) -> None:
-        """Log a WARNING once when a failed attempt left its subscriber disabled (410 Gone, or failing
-        without a success for ``disable_after``); the claim only takes enabled subscribers' work."""
-        if subscriber_id in self._reported_disabled:
-            return
-        try:
-            sub = await self.store.get_subscriber(subscriber_id)
-        except RelayError:  # deleted meanwhile, or the store is unavailable: nothing to report now
-            return
-        if sub.enabled:
-            return
-        self._reported_disabled.add(subscriber_id)
-        log.warning(
-            "subscriber %s disabled: %s",
-            subscriber_id,
-            sub.disabled_reason or "disabled",
-            extra={"subscriber_id": subscriber_id, "disabled_reason": sub.disabled_reason, "url": sub.url},
-        )
+        if delivery.subscriber_disabled is not None:  # this attempt disabled it: once, no extra read
+            log.warning(
+                "subscriber %s disabled: %s",
+                work.subscriber_id,
+                delivery.subscriber_disabled,
+                extra={"subscriber_id": work.subscriber_id, "disabled_reason": delivery.subscriber_disabled},
+            )
 
 
 def attempt_outcome(result: AttemptResult) -> str:

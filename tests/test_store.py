@@ -335,3 +335,21 @@ def test_operations_snapshot_counts_due_dead_and_disabled(store: SQLiteStore) ->
     assert (snap["deliveries_due"], snap["dead_letters"], snap["disabled_subscribers"]) == (1, 1, 1)
     assert store.operations_snapshot(later + 60_000)["deliveries_due"] == 2
     assert store.operations_snapshot(created - 1)["deliveries_due"] == 0
+
+
+def test_finish_attempt_says_once_when_it_disabled_the_subscriber(store: SQLiteStore) -> None:
+    """A 410 disables the subscriber, and the Delivery returned by that attempt names the reason; a
+    later failure for the already-disabled subscriber reports nothing new."""
+    sub, _ = store.create_subscriber("https://hooks.example.com/gone")
+    job = store.create_job("apixo", {}, reference=None, token_hash="g" * 64)
+    store.record_message(job.id, "callback", RawMessage({}, b"{}"), JobUpdate(JobState.SUCCEEDED, "ok"))
+    (work,) = store.claim_due_deliveries("w1", now=now_ms(), limit=10, lease_ms=60_000)
+    first = store.finish_attempt(work.delivery_id, "w1", _attempt(1, 410), next_attempt_at=None)
+    assert first.subscriber_disabled == "endpoint answered 410 Gone"
+    assert store.get_subscriber(sub.id).enabled is False
+    (again,) = store.replay_event(first.event_id, sub.id)
+    store.conn.execute(
+        "UPDATE deliveries SET lease_owner = 'w1', status = 'pending' WHERE id = ?", (again.id,)
+    )
+    second = store.finish_attempt(again.id, "w1", _attempt(1, 410), next_attempt_at=None)
+    assert second.subscriber_disabled is None and "subscriber_disabled" not in second.to_json()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from dispatch.errors import Conflict, NotFound
@@ -472,20 +473,21 @@ class DeliveryVerbs:
             if cur is None:
                 self.get_delivery(delivery_id)
                 raise Conflict(f"delivery {delivery_id} is no longer leased to {worker_id}")
-            self._track_health(
+            disabled = self._track_health(
                 cur["subscriber_id"], ok=ok, gone=gone, now=now, disable_after_ms=disable_after_ms
             )
-        return self.get_delivery(delivery_id)
+        return replace(self.get_delivery(delivery_id), subscriber_disabled=disabled)
 
     def _track_health(
         self, sub_id: str, *, ok: bool, gone: bool, now: int, disable_after_ms: int | None
-    ) -> None:
+    ) -> str | None:
+        """Update the subscriber's failure streak; returns the reason when this attempt disabled it."""
         if ok:
             self.conn.execute(
                 "UPDATE subscribers SET failing_since = NULL WHERE id = ? AND failing_since IS NOT NULL",
                 (sub_id,),
             )
-            return
+            return None
         self.conn.execute(
             "UPDATE subscribers SET failing_since = ? WHERE id = ? AND failing_since IS NULL", (now, sub_id)
         )
@@ -498,12 +500,16 @@ class DeliveryVerbs:
             ).fetchone()["failing_since"]
             if now - since >= disable_after_ms:
                 reason = f"failing without a success for {disable_after_ms // 1000} s"
-        if reason:
-            self.conn.execute(
-                "UPDATE subscribers SET enabled = 0, disabled_reason = ?, updated_at = ? WHERE id = ? AND enabled = 1",
-                (reason, now, sub_id),
-            )
-            self._subscribers_changed()
+        if reason is None:
+            return None
+        disabled = self.conn.execute(
+            "UPDATE subscribers SET enabled = 0, disabled_reason = ?, updated_at = ? WHERE id = ? AND enabled = 1",
+            (reason, now, sub_id),
+        ).rowcount
+        if not disabled:  # already disabled (another worker's attempt got there first): nothing changed
+            return None
+        self._subscribers_changed()
+        return reason
 
     def renew_leases(self, worker_id: str, delivery_ids: Sequence[str], *, until: int) -> int:
         """Heartbeat: extend ``worker_id``'s leases on ``delivery_ids`` to ``until`` (unix ms)."""

@@ -237,6 +237,9 @@ class Delivery:
     created_at: int
     updated_at: int
     attempt_log: tuple[Attempt, ...] = field(default=())
+    # set only on the Delivery that finish_attempt returns, when that attempt disabled its subscriber
+    # (410 Gone, or failing too long): the reason, e.g. "endpoint answered 410 Gone"; not stored
+    subscriber_disabled: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
