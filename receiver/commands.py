@@ -137,7 +137,12 @@ def inbound_list(
     rows = _run(
         ctx,
         lambda s, store: store.list_inbound(
-            job_id=job_id, vendor=vendor, verdict=verdict, limit=limit + 1, body_prefix=8192, after=after
+            job_id=job_id,
+            vendor=vendor,
+            verdict=verdict,
+            limit=limit + 1,
+            body_prefix=operations.BODY_PREVIEW_BYTES,
+            after=after,
         ),
         read_only=True,
     )

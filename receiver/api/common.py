@@ -15,14 +15,13 @@ from dispatch.store.face import Store
 from dispatch.store.sql import page_key, parse_page_key
 from receiver.ingest import Ingest
 from receiver.metrics import RelayMetrics
+from receiver.operations import BODY_PREVIEW_BYTES as BODY_PREVIEW_BYTES  # one definition
 from receiver.settings import Settings
 from receiver.submit import Submitter, validation_details
 
 M = TypeVar("M", bound=BaseModel)
 R = TypeVar("R")
 MAX_LIMIT = 500
-BODY_PREVIEW_BYTES = 8192
-"""How much of each stored vendor body lists and job detail return; the rest is at ``body_url``."""
 
 
 @dataclass
