@@ -5,7 +5,7 @@ group by :mod:`receiver.cli`."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -32,12 +32,6 @@ page_limit = click.option("--limit", default=50, show_default=True, type=click.I
 async def _vendors(settings: Settings) -> AsyncIterator[VendorClient]:
     async with httpx.AsyncClient(follow_redirects=False) as client:
         yield VendorClient(settings, client)
-
-
-def _run(
-    ctx: click.Context, action: Callable[[Settings, Store], Awaitable[T]], *, read_only: bool = False
-) -> T:
-    return _with_store(ctx, action, read_only=read_only)
 
 
 def _params(value: str) -> dict[str, Any]:
@@ -101,7 +95,7 @@ def jobs_submit(
             await submitter.drain(settings.shutdown_grace)
             return job, replayed
 
-    job, replayed = _run(ctx, submit)
+    job, replayed = _with_store(ctx, submit)
     click.echo(json.dumps({**job.to_json(), "replayed": replayed}, indent=2, ensure_ascii=False))
 
 
@@ -134,7 +128,7 @@ def inbound_list(
     Example: upscale-relay inbound list --verdict invalid --json
     """
     after = _after(cursor)
-    rows = _run(
+    rows = _with_store(
         ctx,
         lambda s, store: store.list_inbound(
             job_id=job_id,
@@ -161,7 +155,7 @@ def inbound_list(
 @relay_errors
 def inbound_show(ctx: click.Context, inbound_id: str) -> None:
     """Show one stored message, whole, as JSON. Example: upscale-relay inbound show in_…"""
-    row = _run(ctx, lambda s, store: store.get_inbound(inbound_id), read_only=True)
+    row = _with_store(ctx, lambda s, store: store.get_inbound(inbound_id), read_only=True)
     click.echo(json.dumps(row.to_json(), indent=2, ensure_ascii=False))
 
 
@@ -179,7 +173,7 @@ def inbound_reprocess(ctx: click.Context, inbound_id: str) -> None:
         async with _vendors(settings) as vendors:
             return await operations.reprocess(Ingest(settings, store, vendors), store, inbound_id)
 
-    row = _run(ctx, go)
+    row = _with_store(ctx, go)
     click.echo(json.dumps(row.to_json(), indent=2, ensure_ascii=False))
 
 
@@ -199,7 +193,7 @@ def sources_add(ctx: click.Context, vendor: str, description: str | None) -> Non
 
     Example: RELAY_PUBLIC_URL=https://relay.example.com upscale-relay sources add dreamina
     """
-    source, url = _run(
+    source, url = _with_store(
         ctx, lambda settings, store: operations.add_source(settings, store, vendor, description)
     )
     click.echo(f"{source.id} {source.vendor}")
@@ -215,7 +209,7 @@ def sources_add(ctx: click.Context, vendor: str, description: str | None) -> Non
 def sources_list(ctx: click.Context, limit: int, cursor: str | None, as_json: bool) -> None:
     """List sources, oldest first (their URLs are never shown again). Example: upscale-relay sources list"""
     after = _after(cursor)
-    rows = _run(ctx, lambda s, store: store.list_sources(limit=limit + 1, after=after), read_only=True)
+    rows = _with_store(ctx, lambda s, store: store.list_sources(limit=limit + 1, after=after), read_only=True)
     shown = [r.to_json() for r in _paged(rows, limit, lambda r: (r.created_at, r.id))]
     _emit(shown, ["id", "vendor", "description", "created_at"], as_json, "sources")
 
@@ -231,7 +225,7 @@ assert isinstance(subscribers_group, click.Group)
 @relay_errors
 def subscribers_show(ctx: click.Context, subscriber_id: str) -> None:
     """Show one subscriber as JSON (never its secret). Example: upscale-relay subscribers show sub_…"""
-    sub = _run(ctx, lambda s, store: store.get_subscriber(subscriber_id), read_only=True)
+    sub = _with_store(ctx, lambda s, store: store.get_subscriber(subscriber_id), read_only=True)
     click.echo(json.dumps(sub.to_json(), indent=2, ensure_ascii=False))
 
 
@@ -268,7 +262,7 @@ def subscribers_update(
         raise click.UsageError(
             "nothing to change: give --url, --event-type, --description or --retry-schedule"
         )
-    sub = _run(
+    sub = _with_store(
         ctx, lambda settings, store: operations.update_subscriber(settings, store, subscriber_id, changes)
     )
     click.echo(json.dumps(sub.to_json(), indent=2, ensure_ascii=False))
@@ -287,7 +281,7 @@ def _schedule(text: str) -> list[float]:
 
 
 def _set_enabled(ctx: click.Context, subscriber_id: str, enabled: bool) -> None:
-    sub = _run(
+    sub = _with_store(
         ctx,
         lambda settings, store: operations.update_subscriber(
             settings, store, subscriber_id, {"enabled": enabled}
@@ -335,7 +329,7 @@ def stats(
     start, end = _millis(since, "--since"), _millis(until, "--until")
     if start is not None and end is not None and end <= start:
         raise ValidationFailed("--until must be after --since")
-    figures = _run(
+    figures = _with_store(
         ctx, lambda s, store: operations.stats(store, since=start, until=end, vendor=vendor), read_only=True
     )
     if as_json:
