@@ -9,7 +9,10 @@ from dispatch.store.records import Job
 
 
 def event_body(job: Job, event_type: str, eid: str, created_at: int) -> str:
-    """The JSON text subscribers receive for ``job`` (DESIGN.md, "Event contract")."""
+    """The JSON text subscribers receive for ``job`` as event ``eid`` of ``event_type``, created at
+    ``created_at`` (unix ms), compact and UTF-8 (DESIGN.md, "Event contract"; its JSON Schema is
+    :mod:`dispatch.event_schema`), e.g. ``'{"id":"evt_…","type":"job.succeeded","timestamp":
+    "2026-11-22T10:00:32.123Z","data":{"job_id":"job_…","vendor":"apixo",...,"sequence":2}}'``."""
     body = {
         "id": eid,
         "type": event_type,

@@ -108,13 +108,12 @@ def migrate(settings: Settings) -> list[str]:
         finally:
             conn.close()
     path = settings.sqlite_path
-    existed = path.exists()
-    store = SQLiteStore.open(path, secret_box(settings), busy_timeout=settings.db_busy_timeout)
+    before = {name for name, at in migration_status(settings) if at} if path.exists() else set()
+    store = SQLiteStore.open(path, secret_box(settings), busy_timeout=settings.db_busy_timeout)  # migrates
     try:
-        done = [name for name, _ in schema.status(store.conn)]
+        return [name for name, at in schema.status(store.conn) if at and name not in before]
     finally:
         store.close()
-    return [] if existed else done
 
 
 def migration_status(settings: Settings) -> list[tuple[str, str | None]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 import click
@@ -194,3 +195,20 @@ def test_serve_refuses_a_bad_port_or_database_before_starting(tmp_path: Path) ->
     bad_db = runner.invoke(cli, ["--database", f"sqlite:///{blocker}/relay.db", "serve", "--port", "0"])
     assert bad_db.exit_code == 1 and str(blocker) in bad_db.output, bad_db.output
     assert bad_db.exception is None or isinstance(bad_db.exception, SystemExit)
+
+
+def test_migrate_reports_what_it_applied(tmp_path: Path) -> None:
+    """migrate names the migrations it applied: all on a new file, none the second time, and only the
+    missing one on a database one version behind."""
+    db = f"sqlite:///{tmp_path / 'm.db'}"
+    assert "applied 7 migration(s)" in run(db, "migrate")
+    assert "database is up to date" in run(db, "migrate")
+    conn = sqlite3.connect(tmp_path / "m.db")
+    conn.execute("DELETE FROM _migrations WHERE name = '007_idempotent_submits'")
+    conn.execute("DROP INDEX idx_jobs_idempotency_key")
+    conn.execute("ALTER TABLE jobs DROP COLUMN idempotency_key")
+    conn.execute("ALTER TABLE jobs DROP COLUMN request_hash")
+    conn.commit()
+    conn.close()
+    assert "applied 1 migration(s): 007_idempotent_submits" in run(db, "migrate")
+    assert "pending" not in run(db, "migrate", "--status")
