@@ -134,6 +134,16 @@ class JobError:
 
 
 @dataclass(frozen=True)
+class Cost:
+    """What the vendor says a job cost, in the vendor's own unit: ``credits`` (Apiframe ``creditCost``,
+    Dreamina ``response.forecastCost``, Artnex ``credits_used``) or ``compute_seconds`` (APIXO
+    ``costTime``). Example: ``Cost(10.0, "credits")``."""
+
+    amount: float
+    unit: str
+
+
+@dataclass(frozen=True)
 class JobUpdate:
     """What one vendor message says about a job, in relay terms.
 
@@ -154,6 +164,7 @@ class JobUpdate:
     created_at: datetime | None = None
     completed_at: datetime | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    cost: Cost | None = None
 
 
 def utcnow() -> datetime:
