@@ -80,12 +80,14 @@ class RetryPolicy:
         return now + wait
 
 
-def parse_retry_after(value: str | None, now: float) -> float | None:
+def parse_retry_after(value: str | None, now: float, *, cap: float | None = None) -> float | None:
     """A ``Retry-After`` header (RFC 9110 §10.2.3) as seconds from ``now`` (unix seconds), ≥ 0.
 
-    Accepts delay-seconds (``"120"`` → ``120.0``) or an HTTP-date
-    (``"Wed, 21 Oct 2015 07:28:00 GMT"`` → seconds between ``now`` and then, ``0.0`` if past).
-    Returns ``None`` for a missing, empty or malformed value (never raises).
+    The one parser of the header, for subscribers' answers (delivery retries) and vendors' answers
+    (vendor calls, submit retries). Accepts delay-seconds (``"120"`` → ``120.0``) or an HTTP-date
+    (``"Wed, 21 Oct 2015 07:28:00 GMT"`` → seconds between ``now`` and then, ``0.0`` if past); with
+    ``cap`` (seconds) the result is at most ``cap`` (``parse_retry_after("3600", now, cap=30)`` → ``30.0``).
+    Returns ``None`` for a missing, empty or malformed value (``"soon"``, ``"1.5"``, ``"-1"``); never raises.
     """
     if value is None:
         return None
@@ -94,13 +96,15 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
         return None
     if text.isascii() and text.isdigit():
         try:
-            return float(int(text))
-        except OverflowError:
+            seconds = float(int(text))
+        except (OverflowError, ValueError):  # past float's range, or more digits than int() reads
             return None
-    try:
-        when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)  # "-0000" zone: RFC 5322 says UTC with unknown local zone
-    return max(0.0, when.timestamp() - now)
+    else:
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)  # "-0000" zone: RFC 5322 says UTC with unknown local zone
+        seconds = max(0.0, when.timestamp() - now)
+    return seconds if cap is None else min(seconds, cap)

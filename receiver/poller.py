@@ -4,19 +4,13 @@ Polled outcomes go through the same adapter, state machine and dedupe as callbac
 ``poll``), so the event id is the same whichever arrives first. Poll times are stored, so polling
 survives restarts. A job still not terminal at its deadline fails with code ``timeout``.
 
-Default timing per vendor, from each vendor's documented latency and polling advice (VENDORS.md):
-
-========== ============= ========= ====================================================================
-vendor     first poll    then      source
-========== ============= ========= ====================================================================
-ltxstudio  120 s         10 s      useapi polls every 3 s with ``pollForResult``; jobs take minutes
-dreamina   120 s         10 s      useapi's Dreamina sample polls every 10 s
-apiframe   60 s          3 s       "poll every 2-3 s for image jobs"; SDK grows 2 s x1.5 up to 5 s
-apixo      60 s          10 s      "first poll 10-15 s after submit, then every 5-10 s; >=10 s for 8k"
-========== ============= ========= ====================================================================
-
-Intervals grow x1.5 per poll up to 60 s. ``RELAY_POLL_AFTER`` and ``RELAY_POLL_EVERY`` (JSON
-objects keyed by vendor, seconds) override them; ``RELAY_JOB_TIMEOUT`` (seconds) bounds a job.
+Each adapter declares when its vendor is polled (``poll_timing``: seconds to the first poll, then between
+polls), from the vendor's documented latency and polling advice, with the source beside it (for example
+APIXO's "first poll 10-15 s after submit, then every 5-10 s": 60 s, then 10 s); a vendor without a
+status endpoint (Artnex) declares none and is not polled. Intervals grow x1.5 per poll up to 60 s.
+``RELAY_POLL_AFTER`` and ``RELAY_POLL_EVERY`` (JSON objects keyed by vendor, seconds) override them;
+``RELAY_JOB_TIMEOUT`` (seconds) bounds a job. A polled answer whose adapter says the vendor gave up calling
+back (``callback_lost``: Apiframe's ``webhookStatus: "failed"``) keeps the base interval instead of growing.
 """
 
 from __future__ import annotations
@@ -36,24 +30,27 @@ from receiver.tokens import scrub
 from receiver.transient import transient_failure
 from receiver.vendor_client import VendorClient
 from receiver.vendors import ADAPTERS
+from receiver.vendors.base import PollTiming
 
 log = logging.getLogger("upscale_relay.poller")
 
-POLL_DEFAULTS: dict[str, tuple[float, float]] = {
-    "ltxstudio": (120.0, 10.0),
-    "dreamina": (120.0, 10.0),
-    "apiframe": (60.0, 3.0),
-    "apixo": (60.0, 10.0),
-}
 MAX_INTERVAL = 60.0  # seconds
+DEFAULT_EVERY = 10.0  # seconds between polls of a vendor that declares no timing
 GONE = ("vendor_not_found", "vendor_expired")  # the vendor no longer knows the job: it will never finish
 
 
+def _timing(vendor: str) -> PollTiming | None:
+    adapter = ADAPTERS.get(vendor)
+    return None if adapter is None else adapter.poll_timing
+
+
 def first_poll_at(settings: Settings, vendor: str, now: float) -> int | None:
-    """Unix ms of a new job's first poll, or ``None`` for vendors without a status endpoint."""
-    if vendor not in POLL_DEFAULTS:
+    """Unix ms of a new job's first poll, or ``None`` for vendors that are not polled (no ``poll_timing``:
+    no status endpoint)."""
+    timing = _timing(vendor)
+    if timing is None:
         return None
-    after = settings.poll_after.get(vendor, POLL_DEFAULTS[vendor][0])
+    after = settings.poll_after.get(vendor, timing.first)
     return int((now + after) * 1000)
 
 
@@ -64,7 +61,8 @@ def deadline_at(settings: Settings, now: float) -> int:
 
 def next_interval(settings: Settings, vendor: str, polls_done: int) -> float:
     """Seconds to the next poll after ``polls_done`` polls: ``every * 1.5^(polls_done-1)``, at most 60 s."""
-    every = settings.poll_every.get(vendor, POLL_DEFAULTS.get(vendor, (60.0, 10.0))[1])
+    timing = _timing(vendor)
+    every = settings.poll_every.get(vendor, DEFAULT_EVERY if timing is None else timing.every)
     return float(min(every * 1.5 ** max(polls_done - 1, 0), max(MAX_INTERVAL, every)))
 
 
@@ -173,8 +171,7 @@ class Poller:
             self.on_resubmit()
             return
         await self._record(job, raw, update, None)
-        soon = update.extra.get("webhookStatus") == "failed"  # Apiframe gave up calling back: keep looking
-        await self._finish(job, now, soon=soon)
+        await self._finish(job, now, soon=adapter.callback_lost(update))  # no callback coming: keep looking
 
     async def _record(
         self,

@@ -8,12 +8,14 @@ retried only when the request is safe to repeat (status reads, Apiframe's idempo
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 
 import httpx
 
 from dispatch.errors import NotConfigured, UpstreamError
 from dispatch.model import JobUpdate
+from dispatch.retry import parse_retry_after
 from receiver.settings import Settings
 from receiver.vendors.base import VendorAdapter, VendorRequest
 
@@ -175,8 +177,8 @@ class VendorClient:
 
 
 def backoff(attempt: int, retry_after: str | None) -> float:
-    """Seconds before try ``attempt + 1``: ``Retry-After`` seconds if given (capped at
-    :data:`MAX_BACKOFF`), else ``0.5 * 2^(attempt-1)``."""
-    if retry_after and retry_after.strip().isdigit():
-        return min(float(retry_after.strip()), MAX_BACKOFF)
-    return min(0.5 * 2.0 ** (attempt - 1), MAX_BACKOFF)
+    """Seconds before try ``attempt + 1``: the ``Retry-After`` header (seconds or an HTTP-date, see
+    :func:`dispatch.retry.parse_retry_after`) if it is valid, else ``0.5 * 2^(attempt-1)``; at most
+    :data:`MAX_BACKOFF` either way."""
+    wait = parse_retry_after(retry_after, time.time(), cap=MAX_BACKOFF)
+    return wait if wait is not None else min(0.5 * 2.0 ** (attempt - 1), MAX_BACKOFF)

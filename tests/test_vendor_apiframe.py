@@ -11,7 +11,7 @@ from hypothesis import given, settings, strategies as st
 from pydantic import BaseModel, ValidationError
 
 from dispatch.errors import PayloadError, SignatureInvalid, UpstreamError
-from dispatch.model import JobError, JobState, JobUpdate, Output
+from dispatch.model import Cost, JobError, JobState, JobUpdate, Output
 from fixtures import payload, payload_names
 from receiver.vendors import apiframe
 from receiver.vendors.base import SubmitResult
@@ -290,16 +290,6 @@ def test_submit_request_without_callback_url_has_no_webhook_fields() -> None:
     assert request.headers == {"Idempotency-Key": "job_03"}
 
 
-def test_submit_request_refuses_another_model() -> None:
-    """Params of another model are a programming error, reported as ``TypeError``."""
-
-    class Other(BaseModel):
-        model: str
-
-    with pytest.raises(TypeError, match="expected ApiframeUpscaleRequest"):
-        ADAPTER.submit_request(Other(model="x"), callback_url=CALLBACK_URL, job_id="job_04")
-
-
 def test_status_request_gets_the_job() -> None:
     """The status request is ``GET /v2/jobs/{id}`` with no body or query."""
     request = ADAPTER.status_request(JOB)
@@ -439,6 +429,7 @@ def test_callback_completed_with_a_url_string() -> None:
         outputs=(Output("https://cdn.apiframe.ai/results/a1b2c3d4.png", "image/png", expires_at=None),),
         completed_at=COMPLETED,
         extra={"event": "completed", "model": "topaz-image-upscale", "creditCost": 10},
+        cost=Cost(10.0, "credits"),
     )
 
 
@@ -452,6 +443,7 @@ def test_callback_completed_with_an_images_array() -> None:
         outputs=(Output(CDN2_URL, "image/png", expires_at=None),),
         completed_at=COMPLETED,
         extra={"event": "completed", "model": "topaz-image-upscale", "creditCost": 10},
+        cost=Cost(10.0, "credits"),
     )
 
 
@@ -545,6 +537,7 @@ def test_status_queued() -> None:
         progress=0,
         created_at=CREATED,
         extra={**STATUS_EXTRA, "creditCost": 10},
+        cost=Cost(10.0, "credits"),
     )
 
 
@@ -557,6 +550,7 @@ def test_status_processing() -> None:
         progress=65,
         created_at=CREATED,
         extra={**STATUS_EXTRA, "creditCost": 10},
+        cost=Cost(10.0, "credits"),
     )
 
 
@@ -576,6 +570,7 @@ def test_status_completed() -> None:
             "webhookStatus": "delivered",
             "expired": False,
         },
+        cost=Cost(0.0, "credits"),
     )
 
 
@@ -590,6 +585,7 @@ def test_status_failed() -> None:
         created_at=CREATED,
         completed_at=datetime(2026, 3, 15, 10, 0, 5, tzinfo=UTC),
         extra={"model": "topaz-image-upscale", "creditCost": 0, "webhookStatus": "sent"},
+        cost=Cost(0.0, "credits"),
     )
 
 
@@ -604,6 +600,7 @@ def test_status_cancelled() -> None:
         created_at=CREATED,
         completed_at=datetime(2026, 3, 15, 10, 0, 3, tzinfo=UTC),
         extra={"model": "topaz-image-upscale", "creditCost": 0, "webhookStatus": None, "expired": False},
+        cost=Cost(0.0, "credits"),
     )
 
 
@@ -657,25 +654,17 @@ def test_status_body_needs_id_not_job_id() -> None:
 # --- malformed bodies ---------------------------------------------------------------------------
 
 MALFORMED = [
-    (b"", "empty body"),
-    (b"  \n", "empty body"),
-    (b"\xff\xfe{}", "not UTF-8"),
-    (b"not json", "not JSON"),
-    (b"[1, 2]", "must be a JSON object"),
-    (b'"COMPLETED"', "must be a JSON object"),
-    (b"[" * 100_000, "body is not JSON"),
-    (b'{"progress": ' + b"9" * 5000 + b"}", "body is not JSON"),
     (body({"status": "COMPLETED"}), "jobId: missing"),
-    (body({"jobId": 7, "status": "COMPLETED"}), "jobId: expected a non-empty string, got number"),
-    (body({"jobId": "", "status": "COMPLETED"}), "jobId: expected a non-empty string, got an empty string"),
+    (body({"jobId": 7, "status": "COMPLETED"}), "jobId: expected a string, got number"),
+    (body({"jobId": "", "status": "COMPLETED"}), "jobId: must not be empty"),
     (body({"jobId": JOB}), "status: missing"),
-    (body({"jobId": JOB, "status": None}), "status: expected a non-empty string, got null"),
-    (body({"jobId": JOB, "status": ["COMPLETED"]}), "status: expected a non-empty string, got array"),
+    (body({"jobId": JOB, "status": None}), "status: missing"),
+    (body({"jobId": JOB, "status": ["COMPLETED"]}), "status: expected a string, got array"),
     (body({"jobId": JOB, "status": "PROCESSING", "progress": "45"}), "progress: expected an integer"),
     (body({"jobId": JOB, "status": "PROCESSING", "progress": 45.5}), "progress: expected an integer"),
     (body({"jobId": JOB, "status": "PROCESSING", "progress": True}), "progress: expected an integer"),
-    (body({"jobId": JOB, "status": "PROCESSING", "progress": 101}), "progress: expected an integer 0-100"),
-    (body({"jobId": JOB, "status": "PROCESSING", "progress": -1}), "progress: expected an integer 0-100"),
+    (body({"jobId": JOB, "status": "PROCESSING", "progress": 101}), "progress: expected a percentage 0-100"),
+    (body({"jobId": JOB, "status": "PROCESSING", "progress": -1}), "progress: expected a percentage 0-100"),
     (body({"jobId": JOB, "status": "FAILED", "error": {"msg": "x"}}), "error: expected a string"),
     (
         body({"jobId": JOB, "status": "FAILED", "completedAt": "yesterday"}),
@@ -683,7 +672,7 @@ MALFORMED = [
     ),
     (
         body({"jobId": JOB, "status": "FAILED", "completedAt": 1710496832}),
-        "completedAt: expected an ISO-8601",
+        "completedAt: expected a string, got number",
     ),
     (body({"jobId": JOB, "status": "QUEUED", "createdAt": "2026-13-01T00:00:00Z"}), "createdAt: expected"),
     (body({"jobId": JOB, "status": "QUEUED", "creditCost": "10"}), "creditCost: expected an integer"),

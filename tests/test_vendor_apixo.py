@@ -11,7 +11,7 @@ from hypothesis import given, settings, strategies as st
 from pydantic import BaseModel, ValidationError
 
 from dispatch.errors import PayloadError, UpstreamError, ValidationFailed
-from dispatch.model import JobError, JobState, JobUpdate, Output
+from dispatch.model import Cost, JobError, JobState, JobUpdate, Output
 from fixtures import payload, payload_names
 from receiver.submit import validate_params
 from receiver.vendors import apixo
@@ -56,11 +56,6 @@ def test_adapter_attributes() -> None:
 def test_auth_headers_use_bearer() -> None:
     """APIXO authenticates with a Bearer token."""
     assert ADAPTER.auth_headers("ak_123") == {"Authorization": "Bearer ak_123"}
-
-
-def test_verify_callback_accepts_anything() -> None:
-    """APIXO does not sign callbacks, so verification is a no-op for any body."""
-    ADAPTER.verify_callback(b"\xff", {}, None)  # raises nothing
 
 
 def test_every_fixture_is_present() -> None:
@@ -262,16 +257,6 @@ def test_submit_request_without_callback_url_is_async() -> None:
     }
 
 
-def test_submit_request_refuses_another_model() -> None:
-    """Params of another model are a programming error, reported as ``TypeError``."""
-
-    class Other(BaseModel):
-        input: dict[str, Any]
-
-    with pytest.raises(TypeError, match="expected ApixoUpscaleRequest"):
-        ADAPTER.submit_request(Other(input={}), callback_url=CALLBACK_URL, job_id="job_3")
-
-
 def test_status_request_puts_the_task_id_in_the_query() -> None:
     """The status request is ``GET /api/v1/statusTask/image-upscaler?taskId=<id>``."""
     request = ADAPTER.status_request("task_12345678")
@@ -431,6 +416,7 @@ def test_status_success() -> None:
         created_at=STATUS_CREATED,
         completed_at=STATUS_DONE,
         extra={"costTime": 41388},
+        cost=Cost(41.388, "compute_seconds"),
     )
 
 
@@ -463,6 +449,7 @@ def test_callback_success() -> None:
         created_at=CALLBACK_CREATED,
         completed_at=datetime(2024, 1, 1, 0, 0, 12, 500000, tzinfo=UTC),
         extra={"costTime": 12500},
+        cost=Cost(12.5, "compute_seconds"),
     )
 
 
@@ -557,22 +544,17 @@ def test_status_http_200_with_error_envelope_and_no_data_is_an_upstream_error() 
 # --- malformed bodies ---------------------------------------------------------------------------
 
 MALFORMED = [
-    (b"", "empty body"),
-    (b"\t\n", "empty body"),
-    (b"\xc3\x28", "not UTF-8"),
-    (b"{code: 200}", "not JSON"),
-    (b"[]", "must be a JSON object"),
-    (b"null", "must be a JSON object"),
-    (b"[" * 100_000, "body is not JSON"),
-    (b'{"code": ' + b"1" * 5000 + b"}", "body is not JSON"),
-    (body({"code": 200, "message": "success"}), "data: expected an object, got nothing"),
+    (body({"code": 200, "message": "success"}), "data: missing"),
     (body({"code": 200, "data": "task_1"}), "data: expected an object, got string"),
-    (body({"code": 200, "data": None}), "data: expected an object, got null"),
+    (body({"code": 200, "data": None}), "data: missing"),
     (body({"data": {"state": "processing"}}), "data.taskId: missing"),
-    (body({"data": {"taskId": 12345678, "state": "processing"}}), "data.taskId: expected a non-empty string"),
+    (
+        body({"data": {"taskId": 12345678, "state": "processing"}}),
+        "data.taskId: expected a string, got number",
+    ),
     (body({"data": {"taskId": "task_1"}}), "data.state: missing"),
-    (envelope(state=1), "data.state: expected a non-empty string, got number"),
-    (envelope(state=""), "data.state: expected a non-empty string, got an empty string"),
+    (envelope(state=1), "data.state: expected a string, got number"),
+    (envelope(state=""), "data.state: must not be empty"),
     (envelope(state="processing", createTime="1767965610929"), "data.createTime: expected an integer"),
     (envelope(state="processing", createTime=1767965610.929), "data.createTime: expected an integer"),
     (envelope(state="processing", createTime=True), "data.createTime: expected an integer"),

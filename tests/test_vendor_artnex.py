@@ -12,7 +12,7 @@ from hypothesis import given, settings, strategies as st
 from pydantic import BaseModel, ValidationError
 
 from dispatch.errors import PayloadError, UpstreamError
-from dispatch.model import JobState, JobUpdate, Output
+from dispatch.model import Cost, JobState, JobUpdate, Output
 from fixtures import payload, payload_names
 from receiver.vendors import artnex
 from receiver.vendors.base import SubmitResult
@@ -51,11 +51,6 @@ def test_adapter_attributes() -> None:
 def test_auth_headers_use_bearer() -> None:
     """Artnex authenticates with ``Authorization: Bearer <key>`` (the prefix is required)."""
     assert ADAPTER.auth_headers("ak_live_1") == {"Authorization": "Bearer ak_live_1"}
-
-
-def test_verify_callback_accepts_anything() -> None:
-    """Artnex sends no callbacks, so verification is a no-op."""
-    ADAPTER.verify_callback(b"\xff", {}, None)  # raises nothing
 
 
 def test_every_fixture_is_present() -> None:
@@ -171,16 +166,6 @@ def test_submit_request_posts_the_fields_without_callback() -> None:
     assert request.query is None
 
 
-def test_submit_request_refuses_another_model() -> None:
-    """Params of another model are a programming error, reported as ``TypeError``."""
-
-    class Other(BaseModel):
-        image: str
-
-    with pytest.raises(TypeError, match="expected ArtnexUpscaleRequest"):
-        ADAPTER.submit_request(Other(image=IMAGE), callback_url=None, job_id="job_2")
-
-
 def test_there_is_no_status_request() -> None:
     """Artnex has nothing to poll."""
     assert ADAPTER.status_request("req_ups_abc123xyz") is None
@@ -211,6 +196,7 @@ def test_response_ok_is_the_succeeded_outcome() -> None:
             outputs=(Output(RESULT_URL, "image/jpeg", expires_at=NOW + timedelta(hours=24)),),
             completed_at=NOW,
             extra={"credits_used": 100},
+            cost=Cost(100.0, "credits"),
         ),
     )
 
@@ -360,17 +346,12 @@ def test_http_200_with_success_false_is_an_upstream_error() -> None:
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
-        (b"", "empty body"),
-        (b"\xff", "not UTF-8"),
-        (b"<html>", "not JSON"),
-        (b"[true]", "must be a JSON object"),
-        (b"[" * 100_000, "nested too deeply"),
-        (body({"image_url": RESULT_URL}), "success: expected a boolean, got nothing"),
+        (body({"image_url": RESULT_URL}), "success: missing"),
         (body({"success": "true", "image_url": RESULT_URL}), "success: expected a boolean, got string"),
         (body({"success": 1, "image_url": RESULT_URL}), "success: expected a boolean, got number"),
-        (body({"success": True}), "image_url: expected a non-empty string, got null"),
-        (body({"success": True, "image_url": ""}), "image_url: expected a non-empty string"),
-        (body({"success": True, "image_url": ["a"]}), "image_url: expected a non-empty string, got array"),
+        (body({"success": True}), "image_url: missing"),
+        (body({"success": True, "image_url": ""}), "image_url: must not be empty"),
+        (body({"success": True, "image_url": ["a"]}), "image_url: expected a string, got array"),
         (body({"success": True, "image_url": RESULT_URL, "request_id": 7}), "request_id: expected a string"),
         (body({"success": True, "image_url": RESULT_URL, "credits_used": "100"}), "credits_used: expected"),
         (body({"success": True, "image_url": RESULT_URL, "credits_used": True}), "credits_used: expected"),

@@ -1,11 +1,14 @@
 """The vendor HTTP client against a real loopback server: answers are read up to the body limit,
-compressed answers are decoded, and an oversized answer is a clear error rather than a memory spike."""
+compressed answers are decoded, and an oversized answer is a clear error rather than a memory spike;
+between tries it waits the vendor's ``Retry-After`` (seconds or HTTP-date), capped."""
 
 from __future__ import annotations
 
 import asyncio
 import gzip
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 
 import httpx
 import pytest
@@ -19,7 +22,7 @@ from dispatch.errors import UpstreamError
 from dispatch.model import JobState, JobUpdate
 from fixtures.harness import RunningServer, serve_in_thread
 from receiver.settings import load_settings
-from receiver.vendor_client import VendorClient
+from receiver.vendor_client import MAX_BACKOFF, VendorClient, backoff
 from receiver.vendors import ADAPTERS
 
 PAYLOADS = fixtures.PAYLOADS / "apixo"
@@ -81,3 +84,29 @@ def test_answers_are_parsed_whether_compressed_or_not(vendor: RunningServer, tas
     assert update.state is JobState.SUCCEEDED
     assert "content-encoding" not in response.headers
     assert response.content == (PAYLOADS / "status_success.json").read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("attempt", "retry_after", "expected"),
+    [
+        (1, "7", 7.0),  # the vendor's delay-seconds
+        (1, "3600", MAX_BACKOFF),  # capped
+        (3, None, 2.0),  # 0.5 * 2^(attempt-1) without a header
+        (2, "soon", 1.0),  # garbage: as without a header
+        (2, "1.5", 1.0),  # not delay-seconds either
+        (9, None, MAX_BACKOFF),
+    ],
+)
+def test_backoff_honours_retry_after_within_the_cap(
+    attempt: int, retry_after: str | None, expected: float
+) -> None:
+    """Between tries the client waits the vendor's ``Retry-After`` (at most 30 s), else doubles from 0.5 s."""
+    assert backoff(attempt, retry_after) == expected
+
+
+def test_backoff_reads_an_http_date() -> None:
+    """A ``Retry-After`` HTTP-date (RFC 9110) counts from now, like delay-seconds, and is capped too."""
+    soon = format_datetime(datetime.now(UTC) + timedelta(seconds=20), usegmt=True)
+    later = format_datetime(datetime.now(UTC) + timedelta(hours=1), usegmt=True)
+    assert 15 <= backoff(1, soon) <= 20
+    assert backoff(1, later) == MAX_BACKOFF

@@ -11,7 +11,7 @@ from hypothesis import given, settings, strategies as st
 from pydantic import BaseModel, ValidationError
 
 from dispatch.errors import PayloadError, UpstreamError
-from dispatch.model import JobError, JobState, JobUpdate, Output
+from dispatch.model import Cost, JobError, JobState, JobUpdate, Output
 from fixtures import payload, payload_names
 from receiver.vendors import dreamina
 from receiver.vendors.base import SubmitResult
@@ -60,11 +60,6 @@ def test_adapter_attributes() -> None:
 def test_auth_headers_send_the_token_whole() -> None:
     """The useapi token is sent as a Bearer token, unencoded."""
     assert ADAPTER.auth_headers("user:12345-abc") == {"Authorization": "Bearer user:12345-abc"}
-
-
-def test_verify_callback_accepts_anything() -> None:
-    """useapi does not sign callbacks, so verification is a no-op for any body."""
-    ADAPTER.verify_callback(b"\xff", {"x-signature": "nope"}, "user:1-a")  # returns without raising
 
 
 def test_every_fixture_is_present() -> None:
@@ -207,16 +202,6 @@ def test_submit_request_without_callback_url_sends_only_reply_ref() -> None:
     assert request.json == {"jobid": SOURCE_ID, "replyRef": "job_03"}
 
 
-def test_submit_request_refuses_another_model() -> None:
-    """Params of another model are a programming error, reported as ``TypeError``."""
-
-    class Other(BaseModel):
-        jobid: str
-
-    with pytest.raises(TypeError, match="expected DreaminaUpscaleParams"):
-        ADAPTER.submit_request(Other(jobid=SOURCE_ID), callback_url=CALLBACK_URL, job_id="job_04")
-
-
 def test_status_request_keeps_the_job_id_unencoded() -> None:
     """The jobid goes into the GET path verbatim, ``:`` and ``@`` included."""
     request = ADAPTER.status_request(UPSCALE_ID)
@@ -239,6 +224,7 @@ def test_submit_ok_gives_the_job_id_and_a_running_update() -> None:
             vendor_job_id=UPSCALE_ID,
             created_at=UPSCALE_CREATED,
             extra={"type": "upscale"},
+            cost=Cost(0.0, "credits"),
         ),
     )
 
@@ -250,8 +236,6 @@ def test_submit_ok_gives_the_job_id_and_a_running_update() -> None:
         (body({"jobid": None, "status": "created"}), "jobid: missing"),
         (body({"jobid": ["x"], "status": "created"}), "jobid: expected a string, got array"),
         (body({"jobid": UPSCALE_ID}), "status: missing"),
-        (b"", "empty body"),
-        (b"[1]", "body must be a JSON object"),
     ],
 )
 def test_submit_response_without_job_record_is_a_payload_error(raw: bytes, message: str) -> None:
@@ -272,6 +256,7 @@ def test_status_created_generation_job_is_running() -> None:
         vendor_job_id=SOURCE_ID,
         created_at=datetime(2026, 3, 2, 14, 5, 30, 123000, tzinfo=UTC),
         extra={"type": "image"},
+        cost=Cost(0.0, "credits"),
     )
 
 
@@ -315,6 +300,7 @@ def test_callback_upscale_created_is_running() -> None:
         vendor_job_id=UPSCALE_ID,
         created_at=UPSCALE_CREATED,
         extra={"type": "upscale", "replyRef": REPLY_REF},
+        cost=Cost(0.0, "credits"),
     )
 
 
@@ -449,12 +435,6 @@ def test_status_response_parses_like_the_callback() -> None:
 # --- malformed bodies ---------------------------------------------------------------------------
 
 MALFORMED: list[tuple[bytes, str]] = [
-    (b"", "empty body"),
-    (b"\xc3\x28", "body is not UTF-8"),
-    (b"{'jobid': 1}", "body is not JSON"),
-    (b"[]", "body must be a JSON object, got list"),
-    (b"null", "body must be a JSON object, got NoneType"),
-    (b'{"a": ' * 50_000 + b"1" + b"}" * 50_000, "body is not JSON: nested too deeply"),
     (body({"jobid": UPSCALE_ID}), "status: missing"),
     (body({"status": 1}), "status: expected a string, got number"),
     (body({"status": {"type": "completed"}}), "status: expected a string, got object"),

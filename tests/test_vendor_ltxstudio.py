@@ -51,11 +51,6 @@ def test_auth_headers_send_the_token_whole() -> None:
     assert ADAPTER.auth_headers("user:12345-abc") == {"Authorization": "Bearer user:12345-abc"}
 
 
-def test_verify_callback_accepts_anything() -> None:
-    """useapi does not sign callbacks, so verification is a no-op for any body."""
-    ADAPTER.verify_callback(b"\xff", {}, None)  # returns without raising
-
-
 def test_every_fixture_is_present() -> None:
     """The fixture directory holds exactly the LTX payloads these tests exercise."""
     assert payload_names("ltxstudio") == [
@@ -177,16 +172,6 @@ def test_submit_request_without_callback_url_sends_only_reply_ref() -> None:
     assert request.json == {"jobId": JOB_ID, "replyRef": "job_03"}
 
 
-def test_submit_request_refuses_another_model() -> None:
-    """Params of another model are a programming error, reported as ``TypeError``."""
-
-    class Other(BaseModel):
-        jobId: str
-
-    with pytest.raises(TypeError, match="expected LtxUpscaleParams"):
-        ADAPTER.submit_request(Other(jobId=JOB_ID), callback_url=CALLBACK_URL, job_id="job_04")
-
-
 def test_status_request_keeps_the_job_id_unencoded() -> None:
     """The job id goes into the GET path verbatim, ``:`` and ``@`` included."""
     request = ADAPTER.status_request(JOB_ID)
@@ -241,8 +226,6 @@ def test_submit_polled_active_gives_a_running_update() -> None:
         (body({"generationId": "gen_xyz789abc012"}), "jobId: missing"),
         (body({"jobId": ""}), "jobId: must not be empty"),
         (body({"jobId": 42}), "jobId: expected a string, got number"),
-        (b"", "empty body"),
-        (b"[]", "body must be a JSON object"),
     ],
 )
 def test_submit_response_without_job_id_is_a_payload_error(raw: bytes, message: str) -> None:
@@ -361,14 +344,6 @@ def test_status_response_parses_like_the_callback() -> None:
 # --- malformed bodies ---------------------------------------------------------------------------
 
 MALFORMED: list[tuple[bytes, str]] = [
-    (b"", "empty body"),
-    (b"  \n", "empty body"),
-    (b"\xff\xfe{}", "body is not UTF-8"),
-    (b"{not json", "body is not JSON"),
-    (b"[]", "body must be a JSON object, got list"),
-    (b'"completed"', "body must be a JSON object, got str"),
-    (b"[" * 100_000, "body is not JSON"),
-    (b'{"status": {"type": "active", "progress": ' + b"1" * 5000 + b"}}", "body is not JSON"),
     (body({}), "status: missing"),
     (body({"status": None}), "status: missing"),
     (body({"status": "completed"}), "status: expected an object, got string"),

@@ -1,14 +1,47 @@
-"""The vendor adapters, one module each, all behind :class:`receiver.vendors.base.VendorAdapter`."""
+"""The vendor adapters, one module each, all behind :class:`receiver.vendors.base.VendorAdapter`.
+
+The registry finds them itself: every module of this package whose name does not start with ``_`` and
+is not ``base`` is a vendor module, and its ``ADAPTER`` is registered under ``ADAPTER.name``.
+
+Adding a vendor
+---------------
+1. ``receiver/vendors/<name>.py``: the params model and an ``AdapterBase`` subclass (see
+   ``apixo.py``) whose docstrings cite the vendor's page, read bodies with ``receiver.vendors._fields``,
+   and end with ``ADAPTER: VendorAdapter = <Name>Adapter()``. Set ``params_example``; set
+   ``poll_timing`` if the vendor has a status endpoint (the poller and ``RELAY_POLL_AFTER`` pick it up),
+   ``cost_field`` if its bodies report a cost, ``callback_lost`` if it says when it gave up calling back.
+2. ``receiver/fakes/payloads/<name>/*.json``: the vendor's documented examples, named by kind and state:
+   ``submit_*`` / ``response_*`` (2xx submit answers), ``callback_*`` (callback bodies), ``status_*``
+   (200 status answers), ``error_<status>`` or ``error_*`` (error answers).
+
+``tests/test_adapter_contract.py`` then runs the shared contract over the new adapter and its payloads
+(request fields, job ids, every fixture's state and cost, hostile bodies); its own test module holds only
+what is specific to the vendor. The credential and base URL are the ``Settings`` fields the adapter names in
+``credential_setting`` and ``base_url_setting`` (``RELAY_<NAME>_API_KEY``, ``RELAY_<NAME>_BASE_URL``): the
+one edit outside the module, unless the vendor shares them with one already there (useapi.net's token).
+"""
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+
 from dispatch.errors import NotFound
-from receiver.vendors import apiframe, apixo, artnex, dreamina, ltxstudio
 from receiver.vendors.base import VendorAdapter
 
-ADAPTERS: dict[str, VendorAdapter] = {
-    module.ADAPTER.name: module.ADAPTER for module in (ltxstudio, dreamina, apiframe, apixo, artnex)
-}
+
+def _discover() -> dict[str, VendorAdapter]:
+    """``{adapter.name: adapter}`` for every vendor module of this package, in module name order."""
+    found: dict[str, VendorAdapter] = {}
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda info: info.name):
+        if info.name.startswith("_") or info.name == "base":
+            continue
+        adapter: VendorAdapter = importlib.import_module(f"{__name__}.{info.name}").ADAPTER
+        found[adapter.name] = adapter
+    return found
+
+
+ADAPTERS: dict[str, VendorAdapter] = _discover()
 
 
 def get_adapter(vendor: str) -> VendorAdapter:
@@ -17,3 +50,9 @@ def get_adapter(vendor: str) -> VendorAdapter:
         return ADAPTERS[vendor]
     except KeyError:
         raise NotFound(f"unknown vendor {vendor!r}; known: {', '.join(sorted(ADAPTERS))}") from None
+
+
+def polled_vendors() -> tuple[str, ...]:
+    """The vendors the polling fallback asks about their jobs: those whose adapter has a ``poll_timing``
+    (``("apiframe", "apixo", "dreamina", "ltxstudio")``)."""
+    return tuple(name for name, adapter in ADAPTERS.items() if adapter.poll_timing is not None)

@@ -1,43 +1,39 @@
-"""What the two useapi.net adapters (LTX Studio, Dreamina) share: Bearer auth, the error envelope,
-the callback fields the relay owns, and strict readers for fields of vendor JSON bodies.
+"""What the two useapi.net adapters (LTX Studio, Dreamina) share: :class:`UseapiAdapter`.
 
 useapi authenticates every API with one token sent whole as ``Authorization: Bearer user:<n>-<str>``
 (https://useapi.net/llms-full.txt). Errors come as ``{"error": "Unauthorized", "code": 401}``
 (https://useapi.net/docs/api-ltxstudio-v1/post-ltxstudio-images-upscale); Dreamina's bodies omit
 ``code`` (``{"error": "Source image job not found"}``,
 https://useapi.net/docs/api-dreamina-v1/post-dreamina-images-upscale). Callbacks go to ``replyUrl``
-and echo ``replyRef``; neither is signed.
-
-Every reader raises :class:`PayloadError` whose message starts with the field's dotted path
-(``status.type: expected a string, got number``) and whose ``details`` is ``{"field": path}``.
+and echo ``replyRef``; neither is signed. The callback body and the status answer are the same job
+record, so one ``parse_job`` per vendor reads callbacks, status answers and (where they carry a state)
+submit answers.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
-from dispatch.errors import PayloadError, UpstreamError
-from dispatch.model import parse_iso
+from pydantic import BaseModel
+
+from dispatch.errors import UpstreamError
+from dispatch.model import JobUpdate
 from receiver.vendors import base
-from receiver.vendors.base import invalid, json_kind
+from receiver.vendors.base import (
+    AdapterBase,
+    PollTiming,
+    SubmitResult,
+    VendorRequest,
+    expect_params,
+    is_success,
+    load_object,
+    path_segment,
+)
 
 RESERVED_FIELDS: frozenset[str] = frozenset({"replyUrl", "replyRef"})
 """Request fields the relay injects itself: ``replyUrl`` (callback URL) and ``replyRef`` (relay job id)."""
-
-_MISSING = object()
-
-
-def auth_headers(credential: str) -> dict[str, str]:
-    """``{"Authorization": "Bearer user:12345-abc"}``: the useapi token, sent whole and unencoded."""
-    return {"Authorization": f"Bearer {credential}"}
-
-
-def is_success(status_code: int) -> bool:
-    """True for a 2xx HTTP status."""
-    return 200 <= status_code < 300
 
 
 def error_from_response(
@@ -48,7 +44,7 @@ def error_from_response(
     The message is the envelope's ``error`` (``{"error": "Job has expired", "code": 410}`` →
     ``"Job has expired"``, code ``vendor_expired``), else whatever :func:`base.error_message` finds in the
     body. The HTTP status, not the body's ``code``, decides the relay code (see :func:`base.upstream_error`);
-    ``Retry-After`` (seconds) is read from ``headers``. Never raises.
+    ``Retry-After`` is read from ``headers``. Never raises.
     """
     message: str | None = None
     try:
@@ -62,105 +58,81 @@ def error_from_response(
     return base.upstream_error(status_code, message, headers)
 
 
-def _wrong_type(path: str, expected: str, value: object) -> PayloadError:
-    return invalid(path, f"expected {expected}, got {json_kind(value)}")
+class UseapiAdapter(AdapterBase):
+    """A useapi.net image upscale API: asynchronous, Bearer token, unsigned ``replyUrl`` callbacks, no
+    idempotency key (a re-sent submit starts a second job).
 
+    A subclass sets ``name``, ``params_model``, ``params_example``, ``job_id_pattern``, ``submit_path``,
+    ``status_path`` (with a ``{job_id}`` placeholder) and implements :meth:`parse_job` and
+    :meth:`submit_result`; :meth:`submit_timeout` is optional.
+    """
 
-def _get(obj: Mapping[str, Any], key: str) -> Any:
-    """``obj[key]``, with JSON ``null`` read as absent (``_MISSING``)."""
-    value = obj.get(key, _MISSING)
-    return _MISSING if value is None else value
+    reserved_fields: ClassVar[frozenset[str]] = RESERVED_FIELDS
+    credential_setting: ClassVar[str] = "useapi_token"
+    base_url_setting: ClassVar[str] = "useapi_base_url"
+    # LTX: useapi polls every 3 s with ``pollForResult`` and jobs take minutes; Dreamina: useapi's own
+    # sample polls every 10 s (seed:001). First poll after 120 s, then every 10 s.
+    poll_timing: ClassVar[PollTiming | None] = PollTiming(first=120.0, every=10.0)
+    submit_path: ClassVar[str]
+    status_path: ClassVar[str]
 
+    def parse_job(self, data: Mapping[str, Any]) -> JobUpdate:
+        """Normalize the vendor's job record (callback, status answer, submit answer with a state).
+        Raises :class:`PayloadError` naming the field."""
+        raise NotImplementedError
 
-def required_str(obj: Mapping[str, Any], key: str, path: str) -> str:
-    """The non-empty string at ``obj[key]``; ``path`` names it in errors (``"status.type"``).
-    Raises :class:`PayloadError` when absent, ``null``, empty or not a string."""
-    value = _get(obj, key)
-    if value is _MISSING:
-        raise invalid(path, "missing")
-    if not isinstance(value, str):
-        raise _wrong_type(path, "a string", value)
-    if not value:
-        raise invalid(path, "must not be empty")
-    return value
+    def submit_result(self, data: dict[str, Any]) -> SubmitResult:
+        """The :class:`SubmitResult` of a 2xx submit answer's JSON object. Raises :class:`PayloadError`."""
+        raise NotImplementedError
 
-
-def optional_str(obj: Mapping[str, Any], key: str, path: str) -> str | None:
-    """The string at ``obj[key]``, or ``None`` when absent, ``null`` or empty. Raises
-    :class:`PayloadError` for any other type."""
-    value = _get(obj, key)
-    if value is _MISSING:
+    def submit_timeout(self, params: BaseModel) -> float | None:
+        """Seconds useapi may hold the submit's answer (beyond ``RELAY_VENDOR_TIMEOUT``), or ``None``."""
         return None
-    if not isinstance(value, str):
-        raise _wrong_type(path, "a string", value)
-    return value or None
 
+    def submit_request(self, params: BaseModel, *, callback_url: str | None, job_id: str) -> VendorRequest:
+        """``POST <submit_path>`` with the fields the client set plus ``replyUrl=callback_url`` (when
+        given) and ``replyRef=job_id``, as JSON.
 
-def required_object(obj: Mapping[str, Any], key: str, path: str) -> dict[str, Any]:
-    """The JSON object at ``obj[key]``. Raises :class:`PayloadError` when absent or not an object."""
-    value = _get(obj, key)
-    if value is _MISSING:
-        raise invalid(path, "missing")
-    if not isinstance(value, dict):
-        raise _wrong_type(path, "an object", value)
-    return value
+        Example JSON: ``{"jobid": "j…i-u12345-US:demo@example.com:dreamina", "upscaleResolution": "8k",
+        "replyUrl": "https://relay/v1/callbacks/dreamina/t", "replyRef": "job_01"}``. Raises ``TypeError``
+        if ``params`` is not this vendor's ``params_model``.
+        """
+        params = expect_params(params, self.params_model)
+        body: dict[str, Any] = params.model_dump(exclude_unset=True, exclude_none=True)
+        if callback_url is not None:
+            body["replyUrl"] = callback_url
+        body["replyRef"] = job_id
+        return VendorRequest(
+            "POST",
+            self.submit_path,
+            json=body,
+            headers={"Content-Type": "application/json"},
+            timeout=self.submit_timeout(params),
+        )
 
+    def parse_submit_response(
+        self, status_code: int, body: bytes, headers: Mapping[str, str]
+    ) -> SubmitResult:
+        """A 2xx answer through :meth:`submit_result`. Raises :class:`UpstreamError` for an error status
+        (``402 {"error": "Insufficient credits"}`` → ``insufficient_credits``) and :class:`PayloadError`
+        for a 2xx body without the job id."""
+        if not is_success(status_code):
+            raise error_from_response(status_code, body, headers)
+        return self.submit_result(load_object(body))
 
-def optional_object(obj: Mapping[str, Any], key: str, path: str) -> dict[str, Any] | None:
-    """The JSON object at ``obj[key]``, or ``None`` when absent or ``null``. Raises
-    :class:`PayloadError` for any other type."""
-    value = _get(obj, key)
-    if value is _MISSING:
-        return None
-    if not isinstance(value, dict):
-        raise _wrong_type(path, "an object", value)
-    return value
+    def status_request(self, vendor_job_id: str) -> VendorRequest:
+        """``GET <status_path>`` with the job id verbatim: its ``:`` and ``@`` stay unencoded, as in
+        useapi's own examples."""
+        return VendorRequest("GET", self.status_path.format(job_id=path_segment(vendor_job_id, safe=":@")))
 
+    def parse_callback(self, body: bytes, headers: Mapping[str, str]) -> JobUpdate:
+        """The ``replyUrl`` POST body, i.e. the job record. Raises :class:`PayloadError`."""
+        return self.parse_job(load_object(body))
 
-def optional_list(obj: Mapping[str, Any], key: str, path: str) -> list[Any] | None:
-    """The JSON array at ``obj[key]``, or ``None`` when absent or ``null``. Raises
-    :class:`PayloadError` for any other type."""
-    value = _get(obj, key)
-    if value is _MISSING:
-        return None
-    if not isinstance(value, list):
-        raise _wrong_type(path, "an array", value)
-    return value
-
-
-def optional_percent(obj: Mapping[str, Any], key: str, path: str) -> int | None:
-    """A 0-100 progress number (``45``, ``45.6`` → ``46``) rounded to an int, or ``None`` when absent
-    or ``null``. Raises :class:`PayloadError` for a non-number, NaN/infinity or a value outside 0-100."""
-    value = _get(obj, key)
-    if value is _MISSING:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _wrong_type(path, "a number", value)
-    if not 0 <= value <= 100:  # also refuses NaN and infinity
-        raise invalid(path, f"expected a percentage 0-100, got {value!r}")
-    return round(value)
-
-
-def optional_dimension(obj: Mapping[str, Any], key: str, path: str) -> int | None:
-    """A size in pixels (``2560``), or ``None`` when absent, ``null`` or not positive (unknown).
-    Raises :class:`PayloadError` for a non-integer (``2560.0``, ``"2560"``, ``true``)."""
-    value = _get(obj, key)
-    if value is _MISSING:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _wrong_type(path, "an integer", value)
-    return value if value > 0 else None
-
-
-def optional_iso_time(obj: Mapping[str, Any], key: str, path: str) -> datetime | None:
-    """An ISO-8601 time (``"2026-03-02T14:06:06.789Z"``) as an aware UTC datetime, or ``None`` when
-    absent, ``null`` or empty; a time without offset is taken as UTC. Raises :class:`PayloadError`
-    for a non-string or text that is not an ISO-8601 time."""
-    text = optional_str(obj, key, path)
-    if text is None:
-        return None
-    try:
-        parsed = parse_iso(text)
-        return None if parsed is None else parsed.astimezone(UTC)
-    except (ValueError, OverflowError):
-        raise invalid(path, f"expected an ISO-8601 time, got {text[:40]!r}") from None
+    def parse_status(self, status_code: int, body: bytes) -> JobUpdate:
+        """The status answer. Raises :class:`UpstreamError` for an error status (``404 "Job not found or
+        has expired"`` → ``vendor_not_found``, ``410`` → ``vendor_expired``) and :class:`PayloadError`
+        for a body that is not a job record."""
+        if not is_success(status_code):
+            raise error_from_response(status_code, body)
+        return self.parse_job(load_object(body))

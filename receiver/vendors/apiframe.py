@@ -17,6 +17,10 @@ v2 OpenAPI document and the webhook verifier of the official Node SDK (``apifram
   no body states a date. A job showing ``"expired": true`` (its CDN assets purged) is reported as
   ``extra["expired"] = True``.
 - ``X-Webhook-Signature: sha256=<hex HMAC-SHA256(key=SHA-256(api key) raw bytes, msg=raw body)>``.
+- Cost: ``creditCost`` (integer credits, AF-OAS ``Job.creditCost``; ``0`` once a failed job is refunded)
+  → ``Cost(10.0, "credits")``; a non-integer is a :class:`PayloadError`.
+- A polled job showing ``webhookStatus: "failed"`` means Apiframe gave up on its webhook: see
+  :meth:`ApiframeAdapter.callback_lost`.
 """
 
 from __future__ import annotations
@@ -25,23 +29,25 @@ import hashlib
 import hmac
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Literal, Self
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from dispatch.errors import PayloadError, SignatureInvalid, UpstreamError
 from dispatch.model import JobError, JobState, JobUpdate, Output
+from receiver.vendors import _fields as f
 from receiver.vendors.base import (
+    AdapterBase,
+    PollTiming,
     SubmitResult,
     VendorAdapter,
     VendorRequest,
     error_message,
-    invalid as _invalid,
-    json_kind as _kind,
+    expect_params,
+    is_success,
     load_object,
-    mime_from_url as _mime_type,
+    mime_from_url,
     path_segment,
     upstream_error,
 )
@@ -64,6 +70,18 @@ def _http_url(value: str) -> str:
     return value
 
 
+def _one_of(*allowed: float) -> AfterValidator:
+    """A validator refusing any number but ``allowed`` (``_one_of(1, 2, 4, 6)``: "must be one of 1, 2,
+    4, 6"), for the schema's numeric enums."""
+
+    def check(value: float) -> float:
+        if value not in allowed:
+            raise ValueError(f"must be one of {', '.join(map(str, allowed))}")
+        return value
+
+    return AfterValidator(check)
+
+
 #: A source image: an absolute ``http://`` or ``https://`` URL (the schema's ``format: uri``; Apiframe
 #: downloads it, so other schemes cannot work).
 ImageUrl = Annotated[str, AfterValidator(_http_url)]
@@ -79,7 +97,7 @@ class TopazUpscaleParams(BaseModel):
     model_config = _STRICT
 
     image: ImageUrl
-    upscale_factor: float | None = None
+    upscale_factor: Annotated[float, _one_of(1, 2, 4, 6)] | None = None
     model_type: (
         Literal["standard-v2", "low-res-v2", "cgi", "high-fidelity-v2", "text-refine", "redefine"] | None
     ) = None
@@ -88,13 +106,6 @@ class TopazUpscaleParams(BaseModel):
     face_enhance_creativity: float | None = Field(default=None, ge=0, le=1)
     face_enhance_strength: float | None = Field(default=None, ge=0, le=1)
     seed: int | None = None
-
-    @field_validator("upscale_factor")
-    @classmethod
-    def _factor(cls, value: float | None) -> float | None:
-        if value is not None and value not in (1, 2, 4, 6):
-            raise ValueError("must be one of 1, 2, 4, 6")
-        return value
 
 
 class ClarityUpscaleParams(BaseModel):
@@ -110,7 +121,7 @@ class ClarityUpscaleParams(BaseModel):
     image: ImageUrl
     prompt: str | None = Field(default=None, max_length=2000)
     negative_prompt: str | None = Field(default=None, max_length=2000)
-    scale_factor: float | None = None
+    scale_factor: Annotated[float, _one_of(1, 2, 4, 8)] | None = None
     creativity: float | None = Field(default=None, ge=0, le=1)
     resemblance: float | None = Field(default=None, ge=0, le=3)
     dynamic: float | None = Field(default=None, ge=1, le=50)
@@ -118,13 +129,6 @@ class ClarityUpscaleParams(BaseModel):
     sharpen: float | None = Field(default=None, ge=0, le=10)
     output_format: Literal["png", "jpg", "webp"] | None = None
     seed: int | None = None
-
-    @field_validator("scale_factor")
-    @classmethod
-    def _factor(cls, value: float | None) -> float | None:
-        if value is not None and value not in (1, 2, 4, 8):
-            raise ValueError("must be one of 1, 2, 4, 8")
-        return value
 
 
 class ApiframeUpscaleRequest(BaseModel):
@@ -177,41 +181,6 @@ _STATES = {
 _FAILURE_CODES = {"FAILED": "vendor_failed", "CANCELLED": "cancelled"}
 
 
-def _required_str(obj: dict[str, Any], key: str) -> str:
-    value = obj.get(key)
-    if key not in obj:
-        raise _invalid(key, "missing (expected a non-empty string)")
-    if not isinstance(value, str) or not value:
-        got = "an empty string" if value == "" else _kind(value)
-        raise _invalid(key, f"expected a non-empty string, got {got}")
-    return value
-
-
-def _optional(obj: dict[str, Any], key: str, kind: type, name: str) -> Any:
-    value = obj.get(key)
-    if value is None or (isinstance(value, kind) and not (kind is int and isinstance(value, bool))):
-        return value
-    raise _invalid(key, f"expected {name} or null, got {_kind(value)}")
-
-
-def _optional_time(obj: dict[str, Any], key: str) -> datetime | None:
-    text: str | None = _optional(obj, key, str, "an ISO-8601 string")
-    if not text:
-        return None
-    try:
-        parsed = datetime.fromisoformat(text)
-        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
-    except (ValueError, OverflowError):
-        raise _invalid(key, f"expected an ISO-8601 date-time, got {text[:40]!r}") from None
-
-
-def _progress(obj: dict[str, Any]) -> int | None:
-    value: int | None = _optional(obj, "progress", int, "an integer 0-100")
-    if value is not None and not 0 <= value <= 100:
-        raise _invalid("progress", f"expected an integer 0-100, got {value}")
-    return value
-
-
 def _result_urls(result: Any) -> tuple[list[str], str | None]:
     """``(image URLs, gridUrl)`` from a ``result`` that is a URL string or ``{"images": [...]}``."""
     if isinstance(result, str) and result:
@@ -226,9 +195,9 @@ def _result_urls(result: Any) -> tuple[list[str], str | None]:
             and (grid is None or isinstance(grid, str))
         ):
             return list(images), grid
-    raise _invalid(
+    raise f.invalid(
         "result",
-        f'expected an image URL string or {{"images": [URL, ...]}} on a COMPLETED job, got {_kind(result)}',
+        f'expected an image URL string or {{"images": [URL, ...]}} on a COMPLETED job, got {f.json_kind(result)}',
     )
 
 
@@ -240,24 +209,25 @@ def _job_update(obj: dict[str, Any], id_key: str) -> JobUpdate:
     ``expired`` are copied to ``extra`` when present, so ``{"expired": true}`` gives
     ``extra["expired"] is True`` (the CDN assets are purged; ``result`` URLs may 404).
     """
-    vendor_job_id = _required_str(obj, id_key)
-    raw_state = _required_str(obj, "status")
+    vendor_job_id = f.text(obj, id_key, required=True)
+    raw_state = f.text(obj, "status", required=True)
     state = _STATES.get(raw_state)
-    progress = _progress(obj)
-    message: str | None = _optional(obj, "error", str, "a string")
-    created_at = _optional_time(obj, "createdAt")
-    completed_at = _optional_time(obj, "completedAt")
-    extra: dict[str, Any] = {}
-    for key, kind, name in (
-        ("event", str, "a string"),
-        ("model", str, "a string"),
-        ("creditCost", int, "an integer"),
-        ("webhookStatus", str, "a string"),
-        ("expired", bool, "a boolean"),
-    ):
-        value = _optional(obj, key, kind, name)
-        if key in obj:
-            extra[key] = value
+    progress = f.percent(obj, "progress", whole=True)
+    message = f.text(obj, "error")
+    created_at = f.iso_time(obj, "createdAt")
+    completed_at = f.iso_time(obj, "completedAt")
+    credit_cost = f.integer(obj, "creditCost")
+    extra: dict[str, Any] = {
+        key: value
+        for key, value in (
+            ("event", f.text(obj, "event")),
+            ("model", f.text(obj, "model")),
+            ("creditCost", credit_cost),
+            ("webhookStatus", f.text(obj, "webhookStatus")),
+            ("expired", f.boolean(obj, "expired")),
+        )
+        if key in obj
+    }
 
     outputs: tuple[Output, ...] = ()
     error: JobError | None = None
@@ -265,7 +235,7 @@ def _job_update(obj: dict[str, Any], id_key: str) -> JobUpdate:
         urls, grid = _result_urls(obj.get("result"))
         if grid is not None:
             extra["gridUrl"] = grid
-        outputs = tuple(Output(url, _mime_type(url), expires_at=None) for url in urls)
+        outputs = tuple(Output(url, mime_from_url(url), expires_at=None) for url in urls)
         if progress is None:
             progress = 100
     elif raw_state in _FAILURE_CODES:
@@ -280,6 +250,7 @@ def _job_update(obj: dict[str, Any], id_key: str) -> JobUpdate:
         created_at=created_at,
         completed_at=completed_at,
         extra=extra,
+        cost=f.cost(credit_cost, "credits"),
     )
 
 
@@ -305,22 +276,27 @@ def _upstream(status_code: int, body: bytes, headers: Mapping[str, str] | None) 
     return exc
 
 
-class ApiframeAdapter:
+class ApiframeAdapter(AdapterBase):
     """Apiframe v2 upscale (Topaz or Clarity): async, signed webhooks, idempotent submits."""
 
     name: ClassVar[str] = "apiframe"
     params_model: ClassVar[type[BaseModel]] = ApiframeUpscaleRequest
+    params_example: ClassVar[dict[str, Any]] = {
+        "model": TOPAZ,
+        "topazUpscaleParams": {"image": "https://example.com/photo.jpg", "upscale_factor": 2},
+    }
     reserved_fields: ClassVar[frozenset[str]] = frozenset({"webhookUrl", "webhookEvents"})
-    synchronous: ClassVar[bool] = False
     idempotent_submit: ClassVar[bool] = True
     signs_callbacks: ClassVar[bool] = True
     credential_setting: ClassVar[str] = "apiframe_api_key"
-    transient_fail_codes: ClassVar[frozenset[str]] = frozenset()
     base_url_setting: ClassVar[str] = "apiframe_base_url"
     # a UUID: "GET /v2/jobs/{id} (id = UUID; 400 if not a UUID)" [VENDORS.md §3, AF-OAS]
     job_id_pattern: ClassVar[re.Pattern[str]] = re.compile(
         r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
     )
+    # "poll every 2-3 s for image jobs" [AF-JOB2]; the SDK grows 2 s x1.5 up to 5 s: 60 s, then 3 s
+    poll_timing: ClassVar[PollTiming | None] = PollTiming(first=60.0, every=3.0)
+    cost_field: ClassVar[str | None] = "creditCost"
 
     def auth_headers(self, credential: str) -> dict[str, str]:
         """``{"X-API-Key": "afk_…"}`` (Apiframe does not use Bearer auth)."""
@@ -332,9 +308,7 @@ class ApiframeAdapter:
 
         Raises ``TypeError`` if ``params`` is not an :class:`ApiframeUpscaleRequest`.
         """
-        if not isinstance(params, ApiframeUpscaleRequest):
-            raise TypeError(f"expected ApiframeUpscaleRequest, got {type(params).__name__}")
-        body = params.model_dump(exclude_none=True)
+        body = expect_params(params, ApiframeUpscaleRequest).model_dump(exclude_none=True)
         if callback_url is not None:
             body["webhookUrl"] = callback_url
             body["webhookEvents"] = list(WEBHOOK_EVENTS)
@@ -350,11 +324,11 @@ class ApiframeAdapter:
         Raises :class:`UpstreamError` for a non-2xx status (message from ``error``, ``details`` kept),
         :class:`PayloadError` for a 2xx body without ``jobId``.
         """
-        if not 200 <= status_code < 300:
+        if not is_success(status_code):
             raise _upstream(status_code, body, headers)
         obj = load_object(body)
-        vendor_job_id = _required_str(obj, "jobId")
-        raw_state: str | None = _optional(obj, "status", str, "a string")
+        vendor_job_id = f.text(obj, "jobId", required=True)
+        raw_state = f.text(obj, "status")
         state = _STATES.get(raw_state) if raw_state is not None else None
         update = None
         if state in (JobState.QUEUED, JobState.RUNNING):
@@ -380,7 +354,7 @@ class ApiframeAdapter:
         "result": {"images": [URL]}, "expired": true, …}`` → succeeded, outputs with ``expires_at=None``,
         ``extra["expired"] is True``. Raises :class:`UpstreamError` for a non-2xx status and
         :class:`PayloadError` for a body that cannot be parsed."""
-        if not 200 <= status_code < 300:
+        if not is_success(status_code):
             raise _upstream(status_code, body, None)
         return _job_update(load_object(body), "id")
 
@@ -399,6 +373,12 @@ class ApiframeAdapter:
         candidate = given.strip().lower().removeprefix("sha256=").encode("utf-8", "replace")
         if not hmac.compare_digest(expected, candidate):
             raise SignatureInvalid(f"apiframe callback {SIGNATURE_HEADER} does not match the body")
+
+    def callback_lost(self, update: JobUpdate) -> bool:
+        """True when a polled job shows ``webhookStatus: "failed"``: Apiframe gave up delivering its
+        webhook (AF-OAS ``Job.webhookStatus``), so only polling will see the outcome and the poller keeps
+        polling at the base interval."""
+        return update.extra.get("webhookStatus") == "failed"
 
 
 ADAPTER: VendorAdapter = ApiframeAdapter()

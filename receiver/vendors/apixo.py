@@ -14,6 +14,9 @@ https://apixo.ai/docs/api-reference/response-format.
   *string* ``'{"resultUrls": [URL]}'``; times are epoch **milliseconds**; result URLs expire 24 h after
   completion. ``pending → queued``, ``processing → running``, ``success → succeeded``,
   ``failed → failed`` (code ``failCode``, opaque and possibly with spaces such as ``"Unknown error"``).
+- Cost: ``costTime`` is the task's compute time in **milliseconds** (seed:003: ``41388`` between
+  ``createTime`` ``1767965610929`` and ``completeTime`` ``1767965652317``) → ``Cost(41.388,
+  "compute_seconds")``; a non-integer is a :class:`PayloadError`.
 - Callbacks are not signed; the relay's per-job callback token authenticates them.
 """
 
@@ -22,7 +25,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
@@ -30,15 +33,18 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, field_validator
 
 from dispatch.errors import PayloadError, UpstreamError
 from dispatch.model import JobError, JobState, JobUpdate, Output
+from receiver.vendors import _fields as f
 from receiver.vendors.base import (
+    AdapterBase,
+    PollTiming,
     SubmitResult,
     VendorAdapter,
     VendorRequest,
     error_message,
-    invalid as _invalid,
-    json_kind as _kind,
+    expect_params,
+    is_success,
     load_object,
-    mime_from_url as _mime_type,
+    mime_from_url,
     upstream_error,
 )
 
@@ -48,7 +54,6 @@ STATUS_PATH = f"/api/v1/statusTask/{MODEL_ID}"
 #: Result URLs stop working 24 h after ``completeTime`` (https://apixo.ai/docs/api-reference/response-format).
 RESULT_TTL = timedelta(hours=24)
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _STRICT = ConfigDict(extra="forbid", strict=True)
 _RESOLUTIONS = ("2k", "4k", "8k")
 _FORMATS = {"jpg": "jpg", "jpeg": "jpg", "png": "png", "webp": "webp"}
@@ -136,76 +141,40 @@ _STATES = {
 }
 
 
-def _required_str(data: dict[str, Any], key: str) -> str:
-    path = f"data.{key}"
-    if data.get(key) is None:
-        raise _invalid(path, "missing (expected a non-empty string)")
-    value = data[key]
-    if not isinstance(value, str) or not value:
-        raise _invalid(
-            path, f"expected a non-empty string, got {'an empty string' if value == '' else _kind(value)}"
-        )
-    return value
-
-
-def _optional_str(data: dict[str, Any], key: str) -> str | None:
-    value = data.get(key)
-    if value is None or isinstance(value, str):
-        return value or None
-    raise _invalid(f"data.{key}", f"expected a string, got {_kind(value)}")
-
-
-def _optional_ms(data: dict[str, Any], key: str) -> int | None:
-    value = data.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _invalid(f"data.{key}", f"expected an integer (epoch milliseconds), got {_kind(value)}")
-    return value
-
-
-def _ms_time(data: dict[str, Any], key: str) -> datetime | None:
-    value = _optional_ms(data, key)
-    if value is None:
-        return None
-    try:
-        return _EPOCH + timedelta(milliseconds=value)  # exact, unlike value / 1000
-    except OverflowError:
-        raise _invalid(f"data.{key}", f"epoch milliseconds out of range: {value}") from None
-
-
 def _result_urls(data: dict[str, Any]) -> list[str]:
     """``json.loads(data.resultJson)["resultUrls"]``: a non-empty list of URL strings."""
     raw = data.get("resultJson")
     if not isinstance(raw, str):
-        raise _invalid("data.resultJson", f"expected a JSON string on a success task, got {_kind(raw)}")
+        raise f.invalid(
+            "data.resultJson", f"expected a JSON string on a success task, got {f.json_kind(raw)}"
+        )
     try:
         parsed = json.loads(raw)
     except (ValueError, RecursionError):
-        raise _invalid("data.resultJson", f"is not JSON: {raw[:60]!r}") from None
+        raise f.invalid("data.resultJson", f"is not JSON: {raw[:60]!r}") from None
     if not isinstance(parsed, dict):
-        raise _invalid(
-            "data.resultJson", f'expected a JSON object {{"resultUrls": [...]}}, got {_kind(parsed)}'
+        raise f.invalid(
+            "data.resultJson", f'expected a JSON object {{"resultUrls": [...]}}, got {f.json_kind(parsed)}'
         )
     urls = parsed.get("resultUrls")
     if not isinstance(urls, list) or not urls or not all(isinstance(url, str) and url for url in urls):
-        raise _invalid("data.resultJson", "resultUrls: expected a non-empty array of URL strings")
+        raise f.invalid("data.resultJson", "resultUrls: expected a non-empty array of URL strings")
     return urls
 
 
 def _job_update(obj: dict[str, Any]) -> JobUpdate:
-    """One normalized update from a status answer or callback body (same envelope)."""
-    data = obj.get("data")
-    if not isinstance(data, dict):
-        raise _invalid("data", f"expected an object, got {_kind(data) if 'data' in obj else 'nothing'}")
-    task_id = _required_str(data, "taskId")
-    raw_state = _required_str(data, "state")
+    """One normalized update from a status answer or callback body (same envelope). ``costTime`` (the
+    task's compute time in **milliseconds**, seed:003) is kept in ``extra`` as sent and reported as
+    ``cost`` in ``compute_seconds`` (``41388`` → ``Cost(41.388, "compute_seconds")``)."""
+    data = f.obj(obj, "data", required=True)
+    task_id = f.text(data, "taskId", at="data", required=True)
+    raw_state = f.text(data, "state", at="data", required=True)
     state = _STATES.get(raw_state)
-    created_at = _ms_time(data, "createTime")
-    completed_at = _ms_time(data, "completeTime")
-    cost_ms = _optional_ms(data, "costTime")
-    fail_code = _optional_str(data, "failCode")
-    fail_message = _optional_str(data, "failMsg")
+    created_at = f.epoch_ms(data, "createTime", at="data")
+    completed_at = f.epoch_ms(data, "completeTime", at="data")
+    cost_ms = f.integer(data, "costTime", at="data")
+    fail_code = f.text(data, "failCode", at="data")
+    fail_message = f.text(data, "failMsg", at="data")
     extra: dict[str, Any] = {} if cost_ms is None else {"costTime": cost_ms}
 
     outputs: tuple[Output, ...] = ()
@@ -218,7 +187,7 @@ def _job_update(obj: dict[str, Any]) -> JobUpdate:
                 expires_at = completed_at + RESULT_TTL
             except OverflowError:
                 expires_at = None
-        outputs = tuple(Output(url, _mime_type(url), expires_at=expires_at) for url in _result_urls(data))
+        outputs = tuple(Output(url, mime_from_url(url), expires_at=expires_at) for url in _result_urls(data))
         progress = 100
     elif state is JobState.FAILED:
         error = JobError(fail_code or "vendor_failed", fail_message)
@@ -232,6 +201,7 @@ def _job_update(obj: dict[str, Any]) -> JobUpdate:
         created_at=created_at,
         completed_at=completed_at,
         extra=extra,
+        cost=f.cost(cost_ms, "compute_seconds", per=1000),
     )
 
 
@@ -262,25 +232,24 @@ def _envelope_error(obj: dict[str, Any], headers: Mapping[str, str] | None) -> U
     return upstream_error(code, message if isinstance(message, str) and message else None, headers)
 
 
-class ApixoAdapter:
+class ApixoAdapter(AdapterBase):
     """APIXO Image Upscaler: async, unsigned callbacks (one per task, retried up to 3 times)."""
 
     name: ClassVar[str] = "apixo"
     params_model: ClassVar[type[BaseModel]] = ApixoUpscaleRequest
+    params_example: ClassVar[dict[str, Any]] = {
+        "input": {"image_urls": ["https://example.com/input.jpg"], "resolution": "4k", "output_format": "jpg"}
+    }
     reserved_fields: ClassVar[frozenset[str]] = frozenset({"request_type", "callback_url"})
-    synchronous: ClassVar[bool] = False
-    idempotent_submit: ClassVar[bool] = False
-    signs_callbacks: ClassVar[bool] = False
     credential_setting: ClassVar[str] = "apixo_api_key"
+    base_url_setting: ClassVar[str] = "apixo_base_url"
     # failCodes seed 003 answers with "Retry with backoff" / "Retry or use callback mode"
     transient_fail_codes: ClassVar[frozenset[str]] = frozenset({"RateLimited", "Timeout", "Unknown error"})
     # ``task_<id>`` ("taskId": "task_12345678") [VENDORS.md §4, seed 003]
     job_id_pattern: ClassVar[re.Pattern[str]] = re.compile(r"task_[A-Za-z0-9_\-]{1,128}")
-    base_url_setting: ClassVar[str] = "apixo_base_url"
-
-    def auth_headers(self, credential: str) -> dict[str, str]:
-        """``{"Authorization": "Bearer <key>"}``."""
-        return {"Authorization": f"Bearer {credential}"}
+    # seed:003 "first poll 10-15 s after submit, then every 5-10 s; >=10 s for 8k": 60 s, then 10 s
+    poll_timing: ClassVar[PollTiming | None] = PollTiming(first=60.0, every=10.0)
+    cost_field: ClassVar[str | None] = "data.costTime"
 
     def submit_request(self, params: BaseModel, *, callback_url: str | None, job_id: str) -> VendorRequest:
         """``POST /api/v1/generateTask/image-upscaler`` with ``{"request_type": "callback",
@@ -289,8 +258,7 @@ class ApixoAdapter:
 
         Raises ``TypeError`` if ``params`` is not an :class:`ApixoUpscaleRequest`.
         """
-        if not isinstance(params, ApixoUpscaleRequest):
-            raise TypeError(f"expected ApixoUpscaleRequest, got {type(params).__name__}")
+        params = expect_params(params, ApixoUpscaleRequest)
         body: dict[str, Any] = {"request_type": "async"}
         if callback_url is not None:
             body = {"request_type": "callback", "callback_url": callback_url}
@@ -307,7 +275,7 @@ class ApixoAdapter:
         whose ``code`` is not 200 (mapped like an HTTP status); :class:`PayloadError` for any other 2xx
         body without ``data.taskId``.
         """
-        if not 200 <= status_code < 300:
+        if not is_success(status_code):
             raise upstream_error(status_code, _error_text(body), headers)
         obj = load_object(body)
         data = obj.get("data")
@@ -317,7 +285,7 @@ class ApixoAdapter:
         envelope_error = _envelope_error(obj, headers)
         if envelope_error is not None:
             raise envelope_error
-        raise _invalid("data.taskId", "missing from the submit response (expected a non-empty string)")
+        raise f.invalid("data.taskId", "missing from the submit response (expected a non-empty string)")
 
     def status_request(self, vendor_job_id: str) -> VendorRequest:
         """``GET /api/v1/statusTask/image-upscaler?taskId=<id>``."""
@@ -338,7 +306,7 @@ class ApixoAdapter:
         Raises :class:`UpstreamError` for a non-2xx status or a 2xx envelope with no ``data`` object and
         a ``code`` other than 200; :class:`PayloadError` for a body that cannot be parsed.
         """
-        if not 200 <= status_code < 300:
+        if not is_success(status_code):
             raise upstream_error(status_code, _error_text(body), None)
         obj = load_object(body)
         if not isinstance(obj.get("data"), dict):
@@ -346,9 +314,6 @@ class ApixoAdapter:
             if envelope_error is not None:
                 raise envelope_error
         return _job_update(obj)
-
-    def verify_callback(self, body: bytes, headers: Mapping[str, str], credential: str | None) -> None:
-        """Nothing to check: APIXO documents no callback signature."""
 
 
 ADAPTER: VendorAdapter = ApixoAdapter()

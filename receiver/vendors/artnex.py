@@ -13,6 +13,8 @@ https://docs.artnex.app/api/overview and https://docs.artnex.app/api/authenticat
   500. ``429 rate_limit_exceeded`` is the plan's *daily* quota, so it is not retryable. ``invalid_scale``
   ("The scale value is outside the supported range", seed:004 Error codes) is reported against
   ``params.scale``.
+- Cost: ``credits_used`` (integer credits, seed:004 "100 credits per request") → ``Cost(100.0,
+  "credits")``; a non-integer is a :class:`PayloadError`.
 """
 
 from __future__ import annotations
@@ -29,15 +31,17 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from dispatch.errors import PayloadError, UpstreamError
 from dispatch.model import JobState, JobUpdate, Output, utcnow
+from receiver.vendors import _fields as f
 from receiver.vendors.base import (
+    AdapterBase,
     SubmitResult,
     VendorAdapter,
     VendorRequest,
     error_message,
-    invalid as _invalid,
-    json_kind as _kind,
+    expect_params,
+    is_success,
     load_object,
-    mime_from_url as _mime_type,
+    mime_from_url,
     upstream_error,
 )
 
@@ -125,7 +129,7 @@ def _error(status_code: int, data: dict[str, Any], body: bytes, headers: Mapping
     return exc
 
 
-class ArtnexAdapter:
+class ArtnexAdapter(AdapterBase):
     """Artnex upscale: synchronous, the submit response is the job's outcome.
 
     ``clock`` gives the response time (UTC) used for ``completed_at`` and the 24 h ``expires_at``.
@@ -133,29 +137,23 @@ class ArtnexAdapter:
 
     name: ClassVar[str] = "artnex"
     params_model: ClassVar[type[BaseModel]] = ArtnexUpscaleRequest
-    reserved_fields: ClassVar[frozenset[str]] = frozenset()
+    params_example: ClassVar[dict[str, Any]] = {"image": "https://example.com/product-photo.jpg", "scale": 4}
     synchronous: ClassVar[bool] = True
-    idempotent_submit: ClassVar[bool] = False
-    signs_callbacks: ClassVar[bool] = False
     credential_setting: ClassVar[str] = "artnex_api_key"
-    transient_fail_codes: ClassVar[frozenset[str]] = frozenset()
     base_url_setting: ClassVar[str] = "artnex_base_url"
     # the response's ``request_id`` (``req_…``); Artnex has no status endpoint, so it is only stored
     job_id_pattern: ClassVar[re.Pattern[str]] = re.compile(r"[A-Za-z0-9_\-]{1,128}")
+    cost_field: ClassVar[str | None] = "credits_used"
 
     def __init__(self, clock: Callable[[], datetime] = utcnow) -> None:
         self._clock = clock
 
-    def auth_headers(self, credential: str) -> dict[str, str]:
-        """``{"Authorization": "Bearer <key>"}`` (the ``Bearer`` prefix is required)."""
-        return {"Authorization": f"Bearer {credential}"}
-
     def submit_request(self, params: BaseModel, *, callback_url: str | None, job_id: str) -> VendorRequest:
         """``POST /v1/upscale`` with ``{"image": …, "scale": …}``; ``callback_url`` and ``job_id`` are
         unused (no callback, no idempotency key). Raises ``TypeError`` for a foreign params model."""
-        if not isinstance(params, ArtnexUpscaleRequest):
-            raise TypeError(f"expected ArtnexUpscaleRequest, got {type(params).__name__}")
-        return VendorRequest("POST", SUBMIT_PATH, json=params.model_dump())
+        return VendorRequest(
+            "POST", SUBMIT_PATH, json=expect_params(params, ArtnexUpscaleRequest).model_dump()
+        )
 
     def parse_submit_response(
         self, status_code: int, body: bytes, headers: Mapping[str, str]
@@ -163,51 +161,40 @@ class ArtnexAdapter:
         """The outcome. ``200 {"success": true, "image_url": "https://…/upscaled.jpg", "request_id":
         "req_ups_abc123xyz", "credits_used": 100}`` → ``SubmitResult("req_ups_abc123xyz", update)`` with
         ``update`` succeeded, progress 100, one ``image/jpeg`` output expiring 24 h from now,
-        ``completed_at`` now, ``extra={"credits_used": 100}``.
+        ``completed_at`` now, ``extra={"credits_used": 100}``, ``cost=Cost(100.0, "credits")``.
 
         Raises :class:`UpstreamError` for a non-2xx status or ``success: false`` (code = the body's
         snake_case ``error``, e.g. ``invalid_scale``, whose message and details name ``params.scale``;
         429 → ``rate_limit_exceeded``, not retryable);
         :class:`PayloadError` for a 2xx body that is not such an object.
         """
-        if not 200 <= status_code < 300:
+        if not is_success(status_code):
             try:
                 data = load_object(body)
             except PayloadError:
                 data = {}
             raise _error(status_code, data, body, headers)
         data = load_object(body)
-        success = data.get("success")
-        if not isinstance(success, bool):
-            raise _invalid(
-                "success", f"expected a boolean, got {_kind(success) if 'success' in data else 'nothing'}"
-            )
+        success = f.boolean(data, "success")
+        if success is None:
+            raise f.invalid("success", "missing")
         if not success:
             raise _error(status_code, data, body, headers)
-        image_url = data.get("image_url")
-        if not isinstance(image_url, str) or not image_url:
-            raise _invalid("image_url", f"expected a non-empty string, got {_kind(image_url)}")
-        request_id = data.get("request_id")
-        if request_id is not None and not isinstance(request_id, str):
-            raise _invalid("request_id", f"expected a string, got {_kind(request_id)}")
-        credits_used = data.get("credits_used")
-        if credits_used is not None and (isinstance(credits_used, bool) or not isinstance(credits_used, int)):
-            raise _invalid("credits_used", f"expected an integer, got {_kind(credits_used)}")
+        image_url = f.text(data, "image_url", required=True)
+        request_id = f.text(data, "request_id")
+        credits_used = f.integer(data, "credits_used")
         now = self._clock()
         update = JobUpdate(
             state=JobState.SUCCEEDED,
             raw_state="success",
-            vendor_job_id=request_id or None,
+            vendor_job_id=request_id,
             progress=100,
-            outputs=(Output(image_url, _mime_type(image_url), expires_at=now + RESULT_TTL),),
+            outputs=(Output(image_url, mime_from_url(image_url), expires_at=now + RESULT_TTL),),
             completed_at=now,
             extra={} if credits_used is None else {"credits_used": credits_used},
+            cost=f.cost(credits_used, "credits"),
         )
-        return SubmitResult(request_id or None, update)
-
-    def status_request(self, vendor_job_id: str) -> None:
-        """``None``: Artnex has no status endpoint."""
-        return None
+        return SubmitResult(request_id, update)
 
     def parse_callback(self, body: bytes, headers: Mapping[str, str]) -> JobUpdate:
         """Always raises :class:`PayloadError`: Artnex does not call back."""
@@ -216,9 +203,6 @@ class ArtnexAdapter:
     def parse_status(self, status_code: int, body: bytes) -> JobUpdate:
         """Always raises :class:`PayloadError`: Artnex has no status endpoint to poll."""
         raise PayloadError("artnex does not call back")
-
-    def verify_callback(self, body: bytes, headers: Mapping[str, str], credential: str | None) -> None:
-        """Nothing to check: Artnex sends no callbacks."""
 
 
 ADAPTER: VendorAdapter = ArtnexAdapter()

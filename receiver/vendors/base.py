@@ -2,7 +2,8 @@
 
 An adapter is pure: it builds vendor requests and parses vendor bodies; it never does I/O. The
 submitter (:mod:`receiver.submit`) sends what it builds with httpx, and the ingest pipeline
-(:mod:`receiver.ingest`) stores what it parses.
+(:mod:`receiver.ingest`) stores what it parses. Vendor bodies are read with the strict field readers
+of :mod:`receiver.vendors._fields`.
 """
 
 from __future__ import annotations
@@ -10,15 +11,19 @@ from __future__ import annotations
 import json
 import posixpath
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, TypeVar
 from urllib.parse import quote, urlsplit
 
 from pydantic import BaseModel
 
 from dispatch.errors import PayloadError, UpstreamError
 from dispatch.model import JobUpdate
+from dispatch.retry import parse_retry_after
+
+_Params = TypeVar("_Params", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,17 @@ class SubmitResult:
     update: JobUpdate | None = None
 
 
+@dataclass(frozen=True)
+class PollTiming:
+    """When the polling fallback asks a vendor about a job: ``first`` seconds after the submit, then every
+    ``every`` seconds (growing x1.5 per poll up to 60 s; see :mod:`receiver.poller`). Both come from the
+    vendor's documented latency and polling advice; ``RELAY_POLL_AFTER``/``RELAY_POLL_EVERY`` override them.
+    Example: ``PollTiming(first=60.0, every=10.0)``."""
+
+    first: float
+    every: float
+
+
 class VendorAdapter(Protocol):
     """One vendor: its request model, its submit/status requests and its body parsers.
 
@@ -59,6 +75,11 @@ class VendorAdapter(Protocol):
             of failing it, up to ``RELAY_RESUBMIT_MAX`` times.
         job_id_pattern: the documented shape of the vendor's job id (full match); an id of any other
             shape is refused before it is stored or put into a status URL (:func:`check_job_id`).
+        poll_timing: when the polling fallback asks about a job (:class:`PollTiming`), or ``None`` for a
+            vendor without a status endpoint (Artnex). The polled vendors are those with a timing.
+        cost_field: dotted path of the vendor's own cost report in its bodies (``"data.costTime"``), or
+            ``None`` when it documents none; the parsed value is :attr:`JobUpdate.cost`.
+        params_example: a valid ``params`` object, from the vendor's documentation page.
     """
 
     name: ClassVar[str]
@@ -71,6 +92,9 @@ class VendorAdapter(Protocol):
     base_url_setting: ClassVar[str]
     job_id_pattern: ClassVar[re.Pattern[str]]
     transient_fail_codes: ClassVar[frozenset[str]]
+    poll_timing: ClassVar[PollTiming | None]
+    cost_field: ClassVar[str | None]
+    params_example: ClassVar[dict[str, Any]]
 
     def auth_headers(self, credential: str) -> dict[str, str]:
         """Headers that authenticate a request, e.g. ``{"Authorization": "Bearer user:1-abc"}``."""
@@ -107,6 +131,63 @@ class VendorAdapter(Protocol):
         Vendors that do not sign (useapi, APIXO) do nothing here."""
         ...
 
+    def callback_lost(self, update: JobUpdate) -> bool:
+        """True when a polled ``update`` says the vendor gave up calling back for the job (Apiframe's
+        ``webhookStatus: "failed"``): the poller then keeps polling at the base interval instead of
+        backing off. False for vendors that report no such thing."""
+        ...
+
+
+class AdapterBase:
+    """Defaults for the parts of :class:`VendorAdapter` most vendors share: Bearer auth, unsigned
+    callbacks, no reserved fields, not synchronous, no idempotency key, no transient failure codes, no
+    status endpoint (``poll_timing = None``), no cost report. A vendor module subclasses it and sets
+    ``name``, ``params_model``, ``params_example``, ``credential_setting``, ``base_url_setting``,
+    ``job_id_pattern`` and whatever differs from these defaults."""
+
+    name: ClassVar[str]
+    params_model: ClassVar[type[BaseModel]]
+    params_example: ClassVar[dict[str, Any]]
+    credential_setting: ClassVar[str]
+    base_url_setting: ClassVar[str]
+    job_id_pattern: ClassVar[re.Pattern[str]]
+    reserved_fields: ClassVar[frozenset[str]] = frozenset()
+    synchronous: ClassVar[bool] = False
+    idempotent_submit: ClassVar[bool] = False
+    signs_callbacks: ClassVar[bool] = False
+    transient_fail_codes: ClassVar[frozenset[str]] = frozenset()
+    poll_timing: ClassVar[PollTiming | None] = None
+    cost_field: ClassVar[str | None] = None
+
+    def auth_headers(self, credential: str) -> dict[str, str]:
+        """``{"Authorization": "Bearer <credential>"}``, sent whole and unencoded."""
+        return {"Authorization": f"Bearer {credential}"}
+
+    def status_request(self, vendor_job_id: str) -> VendorRequest | None:
+        """``None``: no status endpoint unless the vendor module says otherwise."""
+        return None
+
+    def verify_callback(self, body: bytes, headers: Mapping[str, str], credential: str | None) -> None:
+        """Nothing to check: the vendor documents no callback signature (the relay's per-job callback
+        token authenticates the callback)."""
+
+    def callback_lost(self, update: JobUpdate) -> bool:
+        """False: the vendor reports nothing about its callback deliveries."""
+        return False
+
+
+def expect_params(params: BaseModel, model: type[_Params]) -> _Params:
+    """``params`` when it is a ``model`` instance; else ``TypeError("expected ApixoUpscaleRequest, got
+    Other")`` (params of another vendor are a programming error, not a client error)."""
+    if not isinstance(params, model):
+        raise TypeError(f"expected {model.__name__}, got {type(params).__name__}")
+    return params
+
+
+def is_success(status_code: int) -> bool:
+    """True for a 2xx HTTP status."""
+    return 200 <= status_code < 300
+
 
 _STATUS_CODES = {
     400: "vendor_rejected",
@@ -131,15 +212,14 @@ def upstream_error(
     ``400 → vendor_rejected``, ``401 → vendor_unauthorized``, ``402 → insufficient_credits``,
     ``403 → vendor_forbidden``, ``404 → vendor_not_found``, ``410 → vendor_expired``,
     ``429 → rate_limited`` (retryable), ``5xx → vendor_unavailable`` (retryable). ``code`` overrides
-    the mapped code (a vendor's own code such as Artnex ``invalid_scale``). ``Retry-After`` in seconds
-    is read from ``headers`` when present.
+    the mapped code (a vendor's own code such as Artnex ``invalid_scale``). ``Retry-After`` (seconds or
+    an HTTP-date, :func:`dispatch.retry.parse_retry_after`) is read from ``headers`` when present.
     """
     mapped = _STATUS_CODES.get(status_code, "vendor_unavailable" if status_code >= 500 else "vendor_rejected")
     retry_after: float | None = None
     if headers is not None:
         raw = headers.get("retry-after") or headers.get("Retry-After")
-        if raw and raw.strip().isdigit():
-            retry_after = float(raw.strip())
+        retry_after = parse_retry_after(raw, time.time())
     return UpstreamError(
         message or f"vendor answered HTTP {status_code}",
         code=code or mapped,
@@ -243,29 +323,6 @@ def error_message(body: bytes) -> str | None:
 
 
 _MIME_BY_EXTENSION = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp"}
-
-
-def json_kind(value: Any) -> str:
-    """The JSON (RFC 8259) name of a decoded value's type, for error messages: ``null``, ``boolean``,
-    ``number``, ``string``, ``array`` or ``object`` (``json_kind(3)`` → ``"number"``)."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return type(value).__name__
-
-
-def invalid(path: str, problem: str) -> PayloadError:
-    """The error for one bad field: ``PayloadError("data.state: missing", details={"field": "data.state"})``."""
-    return PayloadError(f"{path}: {problem}", details={"field": path})
 
 
 def mime_from_url(url: str) -> str | None:

@@ -13,7 +13,8 @@ all carry the job record::
 Normalization (VENDORS.md §6): ``created`` → running; ``completed`` → succeeded with one output per
 ``response.images`` entry (one for an ``upscale`` job, up to four for an ``image`` generation job);
 ``failed`` → failed (code from ``error`` such as ``"fail_code: 2043"``, message ``errorDetails``);
-any other word → unknown state.
+any other word → unknown state. Cost: ``response.forecastCost`` (seed:001; useapi's credit forecast, ``0``
+in the examples) → ``Cost(0.0, "credits")``; a non-numeric value is a :class:`PayloadError`.
 """
 
 from __future__ import annotations
@@ -25,19 +26,12 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from dispatch.model import JobError, JobState, JobUpdate, Output
-from receiver.vendors import _useapi
-from receiver.vendors.base import (
-    SubmitResult,
-    VendorAdapter,
-    VendorRequest,
-    invalid,
-    json_kind,
-    load_object,
-    path_segment,
-)
+from receiver.vendors import _fields as f
+from receiver.vendors._useapi import UseapiAdapter
+from receiver.vendors.base import SubmitResult, VendorAdapter
 
 SUBMIT_PATH = "/v1/dreamina/images/upscale"
-STATUS_PATH = "/v1/dreamina/images/{jobid}"
+STATUS_PATH = "/v1/dreamina/images/{job_id}"
 
 _STATES = {"created": JobState.RUNNING, "completed": JobState.SUCCEEDED, "failed": JobState.FAILED}
 _MIME_TYPES = {"jpeg": "image/jpeg", "jpg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
@@ -69,102 +63,58 @@ class DreaminaUpscaleParams(BaseModel):
     maxJobs: int | None = Field(default=None, ge=1, le=50)
 
 
-class DreaminaAdapter:
-    """The :class:`~receiver.vendors.base.VendorAdapter` for useapi.net Dreamina (asynchronous, unsigned
-    callbacks, no idempotency key: a re-sent submit starts a second job)."""
+class DreaminaAdapter(UseapiAdapter):
+    """The :class:`~receiver.vendors.base.VendorAdapter` for useapi.net Dreamina: a useapi adapter whose
+    submit answer is already the job record (``status: "created"``), which reports a credit forecast."""
 
     name: ClassVar[str] = "dreamina"
     params_model: ClassVar[type[BaseModel]] = DreaminaUpscaleParams
-    reserved_fields: ClassVar[frozenset[str]] = _useapi.RESERVED_FIELDS
-    synchronous: ClassVar[bool] = False
-    idempotent_submit: ClassVar[bool] = False
-    signs_callbacks: ClassVar[bool] = False
-    credential_setting: ClassVar[str] = "useapi_token"
-    transient_fail_codes: ClassVar[frozenset[str]] = frozenset()
-    base_url_setting: ClassVar[str] = "useapi_base_url"
+    params_example: ClassVar[dict[str, Any]] = {
+        "jobid": "j0302140530123456789i-u12345-US:demo@example.com:dreamina",
+        "imageIndex": 0,
+        "upscaleResolution": "4k",
+    }
+    cost_field: ClassVar[str | None] = "response.forecastCost"
+    submit_path: ClassVar[str] = SUBMIT_PATH
+    status_path: ClassVar[str] = STATUS_PATH
     # ``j<digits><letter>-u<digits>-<region>:<address>:dreamina`` or ``...-bot:dreamina`` (VENDORS.md §2)
     job_id_pattern: ClassVar[re.Pattern[str]] = re.compile(
         r"j[0-9]{6,32}[A-Za-z]?-u[0-9]+-[A-Za-z0-9._+\-@:]{1,400}"
     )
 
-    def auth_headers(self, credential: str) -> dict[str, str]:
-        """``{"Authorization": "Bearer user:12345-abc"}``."""
-        return _useapi.auth_headers(credential)
-
-    def submit_request(self, params: BaseModel, *, callback_url: str | None, job_id: str) -> VendorRequest:
-        """``POST /v1/dreamina/images/upscale`` with the fields the client set plus
-        ``replyUrl=callback_url`` (when given) and ``replyRef=job_id``.
-
-        Example JSON: ``{"jobid": "j…i-u12345-US:demo@example.com:dreamina", "upscaleResolution": "8k",
-        "replyUrl": "https://relay/v1/callbacks/dreamina/t", "replyRef": "job_01"}``. Raises ``TypeError``
-        if ``params`` is not :class:`DreaminaUpscaleParams`.
-        """
-        if not isinstance(params, DreaminaUpscaleParams):
-            raise TypeError(f"expected DreaminaUpscaleParams, got {type(params).__name__}")
-        body: dict[str, Any] = params.model_dump(exclude_unset=True, exclude_none=True)
-        if callback_url is not None:
-            body["replyUrl"] = callback_url
-        body["replyRef"] = job_id
-        return VendorRequest("POST", SUBMIT_PATH, json=body, headers={"Content-Type": "application/json"})
-
-    def parse_submit_response(
-        self, status_code: int, body: bytes, headers: Mapping[str, str]
-    ) -> SubmitResult:
+    def submit_result(self, data: dict[str, Any]) -> SubmitResult:
         """A 2xx body is the new job record (``{"jobid": "j…I-…:dreamina", "type": "upscale", "status":
-        "created", ...}``) → ``SubmitResult(vendor_job_id=jobid, update=<running update>)``.
-
-        Raises :class:`UpstreamError` for an error status (``404 {"error": "Source image job not found"}``
-        → ``vendor_not_found``) and :class:`PayloadError` for a 2xx body without ``jobid`` or ``status``.
-        """
-        if not _useapi.is_success(status_code):
-            raise _useapi.error_from_response(status_code, body, headers)
-        data = load_object(body)
-        vendor_job_id = _useapi.required_str(data, "jobid", "jobid")
+        "created", ...}``) → ``SubmitResult(vendor_job_id=jobid, update=<running update>)``. Raises
+        :class:`PayloadError` for a body without ``jobid`` or ``status`` (``jobid: missing``)."""
+        vendor_job_id = f.text(data, "jobid", required=True)
         return SubmitResult(vendor_job_id, parse_job(data))
 
-    def status_request(self, vendor_job_id: str) -> VendorRequest:
-        """``GET /v1/dreamina/images/{jobid}`` with the id verbatim: its ``:`` and ``@`` stay unencoded,
-        as in useapi's own examples."""
-        return VendorRequest("GET", STATUS_PATH.format(jobid=path_segment(vendor_job_id, safe=":@")))
-
-    def parse_callback(self, body: bytes, headers: Mapping[str, str]) -> JobUpdate:
-        """The ``replyUrl`` POST body, i.e. the job record. Raises :class:`PayloadError`."""
-        return parse_job(load_object(body))
-
-    def parse_status(self, status_code: int, body: bytes) -> JobUpdate:
-        """The ``GET images/{jobid}`` response. Raises :class:`UpstreamError` for an error status
-        (``410 {"error": "Job has expired"}`` → ``vendor_expired``) and :class:`PayloadError` for a body
-        that is not a job record."""
-        if not _useapi.is_success(status_code):
-            raise _useapi.error_from_response(status_code, body)
-        return parse_job(load_object(body))
-
-    def verify_callback(self, body: bytes, headers: Mapping[str, str], credential: str | None) -> None:
-        """Nothing to verify: useapi documents no callback signature."""
+    def parse_job(self, data: Mapping[str, Any]) -> JobUpdate:
+        """See :func:`parse_job`."""
+        return parse_job(data)
 
 
 def parse_job(data: Mapping[str, Any]) -> JobUpdate:
     """Normalize a Dreamina job record (submit response, status response or callback).
 
     ``status`` is required; ``jobid``, ``type``, ``created``/``updated`` (ISO-8601), ``response.images``,
-    ``error`` and ``errorDetails`` are optional but must have their documented types. ``created_at`` is
-    ``created``; ``completed_at`` is ``updated`` once the job is terminal. A ``completed`` record without
-    any image stays running (like LTX's out-of-sync ``completed``). ``extra`` keeps ``type`` and
-    ``replyRef`` when present. Raises :class:`PayloadError` naming the field, e.g.
+    ``response.forecastCost``, ``error`` and ``errorDetails`` are optional but must have their documented
+    types. ``created_at`` is ``created``; ``completed_at`` is ``updated`` once the job is terminal. A
+    ``completed`` record without any image stays running (like LTX's out-of-sync ``completed``). ``cost``
+    is ``response.forecastCost`` in credits (useapi's forecast, seed:001), whatever the state. ``extra``
+    keeps ``type`` and ``replyRef`` when present. Raises :class:`PayloadError` naming the field, e.g.
     ``response.images[0].width: expected an integer, got string``.
     """
-    raw_state = _useapi.required_str(data, "status", "status")
-    vendor_job_id = _useapi.optional_str(data, "jobid", "jobid")
-    created_at = _useapi.optional_iso_time(data, "created", "created")
-    updated_at = _useapi.optional_iso_time(data, "updated", "updated")
-    outputs = _outputs(data)
-    error_text = _useapi.optional_str(data, "error", "error")
-    error_details = _useapi.optional_str(data, "errorDetails", "errorDetails")
-    extra = {
-        key: value
-        for key in ("type", "replyRef")
-        if (value := _useapi.optional_str(data, key, key)) is not None
-    }
+    raw_state = f.text(data, "status", required=True)
+    vendor_job_id = f.text(data, "jobid")
+    created_at = f.iso_time(data, "created")
+    updated_at = f.iso_time(data, "updated")
+    response = f.obj(data, "response")
+    outputs = () if response is None else _outputs(response)
+    cost = None if response is None else f.cost(f.number(response, "forecastCost", at="response"), "credits")
+    error_text = f.text(data, "error")
+    error_details = f.text(data, "errorDetails")
+    extra = {key: value for key in ("type", "replyRef") if (value := f.text(data, key)) is not None}
 
     state = _STATES.get(raw_state)
     progress: int | None = None
@@ -186,30 +136,25 @@ def parse_job(data: Mapping[str, Any]) -> JobUpdate:
         created_at=created_at,
         completed_at=updated_at if state is not None and state.terminal else None,
         extra=extra,
+        cost=cost,
     )
 
 
-def _outputs(data: Mapping[str, Any]) -> tuple[Output, ...]:
+def _outputs(response: Mapping[str, Any]) -> tuple[Output, ...]:
     """``response.images[*]`` as outputs (``format`` ``"jpeg"`` → ``image/jpeg``; unknown formats →
     ``None``). Raises :class:`PayloadError` for a malformed entry."""
-    response = _useapi.optional_object(data, "response", "response")
-    if response is None:
-        return ()
-    images = _useapi.optional_list(response, "images", "response.images")
+    images = f.array(response, "images", at="response")
     if images is None:
         return ()
     outputs = []
-    for index, image in enumerate(images):
-        path = f"response.images[{index}]"
-        if not isinstance(image, dict):
-            raise invalid(path, f"expected an object, got {json_kind(image)}")
-        fmt = _useapi.optional_str(image, "format", f"{path}.format")
+    for path, image in f.objects(images, at="response.images"):
+        fmt = f.text(image, "format", at=path)
         outputs.append(
             Output(
-                url=_useapi.required_str(image, "imageUrl", f"{path}.imageUrl"),
+                url=f.text(image, "imageUrl", at=path, required=True),
                 mime_type=None if fmt is None else _MIME_TYPES.get(fmt.lower()),
-                width=_useapi.optional_dimension(image, "width", f"{path}.width"),
-                height=_useapi.optional_dimension(image, "height", f"{path}.height"),
+                width=f.dimension(image, "width", at=path),
+                height=f.dimension(image, "height", at=path),
             )
         )
     return tuple(outputs)
