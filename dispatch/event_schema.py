@@ -28,9 +28,22 @@ EVENT_SCHEMA_FILE = Path("schemas") / "event.schema.json"
 """Where the published schema lives, relative to the repository root."""
 
 
+class MirrorModel(BaseModel):
+    """The relay's copy of an output (``RELAY_MIRROR_URL``): ``{"url", "size_bytes", "sha256",
+    "expires_at"}``."""
+
+    model_config = ConfigDict(extra="forbid", title="Mirror")
+    url: str = Field(
+        description="Where the relay's copy is served until `expires_at` (refreshed per delivery)."
+    )
+    size_bytes: int = Field(ge=0, description="Bytes stored.")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the stored bytes (hex).")
+    expires_at: AwareDatetime | None = Field(description="When `url` stops working (UTC, milliseconds).")
+
+
 class OutputModel(BaseModel):
     """One result file: ``{"url", "mime_type", "width", "height", "expires_at"}`` (pixels; unknown
-    values are ``null``)."""
+    values are ``null``), plus ``mirror`` / ``mirror_error`` when mirroring is on."""
 
     model_config = ConfigDict(extra="forbid", title="Output")
     url: str = Field(description="Where the vendor serves the file (until `expires_at`, if known).")
@@ -39,6 +52,14 @@ class OutputModel(BaseModel):
     height: int | None = Field(description="Pixels; null when the vendor does not say.")
     expires_at: AwareDatetime | None = Field(
         description="When the vendor's URL stops working (UTC, milliseconds), if known."
+    )
+    mirror: MirrorModel | None = Field(
+        default=None,
+        description="The relay's copy (mirroring on); null when copying failed for good (see `mirror_error`).",
+    )
+    mirror_error: JobErrorModel | None = Field(
+        default=None,
+        description="Why no copy was made: `too_large`, `refused`, `expired` or `deadline_passed`.",
     )
 
 

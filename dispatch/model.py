@@ -88,35 +88,77 @@ DEFAULT_EVENT_TYPES: tuple[str, ...] = (EventType.SUCCEEDED.value, EventType.FAI
 
 
 @dataclass(frozen=True)
+class Mirror:
+    """The relay's own copy of one output (``RELAY_MIRROR_URL``): ``url`` serves it until
+    ``expires_at`` (a presigned object-store URL, or the relay's signed ``/v1/outputs/{job}/{index}``
+    URL; refreshed at each delivery attempt), ``size_bytes`` and ``sha256`` (hex) are the stored
+    bytes'. Example: ``Mirror("https://bucket.s3…/job_1/0?X-Amz-…", 48213, "9f2c…", <+7 days>)``."""
+
+    url: str
+    size_bytes: int
+    sha256: str
+    expires_at: datetime | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"url", "size_bytes", "sha256", "expires_at"}`` (``expires_at`` as :func:`iso`)."""
+        return {
+            "url": self.url,
+            "size_bytes": self.size_bytes,
+            "sha256": self.sha256,
+            "expires_at": iso(self.expires_at),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Mirror:
+        """The inverse of :meth:`to_json`. Raises ``KeyError`` for a missing field."""
+        return cls(data["url"], int(data["size_bytes"]), data["sha256"], parse_iso(data.get("expires_at")))
+
+
+@dataclass(frozen=True)
 class Output:
-    """One result file. ``expires_at`` is when the vendor's URL stops working (UTC), if known."""
+    """One result file. ``expires_at`` is when the vendor's URL stops working (UTC), if known.
+
+    With mirroring on, a succeeded job's outputs carry ``mirror`` (the relay's copy) or, when copying
+    failed for good, ``mirror_error`` (``code``: ``too_large``, ``refused``, ``expired``,
+    ``deadline_passed``); both stay ``None`` when mirroring is off."""
 
     url: str
     mime_type: str | None = None
     width: int | None = None
     height: int | None = None
     expires_at: datetime | None = None
+    mirror: Mirror | None = None
+    mirror_error: JobError | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The event contract's output object: ``{"url", "mime_type", "width", "height", "expires_at"}``
-        (pixels; ``expires_at`` ISO-8601 UTC with milliseconds, or ``null``)."""
-        return {
+        (pixels; ``expires_at`` ISO-8601 UTC with milliseconds, or ``null``), plus ``"mirror"`` and
+        ``"mirror_error"`` once the output went through mirroring."""
+        out: dict[str, Any] = {
             "url": self.url,
             "mime_type": self.mime_type,
             "width": self.width,
             "height": self.height,
             "expires_at": iso(self.expires_at),
         }
+        if self.mirror is not None or self.mirror_error is not None:
+            out["mirror"] = self.mirror.to_json() if self.mirror else None
+            out["mirror_error"] = self.mirror_error.to_json() if self.mirror_error else None
+        return out
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Output:
         """The inverse of :meth:`to_json` (as stored in the jobs table). Raises ``KeyError`` without ``url``."""
+        mirror = data.get("mirror")
+        error = data.get("mirror_error")
         return cls(
             url=data["url"],
             mime_type=data.get("mime_type"),
             width=data.get("width"),
             height=data.get("height"),
             expires_at=parse_iso(data.get("expires_at")),
+            mirror=Mirror.from_json(mirror) if mirror else None,
+            mirror_error=JobError(error["code"], error.get("message")) if error else None,
         )
 
 

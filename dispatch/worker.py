@@ -42,6 +42,9 @@ class Dispatcher:
     process commits due deliveries) an idle dispatcher does not poll: it sleeps until the earliest
     planned retry (``next_due_at``), at most ``idle_max`` seconds, or until woken.
 
+    ``prepare_body(body)``, when given, turns each stored event body into the bytes signed and sent
+    at that attempt (the relay re-signs mirror URLs there, so a late retry carries working ones).
+
     ``on_attempt(outcome, seconds)`` is called where each attempt finishes (the relay's metrics):
     ``outcome`` is one of :func:`attempt_outcome`'s. Each attempt is logged at INFO on
     ``upscale_relay.worker`` (event id, subscriber id, attempt number, status, duration, next attempt
@@ -65,6 +68,7 @@ class Dispatcher:
         notified: bool = False,
         idle_max: float = 5.0,
         on_attempt: Callable[[str, float], None] | None = None,
+        prepare_body: Callable[[bytes], bytes] | None = None,
     ) -> None:
         self.store = store
         self.sender = sender
@@ -83,6 +87,7 @@ class Dispatcher:
         self.notified = notified
         self.idle_max = idle_max
         self.on_attempt = on_attempt
+        self.prepare_body = prepare_body
 
     def wake(self) -> None:
         """Look for due work now (new deliveries were just committed). Safe from the loop thread."""
@@ -173,10 +178,11 @@ class Dispatcher:
         self._per_sub[work.subscriber_id] += 1
         try:
             started = int(time.time() * 1000)
+            body = work.body if self.prepare_body is None else self.prepare_body(work.body)
             headers = delivery_headers(
-                work.event_id, work.body, work.secrets, timestamp=int(time.time()), user_agent=USER_AGENT
+                work.event_id, body, work.secrets, timestamp=int(time.time()), user_agent=USER_AGENT
             )
-            result = await self.sender.send(work.url, headers, work.body)
+            result = await self.sender.send(work.url, headers, body)
         finally:
             self._per_sub[work.subscriber_id] -= 1
             if self._per_sub[work.subscriber_id] <= 0:

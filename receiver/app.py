@@ -25,8 +25,19 @@ from dispatch.sender import Sender
 from dispatch.store.face import RunnerStore, Store
 from dispatch.store.postgres import listen_for_due
 from dispatch.worker import Dispatcher
-from receiver import retention
-from receiver.api import callbacks, deliveries, events, inbound, jobs, openapi, sources, subscribers
+from receiver import console, retention
+from receiver.api import (
+    callbacks,
+    deliveries,
+    events,
+    inbound,
+    jobs,
+    openapi,
+    outputs,
+    sources,
+    stats,
+    subscribers,
+)
 from receiver.api.common import Resources
 from receiver.auth import AdminAuthMiddleware
 from receiver.database import open_runner
@@ -34,6 +45,7 @@ from receiver.errors import HANDLERS
 from receiver.ingest import Ingest
 from receiver.limits import HeaderLimitMiddleware
 from receiver.metrics import RelayMetrics, metrics_route
+from receiver.mirroring import MirrorRunner, MirrorTarget
 from receiver.poller import Poller
 from receiver.settings import Settings
 from receiver.submit import Submitter
@@ -41,9 +53,14 @@ from receiver.vendor_client import VendorClient
 
 
 def make_dispatcher(
-    settings: Settings, store: Store, sender: Sender, metrics: RelayMetrics | None = None
+    settings: Settings,
+    store: Store,
+    sender: Sender,
+    metrics: RelayMetrics | None = None,
+    mirror: MirrorTarget | None = None,
 ) -> Dispatcher:
-    """A dispatcher over ``store`` configured from ``settings``, counting its attempts in ``metrics``."""
+    """A dispatcher over ``store`` configured from ``settings``, counting its attempts in ``metrics``;
+    with ``mirror`` each attempt carries freshly signed mirror URLs."""
     return Dispatcher(
         store,
         sender,
@@ -55,6 +72,7 @@ def make_dispatcher(
         disable_after=settings.disable_after,
         notified=settings.is_postgres,  # woken by LISTEN/NOTIFY (see wake_on_notify), not polling
         on_attempt=None if metrics is None else metrics.delivery_attempt,
+        prepare_body=None if mirror is None else mirror.refresh,
     )
 
 
@@ -111,8 +129,9 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> Starlette:
         try:
             async with httpx.AsyncClient(follow_redirects=False) as client, make_sender(settings) as sender:
                 vendors = VendorClient(settings, client)
+                mirror = MirrorTarget.from_settings(settings) if settings.mirror_url else None
                 if run_worker:
-                    dispatcher = make_dispatcher(settings, store, sender, metrics)
+                    dispatcher = make_dispatcher(settings, store, sender, metrics, mirror)
                     wake = dispatcher.wake
                     tasks.append(asyncio.create_task(dispatcher.run(stop, grace=settings.shutdown_grace)))
                     tasks.extend(wake_on_notify(settings, dispatcher.wake, stop))
@@ -127,10 +146,13 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> Starlette:
                     )
                     tasks.append(asyncio.create_task(poller.run(stop)))
                     tasks.append(asyncio.create_task(retention.run(settings, store, stop)))
+                    if mirror is not None:  # copies outputs, then emits the held job.succeeded
+                        mirroring = MirrorRunner(settings, store, mirror, on_event=wake, metrics=metrics)
+                        tasks.append(asyncio.create_task(mirroring.run(stop)))
                 ingest = Ingest(
                     settings, store, vendors, on_event=wake, on_resubmit=resubmitted, metrics=metrics
                 )
-                resources = Resources(settings, store, submitter, ingest, api_token, wake, metrics)
+                resources = Resources(settings, store, submitter, ingest, api_token, wake, metrics, mirror)
                 app.state.resources = resources
                 yield {"resources": resources}
                 stop.set()
@@ -149,8 +171,11 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> Starlette:
         *subscribers.routes,
         *deliveries.routes,
         *sources.routes,
+        *outputs.routes,
+        *stats.routes,
         *openapi.routes,
         metrics_route,
+        console.mount(settings, api_token),  # /console: the operator console
     ]
     app = Starlette(
         routes=routes,

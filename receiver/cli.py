@@ -180,7 +180,7 @@ def serve(ctx: click.Context, host: str, port: int | None, no_worker: bool) -> N
 @click.pass_context
 @relay_errors
 def worker(ctx: click.Context, grace: float | None, metrics_port: int | None, metrics_host: str) -> None:
-    """Run the delivery dispatcher and the polling fallback alone (no HTTP but its own /metrics).
+    """Run the delivery dispatcher, polling fallback and mirroring alone (no HTTP but its own /metrics).
 
     Example: upscale-relay worker --metrics-port 9100
     """
@@ -194,6 +194,7 @@ def worker(ctx: click.Context, grace: float | None, metrics_port: int | None, me
     from receiver.database import open_runner
     from receiver.logs import configure_logging
     from receiver.metrics import RelayMetrics, metrics_app, serve_metrics
+    from receiver.mirroring import MirrorRunner, MirrorTarget
     from receiver.poller import Poller
     from receiver.submit import Submitter
     from receiver.vendor_client import VendorClient
@@ -220,7 +221,8 @@ def worker(ctx: click.Context, grace: float | None, metrics_port: int | None, me
             loop.add_signal_handler(sig, stop.set)
         try:
             async with make_sender(settings) as sender, httpx.AsyncClient(follow_redirects=False) as client:
-                dispatcher = make_dispatcher(settings, store, sender, metrics)
+                mirror = MirrorTarget.from_settings(settings) if settings.mirror_url else None
+                dispatcher = make_dispatcher(settings, store, sender, metrics, mirror)
                 vendors = VendorClient(settings, client)
                 submitter = Submitter(settings, store, vendors, on_event=dispatcher.wake, metrics=metrics)
                 poller = Poller(
@@ -238,6 +240,10 @@ def worker(ctx: click.Context, grace: float | None, metrics_port: int | None, me
                     app = metrics_app(metrics, store, token=token, public=settings.metrics_public)
                     served.append(serve_metrics(app, metrics_host, port, stop))
                     click.echo(f"worker metrics on http://{metrics_host}:{port}/metrics", err=True)
+                mirroring = []  # copies outputs, then emits the held job.succeeded
+                if mirror is not None:
+                    copier = MirrorRunner(settings, store, mirror, on_event=dispatcher.wake, metrics=metrics)
+                    mirroring.append(copier.run(stop))
                 await asyncio.gather(
                     *served,
                     dispatcher.run(stop, grace=grace_seconds),
@@ -245,6 +251,7 @@ def worker(ctx: click.Context, grace: float | None, metrics_port: int | None, me
                     submitter.run(stop),
                     retention.run(settings, store, stop),
                     *wake_on_notify(settings, dispatcher.wake, stop),
+                    *mirroring,
                 )
         finally:
             runner.stop()
@@ -646,4 +653,4 @@ def main() -> None:
 
 
 # the commands over the operations layer live in their own module; importing it registers them
-from receiver import commands  # noqa: E402, F401
+from receiver import commands, stats_cli  # noqa: E402, F401

@@ -13,7 +13,6 @@ from typing import Any, TypeVar
 import click
 import httpx
 
-from dispatch.errors import ValidationFailed
 from dispatch.model import EVENT_TYPES, parse_iso
 from dispatch.store.face import Store
 from receiver import operations
@@ -177,6 +176,23 @@ def inbound_reprocess(ctx: click.Context, inbound_id: str) -> None:
     click.echo(json.dumps(row.to_json(), indent=2, ensure_ascii=False))
 
 
+# mirror -----------------------------------------------------------------------------------------
+@cli.command("mirror")
+@click.argument("job_id")
+@click.pass_context
+@relay_errors
+def mirror(ctx: click.Context, job_id: str) -> None:
+    """Copy a succeeded job's outputs to RELAY_MIRROR_URL again now; print the job.
+
+    A held job.succeeded is emitted; an emitted one's stored body gets the new outputs (replay it to
+    re-send). Example: upscale-relay mirror job_…
+    """
+    from receiver.mirroring import remirror
+
+    job = _with_store(ctx, lambda settings, store: remirror(store, settings, job_id))
+    click.echo(json.dumps(job.to_json(), indent=2, ensure_ascii=False))
+
+
 # sources ----------------------------------------------------------------------------------------
 @cli.group()
 def sources() -> None:
@@ -309,39 +325,3 @@ def subscribers_disable(ctx: click.Context, subscriber_id: str) -> None:
     Example: upscale-relay subscribers disable sub_…
     """
     _set_enabled(ctx, subscriber_id, False)
-
-
-# stats ------------------------------------------------------------------------------------------
-@cli.command()
-@click.option("--since", help="ISO-8601 start, e.g. 2026-11-01T00:00:00Z.")
-@click.option("--until", help="ISO-8601 end (default: now).")
-@click.option("--vendor", type=click.Choice(list(ADAPTERS)))
-@json_option
-@click.pass_context
-@relay_errors
-def stats(
-    ctx: click.Context, since: str | None, until: str | None, vendor: str | None, as_json: bool
-) -> None:
-    """Jobs per vendor and state, with each vendor's success rate.
-
-    Example: upscale-relay stats --since 2026-11-01T00:00:00Z
-    """
-    start, end = _millis(since, "--since"), _millis(until, "--until")
-    if start is not None and end is not None and end <= start:
-        raise ValidationFailed("--until must be after --since")
-    figures = _with_store(
-        ctx, lambda s, store: operations.stats(store, since=start, until=end, vendor=vendor), read_only=True
-    )
-    if as_json:
-        click.echo(json.dumps(figures))
-        return
-    rows = [
-        {"vendor": name, "jobs": v["jobs"], "success_rate": v["success_rate"], **v["by_status"]}
-        for name, v in figures["vendors"].items()
-    ]
-    _emit(
-        rows,
-        ["vendor", "jobs", "queued", "running", "succeeded", "failed", "success_rate"],
-        False,
-        "jobs by vendor",
-    )

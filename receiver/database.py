@@ -56,7 +56,9 @@ def open_store(settings: Settings, *, read_only: bool = False) -> SyncStore:
     :class:`NotConfigured`.
     """
     if settings.is_postgres:
-        return PostgresStore.open(settings.database_url, secret_box(settings))
+        pg = PostgresStore.open(settings.database_url, secret_box(settings))
+        pg.mirror_hold = settings.mirror_url is not None  # job.succeeded waits for the copy
+        return pg
     path = settings.sqlite_path
     if read_only and str(path) != ":memory:" and not path.exists():
         raise StoreUnavailable(
@@ -66,7 +68,9 @@ def open_store(settings: Settings, *, read_only: bool = False) -> SyncStore:
     box = secret_box(settings)
     if read_only:
         return SQLiteStore.open_reader(path, box, busy_timeout=settings.db_busy_timeout)
-    return SQLiteStore.open(path, box, busy_timeout=settings.db_busy_timeout)
+    store = SQLiteStore.open(path, box, busy_timeout=settings.db_busy_timeout)
+    store.mirror_hold = settings.mirror_url is not None  # job.succeeded waits for the copy
+    return store
 
 
 def open_runner(settings: Settings, *, read_only: bool = False) -> Runner:
@@ -81,15 +85,18 @@ def open_runner(settings: Settings, *, read_only: bool = False) -> Runner:
     if settings.is_postgres:
         if not read_only:
             migrate(settings)
-        return PgRunner(
+        pg = PgRunner(
             settings.database_url,
             secret_box(settings),
             size=settings.db_pool_size,
             timeout=settings.db_busy_timeout,
         )
+        pg.mirror_hold = settings.mirror_url is not None  # job.succeeded waits for the copy
+        return pg
     store = SQLiteStore.open(
         settings.sqlite_path, secret_box(settings), busy_timeout=settings.db_busy_timeout
     )
+    store.mirror_hold = settings.mirror_url is not None  # job.succeeded waits for the copy
     if str(settings.sqlite_path) == ":memory:":
         return StoreRunner(store)
     reader = SQLiteStore.open_reader(settings.sqlite_path, store.box, busy_timeout=settings.db_busy_timeout)

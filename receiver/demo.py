@@ -2,9 +2,11 @@
 
 Starts the fake vendor server, a subscriber that verifies every delivery's Standard Webhooks
 signature with the ``standardwebhooks`` library (not the relay's own signing code), and the relay
-on a fresh SQLite file; submits one upscale job to each of the five vendors plus one that fails;
-shows live progress; prints a table per job. Succeeds only if every job reached its expected
-terminal state and every event was delivered and verified.
+on a fresh SQLite file, mirroring every result into a temporary folder (``RELAY_MIRROR_URL``; the
+fake vendors serve real images); submits one upscale job to each of the five vendors plus one that
+fails; shows live progress; prints a table per job. Succeeds only if every job reached its
+expected terminal state, every succeeded job's output was mirrored, and every event was delivered
+and verified.
 """
 
 from __future__ import annotations
@@ -58,9 +60,12 @@ DEMO_JOBS = (
 
 
 def demo_settings(db: Path, public_url: str, vendors_url: str, fake: FakeConfig, api_token: str) -> Settings:
-    """Relay settings for the demo: loopback subscribers allowed, fast retries, fake vendor URLs."""
+    """Relay settings for the demo: loopback subscribers allowed, fast retries, fake vendor URLs,
+    outputs mirrored to ``mirror/`` beside the database."""
     return Settings(
         database_url=f"sqlite:///{db}",
+        mirror_url=f"file://{db.parent / 'mirror'}",
+        mirror_backoff=0.2,
         public_url=public_url,
         api_token=api_token,  # type: ignore[arg-type]
         allow_private_targets=True,
@@ -91,7 +96,9 @@ def run_demo(*, timeout: float = 30.0, keep: bool = False, console: Console | No
     def check_signature(body: bytes, headers: Mapping[str, str]) -> None:
         Webhook(secret_box[0]).verify(body, dict(headers))
 
-    fake = FakeConfig(callback_delay=0.05, apixo_retry_scale=0.01, apixo_allow_http=True)  # http loopback
+    fake = FakeConfig(  # http loopback; results are real images the relay can mirror
+        callback_delay=0.05, apixo_retry_scale=0.01, apixo_allow_http=True, serve_assets=True
+    )
     api_token = secrets.token_urlsafe(24)
     sub_app, sub_log = create_subscriber(check_signature)
     started = time.monotonic()
@@ -184,6 +191,7 @@ def _row(spec: DemoJob, job: dict[str, Any], sub_log: Any) -> dict[str, Any]:
         else (f"{job['error']['code']}: {job['error']['message']}" if job["error"] else "-")
     )
     callbacks = sum(1 for i in job["inbound"] if i["kind"] == "callback")
+    mirrored = spec.expect != "succeeded" or (bool(outputs) and all(o.get("mirror") for o in outputs))
     return {
         "label": spec.label,
         "vendor_job_id": job["vendor_job_id"] or "-",
@@ -195,8 +203,24 @@ def _row(spec: DemoJob, job: dict[str, Any], sub_log: Any) -> dict[str, Any]:
         "events": len(event_ids),
         "delivered": delivered,
         "verified": verified,
-        "ok": job["status"] == spec.expect and delivered and verified,
+        "mirror": _mirror_cell(outputs),
+        "ok": job["status"] == spec.expect and delivered and verified and mirrored,
     }
+
+
+def _mirror_cell(outputs: list[dict[str, Any]]) -> str:
+    """The first output's mirror: ``"64x48 · 1,234 B · sha256 9f2c1a…"``, its ``mirror_error`` code,
+    or ``-``."""
+    if not outputs:
+        return "-"
+    first = outputs[0]
+    if first.get("mirror"):
+        mirror = first["mirror"]
+        size = f"{first['width']}x{first['height']} · " if first.get("width") else ""
+        return f"{size}{mirror['size_bytes']:,} B · sha256 {mirror['sha256'][:8]}…"
+    if first.get("mirror_error"):
+        return f"[red]{first['mirror_error']['code']}[/]"
+    return "copying…"
 
 
 def _table(rows: list[dict[str, Any]], *, final: bool) -> Table:
@@ -205,6 +229,7 @@ def _table(rows: list[dict[str, Any]], *, final: bool) -> Table:
     table.add_column("vendor job id", overflow="ellipsis", max_width=36, no_wrap=True)
     table.add_column("state", no_wrap=True)
     table.add_column("output URL or error", overflow="fold", min_width=40)
+    table.add_column("mirror", no_wrap=True)
     for column in ("callbacks", "events", "delivered", "verified"):
         table.add_column(column, justify="right", no_wrap=True)
     for r in rows:
@@ -214,6 +239,7 @@ def _table(rows: list[dict[str, Any]], *, final: bool) -> Table:
             r["vendor_job_id"],
             f"[{colour}]{r['status']}[/]",
             r["result"],
+            r["mirror"],
             str(r["callbacks"]),
             str(r["events"]),
             "yes" if r["delivered"] else "no",

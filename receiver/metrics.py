@@ -53,7 +53,8 @@ class RelayMetrics:
 
     Counters (``_total`` in the exposition): ``relay_callbacks_total{vendor,verdict}``,
     ``relay_vendor_submits_total{vendor,outcome}``, ``relay_status_polls_total{vendor,outcome}``,
-    ``relay_events_total{type}``, ``relay_delivery_attempts_total{outcome}``. Histograms (seconds):
+    ``relay_events_total{type}``, ``relay_delivery_attempts_total{outcome}``,
+    ``relay_mirror_total{vendor,outcome}``. Histograms (seconds):
     ``relay_vendor_submit_duration_seconds{vendor}``, ``relay_status_poll_duration_seconds{vendor}``,
     ``relay_delivery_attempt_duration_seconds{outcome}``. Gauges, set at scrape time from the store:
     ``relay_deliveries_due``, ``relay_oldest_due_delivery_age_seconds``, ``relay_dead_letters``,
@@ -109,6 +110,13 @@ class RelayMetrics:
             buckets=DELIVERY_BUCKETS,
             registry=r,
         )
+        self.mirrors = Counter(
+            "relay_mirror",
+            "Outputs copied to RELAY_MIRROR_URL, by vendor and outcome (copied, retry, too_large, refused,"
+            " expired, deadline_passed)",
+            ["vendor", "outcome"],
+            registry=r,
+        )
         self.deliveries_due = Gauge(
             "relay_deliveries_due", "Deliveries due now (pending or retrying)", registry=r
         )
@@ -143,6 +151,11 @@ class RelayMetrics:
         calls this (as its ``on_attempt``) where each attempt finishes."""
         self.deliveries.labels(outcome=outcome).inc()
         self.delivery_seconds.labels(outcome=outcome).observe(seconds)
+
+    def mirror(self, vendor: str, outcome: str) -> None:
+        """Count one output's mirroring outcome (:mod:`receiver.mirroring`): ``copied``, ``retry`` or
+        the final ``mirror_error`` code."""
+        self.mirrors.labels(vendor=vendor, outcome=outcome).inc()
 
     def emitted(self, job_id: str, event_ids: Iterable[str]) -> None:
         """Count events just emitted for ``job_id`` (each id once, where the store returned it new)."""

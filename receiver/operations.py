@@ -18,14 +18,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from dispatch.errors import PayloadError, SignatureInvalid, ValidationFailed
-from dispatch.model import DEFAULT_EVENT_TYPES
+from dispatch.model import DEFAULT_EVENT_TYPES, iso_ms
 from dispatch.ssrf import check_url
 from dispatch.store.face import JobDetail, Store
 from dispatch.store.records import Delivery, Inbound, RawMessage, Source, Subscriber
+from dispatch.store.stats import StatsReport, VendorStats
 from receiver.ingest import Ingest
 from receiver.settings import Settings
 from receiver.tokens import callback_url, new_token
-from receiver.vendors import get_adapter
+from receiver.vendors import ADAPTERS, get_adapter
 
 BODY_PREVIEW_BYTES = 8192
 """How much of each stored vendor body a job's detail shows; the rest is at its ``body_url``."""
@@ -161,19 +162,39 @@ async def add_source(
     return source, callback_url(settings.public_url, adapter.name, token)
 
 
-async def stats(
+async def vendor_stats(
     store: Store, *, since: int | None = None, until: int | None = None, vendor: str | None = None
-) -> dict[str, Any]:
-    """Jobs per vendor and state created in [since, until) (unix ms), with each vendor's success rate,
-    e.g. ``{"vendors": {"apixo": {"jobs": 10, "by_status": {"succeeded": 9, "failed": 1},
-    "success_rate": 0.9}}}``."""
-    counts = await store.job_counts(since=since, until=until, vendor=vendor)
-    vendors: dict[str, Any] = {}
-    for (name, status), n in sorted(counts.items()):
-        entry = vendors.setdefault(name, {"jobs": 0, "by_status": {}})
-        entry["jobs"] += n
-        entry["by_status"][status] = n
-    for entry in vendors.values():
-        done = entry["by_status"].get("succeeded", 0) + entry["by_status"].get("failed", 0)
-        entry["success_rate"] = round(entry["by_status"].get("succeeded", 0) / done, 4) if done else None
-    return {"vendors": vendors}
+) -> StatsReport:
+    """Vendors compared by numbers, for jobs created (and vendor messages received) in [``since``,
+    ``until``) (unix ms; ``None``: unbounded): every known vendor (or only ``vendor``), zeros where
+    it has no data. Per vendor (:class:`dispatch.store.stats.VendorStats`): jobs by state, success
+    rate, top 10 failure codes, submit-to-terminal p50/p95/p99 in seconds, how outcomes arrived
+    (callback, poll, the submit's ``response``, or the relay's own ``submit`` failure or
+    ``timeout``) and the share of lost callbacks, duplicate/stale callbacks, signature rejections,
+    submit errors by code, and cost per unit as the vendors report it (Apiframe ``creditCost``,
+    Dreamina ``forecastCost``, Artnex ``credits_used`` in ``credits``; APIXO ``costTime`` in
+    ``compute_seconds``).
+
+    ``report.to_json()`` is what ``GET /v1/stats`` answers and ``upscale-relay stats --json`` prints:
+    ``{"since": "2026-11-01T00:00:00.000Z" | null, "until": ... | null, "vendors": [{"vendor":
+    "apixo", "jobs": {"queued", "running", "succeeded", "failed", "total"}, "success_rate": 0.93 |
+    null, ...}]}`` (see :meth:`dispatch.store.stats.VendorStats.to_json`).
+
+    Raises :class:`ValidationFailed` for an unknown ``vendor``, ``since`` after ``until`` or a time
+    before 1970 or after 9999, :class:`StoreUnavailable`.
+    """
+    if vendor is not None and vendor not in ADAPTERS:
+        raise ValidationFailed(f"vendor: unknown vendor {vendor[:100]!r}; one of {', '.join(ADAPTERS)}")
+    if since is not None and until is not None and since > until:
+        raise ValidationFailed("since: must not be after until")
+    for name, value in (("since", since), ("until", until)):
+        try:
+            iso_ms(value)
+            if value is not None and value < 0:
+                raise ValueError
+        except (ValueError, OverflowError, OSError):
+            raise ValidationFailed(f"{name}: out of range (1970-01-01 to 9999-12-31 UTC)") from None
+    report = await store.vendor_stats(since=since, until=until, vendor=vendor)
+    found = {v.vendor: v for v in report.vendors}
+    names = [vendor] if vendor is not None else sorted(set(ADAPTERS) | set(found))
+    return StatsReport(since, until, tuple(found.get(name, VendorStats(name)) for name in names))

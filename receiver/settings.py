@@ -18,6 +18,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from dispatch.errors import ValidationFailed
+from dispatch.retry import DEFAULT_SCHEDULE
 
 
 class Settings(BaseSettings):
@@ -41,6 +42,14 @@ class Settings(BaseSettings):
     metrics_public: bool = False  # GET /metrics without the admin token
     worker_metrics_port: int | None = Field(default=None, ge=0, le=65535)  # `worker` serves /metrics here
     retention_days: float = Field(default=30.0, gt=0)  # prune deletes older history (never undelivered work)
+    # mirroring (receiver.mirroring): copy succeeded outputs to file:///PATH or s3://BUCKET/PREFIX (off
+    # when unset); an S3-compatible endpoint; the per-file cap (bytes); mirror URL lifetime (seconds,
+    # 7 days at most: S3's presign limit); the first retry delay (seconds, doubling, <= 600)
+    mirror_url: str | None = None
+    mirror_endpoint_url: str | None = None
+    mirror_max_bytes: int = Field(default=100_000_000, ge=1)
+    mirror_url_ttl: float = Field(default=604_800.0, gt=0, le=604_800)
+    mirror_backoff: float = Field(default=5.0, gt=0)
 
     useapi_token: SecretStr | None = None
     useapi_base_url: str = "https://api.useapi.net"
@@ -77,7 +86,7 @@ class Settings(BaseSettings):
     poll_every: dict[str, float] = Field(default_factory=dict)
     job_timeout: float = Field(default=1800.0, gt=0)
 
-    retry_schedule: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400)
+    retry_schedule: tuple[float, ...] = DEFAULT_SCHEDULE
     retry_jitter: float = Field(default=0.2, ge=0, le=1)
     delivery_connect_timeout: float = Field(default=5.0, gt=0)
     delivery_timeout: float = Field(default=15.0, gt=0)
@@ -96,6 +105,26 @@ class Settings(BaseSettings):
             raise ValueError("must be sqlite:///PATH or postgresql://USER@HOST:PORT/DATABASE")
         return value.replace("postgres://", "postgresql://", 1) if value.startswith("postgres://") else value
 
+    @field_validator("mirror_url")
+    @classmethod
+    def _mirror_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if value.startswith("file:///") and len(value) > len("file:///"):
+            return value.rstrip("/")
+        if value.startswith("s3://") and value.removeprefix("s3://").split("/", 1)[0]:
+            return value.rstrip("/")
+        raise ValueError(
+            "must be file:///ABSOLUTE/PATH or s3://BUCKET[/PREFIX] (for example s3://relay/mirrors)"
+        )
+
+    @field_validator("mirror_endpoint_url")
+    @classmethod
+    def _endpoint_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https:// (an S3-compatible endpoint)")
+        return value.rstrip("/") if value else None
+
     @field_validator("public_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
@@ -113,7 +142,9 @@ class Settings(BaseSettings):
     @field_validator("poll_after", "poll_every")
     @classmethod
     def _per_vendor(cls, value: dict[str, float]) -> dict[str, float]:
-        known = ("ltxstudio", "dreamina", "apiframe", "apixo")
+        from receiver.vendors import polled_vendors  # the adapters say which vendors are polled
+
+        known = polled_vendors()
         for vendor, seconds in value.items():
             if vendor not in known:
                 raise ValueError(f"unknown vendor {vendor!r}; polled vendors: {', '.join(known)}")

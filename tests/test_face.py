@@ -46,6 +46,8 @@ READS = {
     "callback_token",
     "ping",
     "job_counts",
+    "vendor_stats",
+    "next_mirror_at",
 }
 
 

@@ -25,7 +25,8 @@ SEED = 20261122
 
 
 def test_every_operation_answers_within_its_schema(tmp_path: Path) -> None:
-    with relay_env(tmp_path, run_worker=False, submit_inline_wait=2.0) as env:
+    mirror = (tmp_path / "mirror").as_uri()  # mirroring on: POST /v1/jobs/{id}/mirror reaches its logic
+    with relay_env(tmp_path, run_worker=False, submit_inline_wait=2.0, mirror_url=mirror) as env:
         env.subscribe()
         env.ok(env.client.post("/v1/sources", json={"vendor": "dreamina"}), 201)
         job = env.submit("apixo", {"input": {"image_urls": [source_image("fuzz")]}}, reference="fuzz")

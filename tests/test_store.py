@@ -50,6 +50,8 @@ def test_migrations_are_recorded_and_wal_is_on(store: SQLiteStore) -> None:
         "005_checks_from_enums",
         "006_subscribers_version",
         "007_idempotent_submits",
+        "008_vendor_analytics",
+        "009_mirrors",
     ]
     if store.sql.name == "sqlite":
         assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

@@ -212,3 +212,84 @@ IDEMPOTENCY_SQL = (
     "ALTER TABLE jobs ADD COLUMN request_hash TEXT",
     "CREATE UNIQUE INDEX IF NOT EXISTS idx_jobs_idempotency_key ON jobs (idempotency_key)",
 )
+
+MIRRORS: tuple[Column, ...] = (
+    # migration 009: one row per succeeded job whose outputs are being copied (RELAY_MIRROR_URL); its
+    # job.succeeded event is held until the copy ends (dispatch.store.mirrors)
+    _c("job_id", primary_key=True),
+    _c("vendor", not_null=True),
+    _c("status", not_null=True),  # pending (copying, retried at next_attempt_at) or done
+    _c("attempts", "int", not_null=True, default="0"),
+    _c("next_attempt_at", "int"),  # unix ms; NULL once done
+    _c("lease_until", "int"),  # unix ms; an attempt in flight holds this lease
+    _c("deadline_at", "int", not_null=True),  # unix ms: retries stop here (the vendor URL's expiry)
+    _c("results", not_null=True, default="'[]'"),  # JSON: per output index, its copy or error so far
+    _c("last_error"),
+    _c("created_at", "int", not_null=True),
+    _c("updated_at", "int", not_null=True),
+)
+
+
+def mirrors_sql(engine: Engine) -> list[str]:
+    """Migration 009 on ``engine``: the ``mirrors`` table and its due-time index."""
+    columns = ", ".join(column_sql(c, engine) for c in MIRRORS)
+    return [
+        f"CREATE TABLE IF NOT EXISTS mirrors ({columns}, CHECK (status IN ('pending', 'done')))",
+        "CREATE INDEX IF NOT EXISTS idx_mirrors_next_attempt_at ON mirrors (next_attempt_at)",
+    ]
+
+
+def analytics_sql(engine: Engine) -> tuple[str, ...]:
+    """Migration 008 (vendor analytics, :mod:`dispatch.store.stats`) on ``engine``: per job what the
+    vendor says it cost (``cost_amount`` in ``cost_unit``: ``credits``, ``compute_seconds``), how its
+    terminal state arrived (``outcome_via``: the inbound kind that applied it, ``submit`` or
+    ``timeout`` when the relay decided it) and ``turnaround_ms`` (submit to terminal, relay clock);
+    jobs already terminal are filled from their stored messages and ``completed_at`` (a failed submit
+    then reads as ``response``); and the indexes the per-vendor aggregates read, partial where only a
+    few rows matter so that the write path rarely maintains them."""
+    real = "REAL" if engine == "sqlite" else "DOUBLE PRECISION"
+    return (
+        f"ALTER TABLE jobs ADD COLUMN cost_amount {real}",
+        "ALTER TABLE jobs ADD COLUMN cost_unit TEXT",
+        "ALTER TABLE jobs ADD COLUMN outcome_via TEXT",
+        f"ALTER TABLE jobs ADD COLUMN turnaround_ms {_TYPES[engine]['int']}",
+        "UPDATE jobs SET outcome_via = (SELECT i.kind FROM inbound i WHERE i.job_id = jobs.id"
+        " AND i.verdict = 'applied' ORDER BY i.received_at DESC, i.id DESC LIMIT 1),"
+        " turnaround_ms = CASE WHEN completed_at >= submitted_at THEN completed_at - submitted_at END"
+        " WHERE status IN ('succeeded', 'failed')",
+        *ANALYTICS_INDEXES,
+        # failure codes per vendor and outcome path, without reading the rows (failed jobs only;
+        # Postgres reads an expression from an index only when the column it is made of is in it)
+        "CREATE INDEX IF NOT EXISTS idx_jobs_failure_codes ON jobs (vendor, outcome_via"
+        + (
+            f", {ERROR_CODE_SQL[engine]}, created_at)"
+            if engine == "sqlite"
+            else ", created_at) INCLUDE (error)"
+        )
+        + " WHERE status = 'failed'",
+    )
+
+
+ERROR_CODE_SQL: dict[Engine, str] = {
+    "sqlite": "json_extract(error, '$.code')",
+    "postgres": "(error::jsonb ->> 'code')",
+}
+"""A job's error code (``jobs.error`` is JSON ``{"code", "message"}``), on SQLite exactly as
+``idx_jobs_failure_codes`` indexes it: a query must use this text for the index to serve it."""
+
+NOTABLE_VERDICTS_SQL = "verdict IN ('duplicate', 'stale', 'rejected', 'outcome_unknown')"
+"""The inbound messages vendor analytics count, exactly as ``idx_inbound_verdict_kind`` is limited to
+them: a query must use this text for the (partial) index to serve it."""
+
+ANALYTICS_INDEXES = (
+    # jobs per vendor, state, outcome path and cost unit in a time window (dispatch.store.stats)
+    "CREATE INDEX IF NOT EXISTS idx_jobs_vendor_stats ON jobs"
+    " (vendor, status, outcome_via, cost_unit, created_at, cost_amount, turnaround_ms)",
+    # submit-to-terminal percentiles: each vendor's turnarounds in order, read from either end
+    "CREATE INDEX IF NOT EXISTS idx_jobs_vendor_turnaround_ms ON jobs (vendor, turnaround_ms, created_at)"
+    " WHERE turnaround_ms IS NOT NULL",
+    # duplicate, stale and rejected callbacks, unknown submit outcomes (partial: the applied messages,
+    # nearly all of them, are not in it, so ingest does not maintain it)
+    "CREATE INDEX IF NOT EXISTS idx_inbound_verdict_kind ON inbound (verdict, kind, vendor, received_at)"
+    f" WHERE {NOTABLE_VERDICTS_SQL}",
+)

@@ -29,7 +29,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from dispatch.model import DEFAULT_EVENT_TYPES, JobUpdate
+from dispatch.model import DEFAULT_EVENT_TYPES, JobUpdate, Output
+from dispatch.store.mirrors import MirrorTask
 from dispatch.store.records import (
     Attempt,
     Delivery,
@@ -42,6 +43,7 @@ from dispatch.store.records import (
     Source,
     Subscriber,
 )
+from dispatch.store.stats import StatsReport
 
 if TYPE_CHECKING:  # the synchronous verbs RunnerStore delegates to (types only; any engine's work)
     from dispatch.store.sqlite import SQLiteStore
@@ -155,6 +157,16 @@ class Store(Protocol):
     ) -> dict[tuple[str, str], int]:
         """Jobs created in [since, until) (unix ms) per (vendor, status), e.g.
         ``{("apixo", "succeeded"): 9, ("apixo", "failed"): 1}``. Raises :class:`StoreUnavailable`."""
+        ...
+
+    async def vendor_stats(self, *, since: int | None, until: int | None, vendor: str | None) -> StatsReport:
+        """Per-vendor analytics for jobs created (and messages received) in [``since``, ``until``)
+        (unix ms, ``None``: unbounded), for one ``vendor`` or every vendor with data: jobs by state,
+        failure codes, submit-to-terminal percentiles (seconds), how outcomes arrived, duplicate,
+        stale and rejected callbacks, submit errors, cost per unit (see
+        :class:`dispatch.store.stats.VendorStats`). Example: ``await vendor_stats(since=None,
+        until=None, vendor="apixo")`` → ``StatsReport(None, None, (VendorStats("apixo", ...),))``.
+        Raises :class:`StoreUnavailable`."""
         ...
 
     async def mark_submitted(
@@ -553,6 +565,33 @@ class Store(Protocol):
         :class:`StoreUnavailable`."""
         ...
 
+    # mirrors ----------------------------------------------------------------------------------------
+    async def claim_due_mirrors(self, *, now: int, limit: int, lease_ms: int) -> list[MirrorTask]:
+        """Lease up to ``limit`` due mirror tasks (each due again at ``now + lease_ms`` unless ended
+        first), e.g. ``[MirrorTask(Job(id="job_1", ...), attempts=1, deadline_at=1764562800000,
+        results=(None,))]``. Raises :class:`StoreUnavailable`."""
+        ...
+
+    async def retry_mirror(
+        self, job_id: str, *, at: int, results: Sequence[Output | None], error: str
+    ) -> None:
+        """Plan the next copy attempt at ``at``, keeping ``results`` (per output index, ``None``: not
+        copied yet) and ``error`` (e.g. ``"expired: HTTP 404"``); returns ``None``.
+        Raises :class:`NotFound` (no pending mirror task), :class:`StoreUnavailable`."""
+        ...
+
+    async def complete_mirror(self, job_id: str, outputs: Sequence[Output]) -> tuple[Job, bool]:
+        """Set a succeeded job's outputs (each with ``mirror`` or ``mirror_error``), end its mirror
+        task and emit its held ``job.succeeded`` (or rewrite the stored one's body on a re-mirror), in
+        one transaction; ``(job, emitted)``, e.g. ``(Job(id="job_1", ...), True)``.
+        Raises :class:`NotFound`, :class:`ValidationFailed`, :class:`StoreUnavailable`."""
+        ...
+
+    async def next_mirror_at(self) -> int | None:
+        """Unix ms when the earliest pending mirror task is due, e.g. ``1764480000000``, or ``None``.
+        Raises :class:`StoreUnavailable`."""
+        ...
+
     async def ping(self) -> bool:
         """Readiness: ``True`` when the database answers a trivial query, ``False`` when it does
         not. Raises :class:`StoreUnavailable` only when the check itself cannot be scheduled (a
@@ -629,6 +668,9 @@ class RunnerStore(Store):
         self, *, since: int | None = None, until: int | None = None, vendor: str | None = None
     ) -> dict[tuple[str, str], int]:
         return await self._read(lambda s: s.job_counts(since=since, until=until, vendor=vendor))
+
+    async def vendor_stats(self, *, since: int | None, until: int | None, vendor: str | None) -> StatsReport:
+        return await self._read(lambda s: s.vendor_stats(since=since, until=until, vendor=vendor))
 
     async def mark_submitted(
         self,
@@ -966,6 +1008,23 @@ class RunnerStore(Store):
 
     async def callback_token(self, job_id: str) -> str | None:
         return await self._read(lambda s: s.callback_token(job_id))
+
+    # mirrors
+    async def claim_due_mirrors(self, *, now: int, limit: int, lease_ms: int) -> list[MirrorTask]:
+        return await self._write(lambda s: s.claim_due_mirrors(now=now, limit=limit, lease_ms=lease_ms))
+
+    async def retry_mirror(
+        self, job_id: str, *, at: int, results: Sequence[Output | None], error: str
+    ) -> None:
+        kept = list(results)
+        await self._write(lambda s: s.retry_mirror(job_id, at=at, results=kept, error=error))
+
+    async def complete_mirror(self, job_id: str, outputs: Sequence[Output]) -> tuple[Job, bool]:
+        kept = list(outputs)
+        return await self._write(lambda s: s.complete_mirror(job_id, kept))
+
+    async def next_mirror_at(self) -> int | None:
+        return await self._read(lambda s: s.next_mirror_at())
 
     async def ping(self) -> bool:
         return await self._read(lambda s: s.ping())

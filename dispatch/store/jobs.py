@@ -31,7 +31,7 @@ _JOB_COLUMNS = (
     "id, vendor, vendor_job_id, status, progress, outputs, error, reference, params, sequence, flags,"
     " created_at, updated_at, submitted_at, completed_at, source_id, poll_at, poll_attempts, deadline_at,"
     " callback_count, submit_at, submit_attempts, submit_error, resubmits, previous_vendor_job_ids,"
-    " idempotency_key"
+    " idempotency_key, cost_amount, cost_unit, outcome_via, turnaround_ms"
 )
 
 
@@ -64,6 +64,10 @@ def _job(row: Any) -> Job:
         resubmits=row["resubmits"] or 0,
         previous_vendor_job_ids=tuple(json.loads(row["previous_vendor_job_ids"] or "[]")),
         idempotency_key=row["idempotency_key"],
+        cost_amount=row["cost_amount"],
+        cost_unit=row["cost_unit"],
+        outcome_via=row["outcome_via"],
+        turnaround_ms=row["turnaround_ms"],
     )
 
 
@@ -95,6 +99,11 @@ def _inbound(row: Any) -> Inbound:
     )
 
 
+RELAY_OUTCOMES = {"submit_error": "submit", "timeout": "timeout"}
+"""``JobUpdate.raw_state`` values of terminal updates the relay makes itself (not a vendor callback)
+→ the ``outcome_via`` they record: ``receiver.submit`` fails a submit that failed for good
+(``submit_error``), ``receiver.poller`` fails a job past its deadline (``timeout``)."""
+
 EXPIRED_FLAG = "vendor_expired"
 """Job flag: the vendor said its results are gone (Apiframe's ``expired: true``, adapters put it in
 ``JobUpdate.extra["expired"]``); the output URLs no longer work."""
@@ -118,6 +127,10 @@ class JobVerbs:
         def _enqueue_deliveries(
             self, events: list[tuple[str, str]], now: int, version: int | None
         ) -> int: ...
+
+        def _hold_succeeded(
+            self, job: Job, events: tuple[tuple[str, int | None], ...], now: int
+        ) -> tuple[tuple[str, int | None], ...]: ...
 
     # jobs -------------------------------------------------------------------------------------
     def create_job(
@@ -336,9 +349,10 @@ class JobVerbs:
             if flags != list(job.flags):
                 changes["flags"] = tuple(flags)
             if verdict == APPLIED:
-                changes.update(_applied(job, step.status, step.progress, update, now))
+                changes.update(_applied(job, step.status, step.progress, update, now, kind))
                 events = step.events
         job = replace(job, **changes)
+        events = self._hold_succeeded(job, events, now)  # mirroring: emitted once copied (store.mirrors)
         event_ids, sequence = self._emit(job, events, now, version)
         if sequence != job.sequence:
             changes["sequence"] = sequence
@@ -498,8 +512,13 @@ class JobVerbs:
         return (_event(r) for r in rows)
 
 
-def _applied(job: Job, status: JobState, progress: int | None, update: JobUpdate, now: int) -> dict[str, Any]:
-    """The job fields an applied update changes (a Job attribute → its new value)."""
+def _applied(
+    job: Job, status: JobState, progress: int | None, update: JobUpdate, now: int, kind: str
+) -> dict[str, Any]:
+    """The job fields an applied update changes (a Job attribute → its new value), including what
+    vendor analytics read (:mod:`dispatch.store.stats`): the update's cost, and for a terminal state
+    ``outcome_via`` (``kind``, or what the relay decided, see :data:`RELAY_OUTCOMES`) and
+    ``turnaround_ms``."""
     error = update.error if status is JobState.FAILED else None
     if status is JobState.FAILED and error is None:
         error = JobError("vendor_failed", None)
@@ -514,6 +533,11 @@ def _applied(job: Job, status: JobState, progress: int | None, update: JobUpdate
     if status.terminal:
         completed = int(update.completed_at.timestamp() * 1000) if update.completed_at else now
         changes.update(completed_at=job.completed_at or completed, poll_at=None, submit_at=None)
+        via = RELAY_OUTCOMES.get(update.raw_state or "", kind) if kind != InboundKind.CALLBACK else kind
+        turnaround = max(0, now - job.submitted_at) if job.submitted_at is not None else None
+        changes.update(outcome_via=via, turnaround_ms=turnaround)
+    if update.cost is not None:
+        changes.update(cost_amount=update.cost.amount, cost_unit=update.cost.unit)
     return changes
 
 

@@ -31,8 +31,10 @@ from dispatch.errors import StoreUnavailable, ValidationFailed
 from dispatch.secretbox import SecretBox
 from dispatch.store.deliveries import DeliveryVerbs
 from dispatch.store.jobs import JobVerbs
+from dispatch.store.mirrors import MirrorVerbs
 from dispatch.store.polls import PollVerbs
 from dispatch.store.sql import POSTGRES, SubscriberCache
+from dispatch.store.stats import StatsVerbs
 from dispatch.store.submits import SubmitVerbs
 
 T = TypeVar("T")
@@ -114,7 +116,7 @@ def connect(url: str, *, connect_timeout: float = 10.0) -> psycopg.Connection[An
         raise StoreUnavailable(f"cannot connect to Postgres: {exc}".strip()) from exc
 
 
-class PostgresStore(JobVerbs, PollVerbs, DeliveryVerbs, SubmitVerbs):
+class PostgresStore(JobVerbs, PollVerbs, DeliveryVerbs, SubmitVerbs, MirrorVerbs, StatsVerbs):
     """The relay's database on Postgres, over one connection (the CLI, or one pooled connection
     lent by :class:`PgRunner` for one verb call). Not thread-safe by itself."""
 
@@ -189,6 +191,7 @@ class PgRunner:
         )
         self._threads = ThreadPoolExecutor(max_workers=size, thread_name_prefix="pg-store")
         self._cache = SubscriberCache()  # shared by every call's store: one per process
+        self.mirror_hold = False  # every call's store holds job.succeeded for mirroring (store.mirrors)
 
     def start(self) -> None:
         """Open the pool. Raises :class:`StoreUnavailable` when Postgres cannot be reached."""
@@ -214,6 +217,7 @@ class PgRunner:
         try:
             with self.pool.connection() as raw:
                 store = PostgresStore(raw, self.box, self._cache)
+                store.mirror_hold = self.mirror_hold
                 with store.transaction():
                     if read_only:
                         raw.execute("SET TRANSACTION READ ONLY")

@@ -40,6 +40,10 @@ class Job:
     resubmits: int = 0
     previous_vendor_job_ids: tuple[str, ...] = ()
     idempotency_key: str | None = None
+    cost_amount: float | None = None  # what the vendor says the job cost, in ``cost_unit``
+    cost_unit: str | None = None  # ``credits`` or ``compute_seconds`` (dispatch.model.Cost)
+    outcome_via: str | None = None  # how the terminal state arrived (callback, poll, response, ...)
+    turnaround_ms: int | None = None  # from submitted_at to the terminal state being recorded
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -68,6 +72,10 @@ class Job:
             "resubmits": self.resubmits,
             "previous_vendor_job_ids": list(self.previous_vendor_job_ids),
             "idempotency_key": self.idempotency_key,
+            "cost": None
+            if self.cost_amount is None
+            else {"amount": self.cost_amount, "unit": self.cost_unit},
+            "outcome_via": self.outcome_via,
         }
 
 

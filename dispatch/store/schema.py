@@ -11,7 +11,15 @@ from collections.abc import Callable
 
 from sqlite_utils import Database
 
-from dispatch.store.ddl import IDEMPOTENCY_SQL, RELAY_META_SQL, TABLES, create_indexes_sql, create_table_sql
+from dispatch.store.ddl import (
+    IDEMPOTENCY_SQL,
+    RELAY_META_SQL,
+    TABLES,
+    analytics_sql,
+    create_indexes_sql,
+    create_table_sql,
+    mirrors_sql,
+)
 
 
 def _m001_initial(db: Database) -> None:
@@ -203,6 +211,17 @@ def _m007_idempotent_submits(db: Database) -> None:
         db.execute(sql)
 
 
+def _m008_vendor_analytics(db: Database) -> None:
+    for sql in analytics_sql("sqlite"):
+        db.execute(sql)
+
+
+def _m009_mirrors(db: Database) -> None:
+    # outputs copied to RELAY_MIRROR_URL before job.succeeded is emitted (dispatch.store.mirrors)
+    for sql in mirrors_sql("sqlite"):
+        db.execute(sql)
+
+
 MIGRATIONS: list[tuple[str, Callable[[Database], None]]] = [
     ("001_initial", _m001_initial),
     ("002_polling_sources_recovery", _m002_polling_sources_recovery),
@@ -211,6 +230,8 @@ MIGRATIONS: list[tuple[str, Callable[[Database], None]]] = [
     ("005_checks_from_enums", _m005_checks_from_enums),
     ("006_subscribers_version", _m006_subscribers_version),
     ("007_idempotent_submits", _m007_idempotent_submits),
+    ("008_vendor_analytics", _m008_vendor_analytics),
+    ("009_mirrors", _m009_mirrors),
 ]
 
 

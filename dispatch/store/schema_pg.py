@@ -14,7 +14,15 @@ from typing import Any
 
 import psycopg
 
-from dispatch.store.ddl import IDEMPOTENCY_SQL, RELAY_META_SQL, TABLES, create_indexes_sql, create_table_sql
+from dispatch.store.ddl import (
+    IDEMPOTENCY_SQL,
+    RELAY_META_SQL,
+    TABLES,
+    analytics_sql,
+    create_indexes_sql,
+    create_table_sql,
+    mirrors_sql,
+)
 
 MIGRATE_LOCK = 0x7570_7363_616C_65  # pg_advisory_lock key held while migrating ("upscale")
 
@@ -40,6 +48,17 @@ def _m007_idempotent_submits(conn: psycopg.Connection[Any]) -> None:
         conn.execute(sql)
 
 
+def _m008_vendor_analytics(conn: psycopg.Connection[Any]) -> None:
+    for sql in analytics_sql("postgres"):
+        conn.execute(sql)
+
+
+def _m009_mirrors(conn: psycopg.Connection[Any]) -> None:
+    # outputs copied to RELAY_MIRROR_URL before job.succeeded is emitted (dispatch.store.mirrors)
+    for sql in mirrors_sql("postgres"):
+        conn.execute(sql)
+
+
 MIGRATIONS: list[tuple[str, Callable[[psycopg.Connection[Any]], None]]] = [
     ("001_initial", _m001_initial),
     ("002_polling_sources_recovery", _included_in_001),
@@ -48,6 +67,8 @@ MIGRATIONS: list[tuple[str, Callable[[psycopg.Connection[Any]], None]]] = [
     ("005_checks_from_enums", _included_in_001),
     ("006_subscribers_version", _m006_subscribers_version),
     ("007_idempotent_submits", _m007_idempotent_submits),
+    ("008_vendor_analytics", _m008_vendor_analytics),
+    ("009_mirrors", _m009_mirrors),
 ]
 
 

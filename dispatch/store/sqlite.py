@@ -20,15 +20,17 @@ from dispatch.errors import StoreUnavailable
 from dispatch.secretbox import SecretBox
 from dispatch.store.deliveries import DeliveryVerbs
 from dispatch.store.jobs import JobVerbs
+from dispatch.store.mirrors import MirrorVerbs
 from dispatch.store.polls import PollVerbs
 from dispatch.store.schema import migrate
 from dispatch.store.sql import SQLITE, SubscriberCache
+from dispatch.store.stats import StatsVerbs
 from dispatch.store.submits import SubmitVerbs
 
 BUSY_TIMEOUT = 5.0  # seconds a write waits for another connection's lock before giving up
 
 
-class SQLiteStore(JobVerbs, PollVerbs, DeliveryVerbs, SubmitVerbs):
+class SQLiteStore(JobVerbs, PollVerbs, DeliveryVerbs, SubmitVerbs, MirrorVerbs, StatsVerbs):
     """The relay's database on one SQLite file.
 
     Example::

@@ -5,16 +5,19 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
 from dispatch.errors import PayloadTooLarge, ValidationFailed
+from dispatch.model import parse_iso
 from dispatch.store.face import Store
 from dispatch.store.sql import page_key, parse_page_key
 from receiver.ingest import Ingest
 from receiver.metrics import RelayMetrics
+from receiver.mirroring import MirrorTarget
 from receiver.operations import BODY_PREVIEW_BYTES as BODY_PREVIEW_BYTES  # one definition
 from receiver.settings import Settings
 from receiver.submit import Submitter, validation_details
@@ -35,6 +38,7 @@ class Resources:
     api_token: str
     wake: Callable[[], None]  # tells an in-process dispatcher that new deliveries exist
     metrics: RelayMetrics = field(default_factory=RelayMetrics)  # this process's, served at /metrics
+    mirror: MirrorTarget | None = None  # RELAY_MIRROR_URL's store, when mirroring is on
 
 
 def resources(request: Request) -> Resources:
@@ -114,6 +118,21 @@ def page(rows: Sequence[R], limit: int, key: Callable[[R], tuple[int, str]]) -> 
     shown = rows[:limit]
     cursor = page_key(*key(shown[-1])) if more and shown else None
     return {"data": [row.to_json() for row in shown], "next_cursor": cursor}  # type: ignore[attr-defined]
+
+
+def query_time(request: Request, name: str) -> int | None:
+    """``?name=`` as unix ms from an ISO-8601 time (``2026-11-01T00:00:00Z``; a time without a zone is
+    UTC), ``None`` when absent or empty. Raises :class:`ValidationFailed` for anything else."""
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    if not raw.isascii():
+        raise ValidationFailed(f"{name}: not an ISO-8601 time in ASCII: {raw[:100]!r}")
+    try:
+        parsed: datetime | None = parse_iso(raw)
+    except ValueError:
+        raise ValidationFailed(f"{name}: not an ISO-8601 time: {raw[:100]!r}") from None
+    return None if parsed is None else int(parsed.timestamp() * 1000)
 
 
 def query_limit(request: Request, default: int = 50) -> int:

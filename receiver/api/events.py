@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from pydantic import BaseModel, ConfigDict
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from dispatch.errors import ValidationFailed
-from dispatch.model import EVENT_TYPES, parse_iso
+from dispatch.model import EVENT_TYPES
 from receiver import operations
-from receiver.api.common import page, parse_json, query_choice, query_cursor, query_limit, resources
+from receiver.api.common import (
+    page,
+    parse_json,
+    query_choice,
+    query_cursor,
+    query_limit,
+    query_time,
+    resources,
+)
 from receiver.vendors import ADAPTERS
 
 
@@ -23,25 +28,12 @@ class ReplayRequest(BaseModel):
     subscriber_id: str | None = None
 
 
-def _time_param(request: Request, name: str) -> int | None:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return None
-    if not raw.isascii():
-        raise ValidationFailed(f"{name}: not an ISO-8601 time in ASCII: {raw[:100]!r}")
-    try:
-        parsed: datetime | None = parse_iso(raw)
-    except ValueError:
-        raise ValidationFailed(f"{name}: not an ISO-8601 time: {raw!r}") from None
-    return None if parsed is None else int(parsed.timestamp() * 1000)
-
-
 async def list_events(request: Request) -> JSONResponse:
     """Events newest first; filters ``job_id``, ``vendor``, ``type``, ``since``, ``until`` (ISO-8601),
     ``limit``, ``cursor`` (the ``next_cursor`` of the page before)."""
     res = resources(request)
     q = request.query_params
-    since, until, limit = _time_param(request, "since"), _time_param(request, "until"), query_limit(request)
+    since, until, limit = query_time(request, "since"), query_time(request, "until"), query_limit(request)
     vendor, type_ = query_choice(request, "vendor", ADAPTERS), query_choice(request, "type", EVENT_TYPES)
     events = await res.store.list_events(
         job_id=q.get("job_id"),

@@ -142,6 +142,20 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/v1/jobs/{id}"): Operation(
         "One job with its inbound messages and events", "jobs", {200: s.JobDetail}, (*ADMIN, 404)
     ),
+    # receiver.api.outputs (mirroring)
+    ("POST", "/v1/jobs/{id}/mirror"): Operation(
+        "Copy a succeeded job's outputs to the mirror again",
+        "jobs",
+        {200: s.Job},
+        (*ADMIN, 404, 409),
+        answer_descriptions={200: "The job, each output with `mirror` or `mirror_error`"},
+    ),
+    ("GET", "/v1/outputs/{job_id}/{index}"): Operation(
+        "A mirrored output's bytes (bearer token, or the signed `expires` and `sig` of its mirror URL)",
+        "jobs",
+        {200: "binary"},
+        (*ADMIN, 404),
+    ),
     # callbacks
     ("POST", "/v1/callbacks/{vendor}/{token}"): Operation(
         "A vendor's callback (the URL is the credential)",
@@ -239,6 +253,10 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ),
     ("POST", "/v1/deliveries/{id}/retry"): Operation(
         "Make a dead or retrying delivery due now", "deliveries", {202: s.Delivery}, (*ADMIN, 404, 409)
+    ),
+    # stats
+    ("GET", "/v1/stats"): Operation(
+        "Vendors compared by numbers", "stats", {200: s.StatsReport}, (*ADMIN, 422), query=s.StatsQuery
     ),
     # this module
     ("GET", "/v1/schemas/event.json"): Operation(

@@ -89,6 +89,21 @@ class Job(Answer):
     resubmits: int = Field(ge=0)
     previous_vendor_job_ids: list[str]
     idempotency_key: str | None = Field(description="The `Idempotency-Key` the job was submitted with.")
+    cost: JobCost | None = Field(description="What the vendor says the job cost, when it says.")
+    outcome_via: OutcomeVia | None = Field(
+        description="How the terminal state arrived: `callback`, `poll`, the submit's `response`, the"
+        " relay's own `submit` failure or `timeout` (`reprocess`: an operator re-ran a callback)."
+    )
+
+
+class JobCost(Answer):
+    """A vendor-reported cost in the vendor's unit (``credits``; APIXO's ``compute_seconds``)."""
+
+    amount: float
+    unit: str
+
+
+OutcomeVia = Literal["callback", "poll", "response", "reprocess", "submit", "timeout"]
 
 
 class Inbound(Answer):
@@ -255,6 +270,83 @@ class DeliveryBatch(Answer):
     data: list[Delivery]
 
 
+# stats -------------------------------------------------------------------------------------------------
+
+
+class StatsJobs(Answer):
+    """Jobs created in the window by state, and in all."""
+
+    queued: int = Field(ge=0)
+    running: int = Field(ge=0)
+    succeeded: int = Field(ge=0)
+    failed: int = Field(ge=0)
+    total: int = Field(ge=0)
+
+
+class CodeCount(Answer):
+    code: str
+    count: int = Field(ge=1)
+
+
+class StatsPercentiles(Answer):
+    """Seconds from the submit being accepted to the terminal state being recorded (relay clock),
+    interpolated like Postgres' ``percentile_cont``; null without terminal jobs."""
+
+    p50: float | None = Field(ge=0)
+    p95: float | None = Field(ge=0)
+    p99: float | None = Field(ge=0)
+
+
+class StatsOutcomeVia(Answer):
+    """Terminal jobs by how the outcome arrived: the vendor called back, a status poll found it, the
+    submit's answer carried it (Artnex), the submit failed for good, the job's deadline passed."""
+
+    callback: int = Field(ge=0)
+    poll: int = Field(ge=0)
+    response: int = Field(ge=0)
+    submit: int = Field(ge=0)
+    timeout: int = Field(ge=0)
+
+
+class StatsCost(Answer):
+    """What a vendor's jobs cost in one unit (``credits``, ``compute_seconds``): the sum and how many
+    jobs reported one."""
+
+    unit: str
+    total: float
+    jobs: int = Field(ge=1)
+
+
+class VendorStats(Answer):
+    """One vendor's figures over the window."""
+
+    vendor: str
+    jobs: StatsJobs
+    success_rate: float | None = Field(ge=0, le=1, description="succeeded / (succeeded + failed).")
+    failure_codes: list[CodeCount] = Field(description="The 10 most frequent error codes of failed jobs.")
+    time_to_terminal_seconds: StatsPercentiles
+    outcome_via: StatsOutcomeVia
+    lost_callback_share: float | None = Field(
+        ge=0, le=1, description="poll / (callback + poll): outcomes a poll found because no callback came."
+    )
+    duplicate_callbacks: int = Field(ge=0)
+    stale_callbacks: int = Field(ge=0)
+    signature_rejections: int = Field(ge=0)
+    submit_errors: list[CodeCount] = Field(
+        description="Jobs whose submit failed for good (their error code), whose submit outcome is"
+        " unknown (`outcome_unknown`), or that wait to retry one (the last attempt's code)."
+    )
+    cost: list[StatsCost]
+
+
+class StatsReport(Answer):
+    """Vendors compared by numbers: jobs created and vendor messages received in [since, until)."""
+
+    since: Time | None
+    until: Time | None
+    vendors: list[VendorStats]
+
+
 # health ------------------------------------------------------------------------------------------------
 
 
@@ -297,6 +389,12 @@ class InboundQuery(PageQuery):
     job_id: str | None = None
     vendor: VendorName | None = None
     verdict: str | None = Field(default=None, description="A verdict (`applied`, `invalid`, ...).")
+
+
+class StatsQuery(BaseModel):
+    since: AwareDatetime | None = Field(default=None, description="ISO-8601: jobs created at or after.")
+    until: AwareDatetime | None = Field(default=None, description="ISO-8601: jobs created before.")
+    vendor: VendorName | None = None
 
 
 class DeliveryQuery(PageQuery):
