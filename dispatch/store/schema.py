@@ -11,7 +11,17 @@ from collections.abc import Callable
 
 from sqlite_utils import Database
 
-from dispatch.store.ddl import IDEMPOTENCY_SQL, RELAY_META_SQL, TABLES, create_indexes_sql, create_table_sql
+from dispatch.model import now_ms
+from dispatch.store.ddl import (
+    CLAIM_INDEX_SQL,
+    IDEMPOTENCY_SQL,
+    RELAY_META_SQL,
+    SOURCE_COUNTS_BACKFILL,
+    SOURCE_COUNTS_SQL,
+    TABLES,
+    create_indexes_sql,
+    create_table_sql,
+)
 
 
 def _m001_initial(db: Database) -> None:
@@ -203,6 +213,12 @@ def _m007_idempotent_submits(db: Database) -> None:
         db.execute(sql)
 
 
+def _m010_source_counts_claim_index(db: Database) -> None:
+    for sql in (*SOURCE_COUNTS_SQL, *CLAIM_INDEX_SQL):
+        db.execute(sql)
+    db.execute(SOURCE_COUNTS_BACKFILL, (now_ms() - 3_600_000,))
+
+
 MIGRATIONS: list[tuple[str, Callable[[Database], None]]] = [
     ("001_initial", _m001_initial),
     ("002_polling_sources_recovery", _m002_polling_sources_recovery),
@@ -211,6 +227,7 @@ MIGRATIONS: list[tuple[str, Callable[[Database], None]]] = [
     ("005_checks_from_enums", _m005_checks_from_enums),
     ("006_subscribers_version", _m006_subscribers_version),
     ("007_idempotent_submits", _m007_idempotent_submits),
+    ("010_source_counts_claim_index", _m010_source_counts_claim_index),
 ]
 
 

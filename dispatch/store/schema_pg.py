@@ -14,7 +14,17 @@ from typing import Any
 
 import psycopg
 
-from dispatch.store.ddl import IDEMPOTENCY_SQL, RELAY_META_SQL, TABLES, create_indexes_sql, create_table_sql
+from dispatch.model import now_ms
+from dispatch.store.ddl import (
+    CLAIM_INDEX_SQL,
+    IDEMPOTENCY_SQL,
+    RELAY_META_SQL,
+    SOURCE_COUNTS_BACKFILL,
+    SOURCE_COUNTS_SQL,
+    TABLES,
+    create_indexes_sql,
+    create_table_sql,
+)
 
 MIGRATE_LOCK = 0x7570_7363_616C_65  # pg_advisory_lock key held while migrating ("upscale")
 
@@ -40,6 +50,12 @@ def _m007_idempotent_submits(conn: psycopg.Connection[Any]) -> None:
         conn.execute(sql)
 
 
+def _m010_source_counts_claim_index(conn: psycopg.Connection[Any]) -> None:
+    for sql in (*SOURCE_COUNTS_SQL, *CLAIM_INDEX_SQL):
+        conn.execute(sql)
+    conn.execute(SOURCE_COUNTS_BACKFILL.replace("?", "%s"), (now_ms() - 3_600_000,))
+
+
 MIGRATIONS: list[tuple[str, Callable[[psycopg.Connection[Any]], None]]] = [
     ("001_initial", _m001_initial),
     ("002_polling_sources_recovery", _included_in_001),
@@ -48,6 +64,7 @@ MIGRATIONS: list[tuple[str, Callable[[psycopg.Connection[Any]], None]]] = [
     ("005_checks_from_enums", _included_in_001),
     ("006_subscribers_version", _m006_subscribers_version),
     ("007_idempotent_submits", _m007_idempotent_submits),
+    ("010_source_counts_claim_index", _m010_source_counts_claim_index),
 ]
 
 
