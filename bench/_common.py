@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import subprocess
 import time
@@ -46,3 +47,13 @@ def percentile(values: list[float], q: float) -> float:
     """The ``q`` quantile (0-1) of ``values`` by nearest rank; ``values`` must not be empty."""
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, seconds) ``pid`` has used so far, from ``/proc/<pid>/stat`` (Linux).
+
+    Per-request CPU is the figure that stays meaningful on a machine other work is loading: the
+    req/s of two servers measured minutes apart shift with the load, their CPU per request much less.
+    """
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

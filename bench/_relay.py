@@ -70,6 +70,9 @@ def migrate(env: dict[str, str]) -> None:
     subprocess.run([str(RELAY_BIN), "migrate"], env=env, check=True, capture_output=True, timeout=120)
 
 
+APP_PIDS: dict[str, int] = {}  # base URL of each running app_process -> its pid
+
+
 @contextlib.contextmanager
 def app_process(app: Literal["bare", "sink"], tmp_path: Path) -> Iterator[str]:
     """``python bench/apps.py APP`` on a free port; yields its base URL."""
@@ -77,7 +80,8 @@ def app_process(app: Literal["bare", "sink"], tmp_path: Path) -> Iterator[str]:
     base = f"http://127.0.0.1:{port}"
     health = f"{base}/healthz" if app == "bare" else f"{base}/_stats"
     cmd = [sys.executable, str(BENCH / "apps.py"), app, "--port", str(port)]
-    with running_process(cmd, tmp_path / f"{app}.log", health):
+    with running_process(cmd, tmp_path / f"{app}.log", health) as proc:
+        APP_PIDS[base] = proc.pid
         yield base
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from _common import percentile, running_process
+from _common import cpu_seconds, percentile, running_process
 from _relay import (
     KINDS,
     RELAY_BIN,
@@ -56,6 +56,8 @@ class FanoutResult:
     worker_received: int
     worker_wall_s: float
     succeeded: int
+    bare_cpu_us: float = 0.0  # CPU time per delivery: the raw loop (this process), the worker process
+    worker_cpu_us: float = 0.0
 
     @property
     def ratio(self) -> float:
@@ -87,7 +89,9 @@ def run(
 
             asyncio.run(bare_posts(work[: min(300, total)], concurrency))  # warm-up, not measured
             httpx.post(f"{sink}/_reset")
+            cpu = time.process_time()
             _, latencies, _ = asyncio.run(bare_posts(work, concurrency))
+            bare_cpu = time.process_time() - cpu
             bare_rate, bare_received = _rate(sink)
 
             httpx.post(f"{sink}/_reset")
@@ -96,11 +100,12 @@ def run(
             started = time.perf_counter()
             with running_process(
                 cmd, tmp_path / "worker.log", f"http://127.0.0.1:{metrics_port}/metrics", env=env
-            ):
+            ) as worker:
                 deadline = started + 300
                 while sink_stats(sink)["received"] < total and time.perf_counter() < deadline:
                     time.sleep(0.02)
                 wall = time.perf_counter() - started
+                worker_cpu = cpu_seconds(worker.pid)  # start-up included
             worker_rate, worker_received = _rate(sink)
             succeeded = scalar(url, "SELECT COUNT(*) FROM deliveries WHERE status = 'succeeded'")
     return FanoutResult(
@@ -116,6 +121,8 @@ def run(
         worker_received=worker_received,
         worker_wall_s=wall,
         succeeded=succeeded,
+        bare_cpu_us=bare_cpu * 1e6 / max(1, total),
+        worker_cpu_us=worker_cpu * 1e6 / max(1, total),
     )
 
 
@@ -133,6 +140,10 @@ def report(r: FanoutResult) -> None:
         f" {r.worker_received}, deliveries succeeded {r.succeeded}"
     )
     print(f"ratio worker/raw: {r.ratio:.2f}")
+    print(
+        f"CPU per delivery: raw {r.bare_cpu_us:.0f} us, worker {r.worker_cpu_us:.0f} us (start-up included;"
+        f" raw/worker {r.bare_cpu_us / max(r.worker_cpu_us, 1e-9):.2f})"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -40,7 +40,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from _common import cpu_seconds
 from _relay import (
+    APP_PIDS,
     BENCH,
     KINDS,
     Kind,
@@ -92,6 +94,8 @@ class IngestResult:
     fixed_bare: dict[str, Any]
     fixed_relay_half: dict[str, Any]  # the relay at half its own (closed-loop) rate
     profile: list[str] = field(default_factory=list)
+    bare_cpu_us: float = 0.0  # CPU time (user + system) of the server process per completed request
+    relay_cpu_us: float = 0.0
 
     @property
     def accepted(self) -> int:
@@ -193,14 +197,18 @@ def run(
             source_url = add_subscriber_and_source(base, f"{sink}/hooks/bench")
             bare_url = bare + urlsplit(source_url).path
             wrk(bare_url, "barewarm", warmup, connections, threads, log)
+            cpu = cpu_seconds(APP_PIDS[bare])
             bare_run = wrk(bare_url, "bare", seconds, connections, threads, log)
+            bare_cpu = cpu_seconds(APP_PIDS[bare]) - cpu
             wrk(source_url, "warm", warmup, connections, threads, log)
             top: list[str] = []
             hook: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
             if profile:
                 hook = profiling(relay.pid, seconds, Path(tempfile.mkdtemp(prefix="relay-profile-")), top)
+            cpu = cpu_seconds(relay.pid)
             with hook:
                 relay_run = wrk(source_url, "meas", seconds, connections, threads, log)
+            relay_cpu = cpu_seconds(relay.pid) - cpu
             time.sleep(1.0)  # requests wrk stopped waiting for may still commit
             stored = stored_for_prefix(url, "task_meas")
             rate = bare_run.rate / 2
@@ -208,7 +216,18 @@ def run(
             fixed_bare = fixed(bare_url, rate, fixed_seconds, "fixedbare")
             fixed_half = fixed(source_url, relay_run.rate / 2, fixed_seconds, "half")
     return IngestResult(
-        kind, connections, bare_run, relay_run, stored, rate, fixed_relay, fixed_bare, fixed_half, top
+        kind,
+        connections,
+        bare_run,
+        relay_run,
+        stored,
+        rate,
+        fixed_relay,
+        fixed_bare,
+        fixed_half,
+        top,
+        bare_cpu_us=bare_cpu * 1e6 / max(1, bare_run.requests),
+        relay_cpu_us=relay_cpu * 1e6 / max(1, relay_run.requests),
     )
 
 
@@ -221,6 +240,10 @@ def report(r: IngestResult) -> None:
     print(r.bare.line("bare starlette"))
     print(r.relay.line("relay serve --no-worker"))
     print(f"ratio relay/bare: {r.relay.rate / r.bare.rate:.2f}")
+    print(
+        f"CPU per request: bare {r.bare_cpu_us:.0f} us, relay {r.relay_cpu_us:.0f} us"
+        f" (bare/relay {r.bare_cpu_us / max(r.relay_cpu_us, 1e-9):.2f}: the ratio an idle machine would show)"
+    )
     jobs, events, deliveries = r.stored
     verdict = "ok" if r.lost == 0 else f"LOST {r.lost}"
     if r.relay.non2xx or r.relay.socket_errors:

@@ -100,7 +100,7 @@ def open_runner(settings: Settings, *, read_only: bool = False) -> Runner:
     if str(settings.sqlite_path) == ":memory:":
         return StoreRunner(store)
     reader = SQLiteStore.open_reader(settings.sqlite_path, store.box, busy_timeout=settings.db_busy_timeout)
-    return StoreRunner(store, reader=reader)
+    return StoreRunner(store, reader=reader, checkpoint=settings.sqlite_path)
 
 
 def migrate(settings: Settings) -> list[str]:

@@ -37,7 +37,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from dispatch.model import EventType, event_id
+from dispatch.model import EventType
 from dispatch.store.face import Store
 from dispatch.store.records import IngestResult, Job
 
@@ -45,7 +45,6 @@ from dispatch.store.records import IngestResult, Job
 VENDOR_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 # Seconds: a subscriber's answer, bounded by RELAY_DELIVERY_TIMEOUT (15 s by default).
 DELIVERY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0)
-_STATE_EVENTS = tuple(t.value for t in EventType if t is not EventType.PROGRESS)
 
 
 class RelayMetrics:
@@ -157,10 +156,11 @@ class RelayMetrics:
         the final ``mirror_error`` code."""
         self.mirrors.labels(vendor=vendor, outcome=outcome).inc()
 
-    def emitted(self, job_id: str, event_ids: Iterable[str]) -> None:
-        """Count events just emitted for ``job_id`` (each id once, where the store returned it new)."""
-        for eid in event_ids:
-            self.events.labels(type=event_type_of(job_id, eid)).inc()
+    def emitted(self, event_types: Iterable[str]) -> None:
+        """Count events just emitted, by type (each event once, where the store returned it new),
+        e.g. ``metrics.emitted(result.event_types)``."""
+        for event_type in event_types:
+            self.events.labels(type=event_type).inc()
 
     async def refresh(self, store: Store, now: float | None = None) -> None:
         """Set the gauges from the store (:meth:`Store.operations_snapshot`). Raises
@@ -177,17 +177,6 @@ class RelayMetrics:
         return generate_latest(self.registry)
 
 
-def event_type_of(job_id: str, eid: str) -> str:
-    """The type of event ``eid`` of ``job_id``: event ids are deterministic
-    (:func:`dispatch.model.event_id`), so a state event's id is recomputed; any other is a
-    ``job.progress`` (whose id also hashes its percentage). Example: ``event_type_of(j,
-    event_id(j, "job.failed")) == "job.failed"``."""
-    for event_type in _STATE_EVENTS:
-        if event_id(job_id, event_type) == eid:
-            return event_type
-    return EventType.PROGRESS.value
-
-
 def observe_result(
     metrics: RelayMetrics, logger: logging.Logger, result: IngestResult, *, via: str, before: Job | None
 ) -> None:
@@ -200,13 +189,13 @@ def observe_result(
     job = result.job
     if job is None:
         return
-    metrics.emitted(job.id, result.event_ids)
+    metrics.emitted(result.event_types)
     if result.verdict != "applied":
         return
     previous = before.status.value if before is not None else None
     if previous == job.status.value:
         return
-    if previous is None and not any(event_type_of(job.id, e) != EventType.PROGRESS for e in result.event_ids):
+    if previous is None and all(t == EventType.PROGRESS for t in result.event_types):
         return
     logger.info(
         "job %s (%s) is %s (was %s), via %s",

@@ -49,7 +49,7 @@ from dispatch.errors import (
     Unauthorized,
     ValidationFailed,
 )
-from dispatch.model import EventType, JobError, JobState, Mirror, Output, event_id, iso
+from dispatch.model import EventType, JobError, JobState, Mirror, Output, iso
 from dispatch.secretbox import load_or_create_key
 from dispatch.ssrf import TargetRefused, VettingResolver, VettingSocketFactory, check_url
 from dispatch.store.face import Store
@@ -448,7 +448,7 @@ class MirrorRunner:
         _job, emitted = await self.store.complete_mirror(job.id, final)
         if emitted:
             if self.metrics is not None:
-                self.metrics.emitted(job.id, [event_id(job.id, EventType.SUCCEEDED)])
+                self.metrics.emitted([EventType.SUCCEEDED])
             if self.on_event is not None:
                 self.on_event()
 

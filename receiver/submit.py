@@ -33,7 +33,7 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from dispatch.errors import PayloadError, StoreUnavailable, UpstreamError, ValidationFailed
-from dispatch.model import EventType, JobError, JobState, JobUpdate, event_id, new_id
+from dispatch.model import EventType, JobError, JobState, JobUpdate, new_id
 from dispatch.store.face import Store
 from dispatch.store.records import IngestResult, Job, RawMessage
 from receiver.metrics import RelayMetrics, observe_result
@@ -281,7 +281,7 @@ class Submitter:
             job.id, result.vendor_job_id, poll_at=poll_at, deadline_at=deadline
         )
         if before.sequence == 0 and job.sequence > 0 and job.status is JobState.QUEUED:
-            self.metrics.emitted(job.id, [event_id(job.id, EventType.QUEUED)])  # mark_submitted's job.queued
+            self.metrics.emitted([EventType.QUEUED])  # mark_submitted's job.queued
         if result.update is not None:
             raw = scrub(
                 RawMessage({k.lower(): v for k, v in response.headers.items()}, response.content, "vendor")

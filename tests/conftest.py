@@ -40,7 +40,9 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     else:
         url = request.getfixturevalue("pg_url")
         s = PostgresStore.open(url, box)
-        tables = "jobs, inbound, events, subscribers, deliveries, attempts, sources, mirrors"
+        tables = (
+            "jobs, inbound, events, subscribers, deliveries, attempts, sources, mirrors, source_job_counts"
+        )
         s.conn.execute(f"TRUNCATE {tables}")
     yield s
     s.close()

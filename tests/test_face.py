@@ -24,6 +24,7 @@ FACE_ONLY = {"job_detail"}  # several reads at one moment, as one verb
 READS = {
     "get_job",
     "find_job_by_token",
+    "find_callback_target",
     "list_jobs",
     "job_detail",
     "get_inbound",

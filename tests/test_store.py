@@ -52,6 +52,7 @@ def test_migrations_are_recorded_and_wal_is_on(store: SQLiteStore) -> None:
         "007_idempotent_submits",
         "008_vendor_analytics",
         "009_mirrors",
+        "010_source_counts_claim_index",
     ]
     if store.sql.name == "sqlite":
         assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -158,7 +159,8 @@ def test_failed_attempts_retry_then_dead_then_manual_retry(store: SQLiteStore) -
     assert store.claim_due_deliveries("w", now=now + 10, limit=1, lease_ms=1000) == []
     (work,) = store.claim_due_deliveries("w", now=now + 5000, limit=1, lease_ms=1000)
     dead = store.finish_attempt(work.delivery_id, "w", _attempt(2, None), next_attempt_at=None)
-    assert dead.status == "dead" and [a.number for a in dead.attempt_log] == [1, 2]
+    assert dead.status == "dead" and dead.attempts == 2
+    assert [a.number for a in store.get_delivery(dead.id).attempt_log] == [1, 2]
     revived = store.retry_delivery(dead.id)
     assert revived.status == "retrying" and revived.next_attempt_at is not None
     assert len(store.claim_due_deliveries("w", now=now_ms() + 1, limit=1, lease_ms=1000)) == 1

@@ -295,6 +295,12 @@ class Store(Protocol):
         ...)``, or ``None``. Raises :class:`StoreUnavailable`."""
         ...
 
+    async def find_callback_target(self, vendor: str, token_hash: str) -> Job | Source | None:
+        """What a callback URL's token opens: the ``vendor`` job whose callback token hashes to
+        ``token_hash`` (``Job(id="job_1", ...)``), else the source whose token does (``Source(id=
+        "src_1", ...)``), else ``None``; one read for both. Raises :class:`StoreUnavailable`."""
+        ...
+
     async def list_sources(
         self, *, limit: int | None = None, after: tuple[int, str] | None = None
     ) -> list[Source]:
@@ -599,6 +605,9 @@ class Store(Protocol):
         ...
 
 
+SOURCE_CACHE_SIZE = 4096  # sources remembered by token per process (cleared whole when full)
+
+
 class RunnerStore(Store):
     """:class:`Store` over a :class:`Runner`: writes through ``runner.call``, reads (``get_*``,
     ``list_*``, ``find_*``, counts, bodies, tokens, ``ping``) through ``runner.read``.
@@ -609,6 +618,9 @@ class RunnerStore(Store):
 
     def __init__(self, runner: Runner) -> None:
         self.runner = runner
+        # sources never change once created (no update or delete verb), so a token that opened one
+        # opens the same one for good: callbacks on a source URL skip the read
+        self._sources: dict[tuple[str, str], Source] = {}
 
     async def _write(self, fn: Callable[[SQLiteStore], T]) -> T:
         return await self.runner.call(fn)
@@ -774,6 +786,17 @@ class RunnerStore(Store):
 
     async def find_source_by_token(self, vendor: str, token_hash: str) -> Source | None:
         return await self._read(lambda s: s.find_source_by_token(vendor, token_hash))
+
+    async def find_callback_target(self, vendor: str, token_hash: str) -> Job | Source | None:
+        cached = self._sources.get((vendor, token_hash))
+        if cached is not None:
+            return cached
+        found = await self._read(lambda s: s.find_callback_target(vendor, token_hash))
+        if isinstance(found, Source):
+            if len(self._sources) >= SOURCE_CACHE_SIZE:
+                self._sources.clear()
+            self._sources[(vendor, token_hash)] = found
+        return found
 
     async def list_sources(
         self, *, limit: int | None = None, after: tuple[int, str] | None = None

@@ -353,7 +353,7 @@ class JobVerbs:
                 events = step.events
         job = replace(job, **changes)
         events = self._hold_succeeded(job, events, now)  # mirroring: emitted once copied (store.mirrors)
-        event_ids, sequence = self._emit(job, events, now, version)
+        emitted, sequence = self._emit(job, events, now, version)
         if sequence != job.sequence:
             changes["sequence"] = sequence
         if changes:
@@ -361,8 +361,9 @@ class JobVerbs:
             job = replace(job, **changes)
             self._update_job(job.id, changes)
         inbound_id = new_id("in")
+        event_ids = tuple(eid for eid, _ in emitted)
         insert_inbound(self.conn, inbound_id, job.id, job.vendor, kind, now, raw, verdict, error, event_ids)
-        return IngestResult(inbound_id, verdict, job, event_ids)
+        return IngestResult(inbound_id, verdict, job, event_ids, tuple(t for _, t in emitted))
 
     def _update_job(self, job_id: str, changes: dict[str, Any]) -> None:
         """One ``UPDATE jobs`` setting every changed field (Job attribute names = column names)."""
@@ -373,21 +374,21 @@ class JobVerbs:
 
     def _emit(
         self, job: Job, events: tuple[tuple[str, int | None], ...], now: int, version: int | None = None
-    ) -> tuple[tuple[str, ...], int]:
+    ) -> tuple[tuple[tuple[str, str], ...], int]:
         """Insert ``events`` for ``job`` (an event id already stored is skipped) and one delivery per
-        interested subscriber each; returns the new event ids and the job's sequence afterwards.
-        ``version`` is the subscribers' version read with the job (``None``: read it now)."""
+        interested subscriber each; returns the new ``(event id, event type)`` pairs and the job's
+        sequence afterwards. ``version`` is the subscribers' version read with the job (``None``:
+        read it now)."""
         emitted: list[tuple[str, str]] = []
         sequence = job.sequence
         for event_type, pct in events:
             eid = event_id(job.id, event_type, pct)
-            snapshot = replace(job, sequence=sequence + 1)
-            if event_type == EventType.PROGRESS:
-                snapshot = replace(snapshot, progress=pct)
+            progress = pct if event_type == EventType.PROGRESS else job.progress
+            body = event_body(job, event_type, eid, now, sequence=sequence + 1, progress=progress)
             inserted = self.conn.execute(
                 "INSERT INTO events (id, job_id, type, sequence, created_at, body) VALUES (?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT DO NOTHING RETURNING id",
-                (eid, job.id, event_type, sequence + 1, now, event_body(snapshot, event_type, eid, now)),
+                (eid, job.id, event_type, sequence + 1, now, body),
             ).fetchone()
             if inserted is None:  # the same outcome was emitted before (a replayed poll, say)
                 continue
@@ -395,7 +396,7 @@ class JobVerbs:
             emitted.append((eid, event_type))
         if emitted:
             self._enqueue_deliveries(emitted, now, version)
-        return tuple(eid for eid, _ in emitted), sequence
+        return tuple(emitted), sequence
 
     def get_inbound(self, inbound_id: str) -> Inbound:
         """One stored vendor message. Raises :class:`NotFound`."""

@@ -62,7 +62,7 @@ class MirrorVerbs:
 
         def _emit(
             self, job: Job, events: tuple[tuple[str, int | None], ...], now: int, version: int | None = None
-        ) -> tuple[tuple[str, ...], int]: ...
+        ) -> tuple[tuple[tuple[str, str], ...], int]: ...
 
     def _hold_succeeded(
         self, job: Job, events: tuple[tuple[str, int | None], ...], now: int

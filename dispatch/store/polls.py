@@ -38,6 +38,8 @@ class PollVerbs:
 
         def get_job(self, job_id: str) -> Job: ...
 
+        def find_job_by_token(self, vendor: str, token_hash: str) -> Job | None: ...
+
         def _load_job(self, job_id: str, *, for_update: bool = False) -> Job: ...
 
         def _load_job_for_write(self, job_id: str) -> tuple[Job, int]: ...
@@ -108,6 +110,12 @@ class PollVerbs:
         ).fetchone()
         return _source(row) if row else None
 
+    def find_callback_target(self, vendor: str, token_hash: str) -> Job | Source | None:
+        """What a callback URL's token opens: the ``vendor`` job whose callback token hashes to
+        ``token_hash``, else the ``vendor`` source whose token does, else ``None`` (one read instead
+        of two for a callback)."""
+        return self.find_job_by_token(vendor, token_hash) or self.find_source_by_token(vendor, token_hash)
+
     def list_sources(self, *, limit: int | None = None, after: tuple[int, str] | None = None) -> list[Source]:
         """Sources, oldest first (all of them without ``limit``).
 
@@ -143,34 +151,72 @@ class PollVerbs:
         first sight (``queued``, no params, polled at ``poll_at`` until ``deadline_at``).
 
         Raises :class:`TooManyRequests` (nothing created) when the source already created
-        ``max_per_hour`` jobs in the last hour, :class:`StoreUnavailable` when it cannot write.
+        ``max_per_hour`` jobs in the last hour (counted per minute: the current minute and the 60
+        before it), :class:`StoreUnavailable` when it cannot write.
         """
-        with self.transaction() as conn:
-            self.lock(f"source-job:{source.id}:{vendor_job_id}")  # two first sights at once make one job
-            row = conn.execute(
-                "SELECT id FROM jobs WHERE source_id = ? AND vendor_job_id = ?", (source.id, vendor_job_id)
-            ).fetchone()
-            if row:
-                return self.get_job(row["id"])
-            now = now_ms()
-            if max_per_hour is not None:
-                recent = conn.execute(
-                    "SELECT COUNT(*) AS n FROM jobs WHERE source_id = ? AND created_at > ?",
-                    (source.id, now - 3_600_000),
-                ).fetchone()["n"]
-                if recent >= max_per_hour:
-                    raise TooManyRequests(
-                        f"source {source.id} created {recent} jobs in the last hour"
-                        f" (RELAY_SOURCE_MAX_JOBS_PER_HOUR={max_per_hour}); try again later"
-                    )
-            job_id = new_id("job")
-            conn.execute(
-                "INSERT INTO jobs (id, vendor, vendor_job_id, status, params, sequence, flags, outputs, created_at,"
-                " updated_at, submitted_at, source_id, poll_at, deadline_at)"
-                " VALUES (?, ?, ?, 'queued', '{}', 0, '[]', '[]', ?, ?, ?, ?, ?, ?)",
-                (job_id, source.vendor, vendor_job_id, now, now, now, source.id, poll_at, deadline_at),
+        with self.transaction():
+            job_id, new = self._source_job_id(
+                source, vendor_job_id, poll_at=poll_at, deadline_at=deadline_at, max_per_hour=max_per_hour
             )
+            if new:
+                self._count_source_job(source.id)
             return self.get_job(job_id)
+
+    def _source_job_id(
+        self,
+        source: Source,
+        vendor_job_id: str,
+        *,
+        poll_at: int | None,
+        deadline_at: int | None,
+        max_per_hour: int | None,
+    ) -> tuple[str, bool]:
+        """:meth:`job_for_source` inside its transaction: the job's id, and whether it was created
+        now (the caller then counts it with :meth:`_count_source_job`, last: on Postgres the count's
+        row stays locked until the commit, so it is taken as late as possible)."""
+        conn = self.conn
+        self.lock(f"source-job:{source.id}:{vendor_job_id}")  # two first sights at once make one job
+        row = conn.execute(
+            "SELECT id FROM jobs WHERE source_id = ? AND vendor_job_id = ?", (source.id, vendor_job_id)
+        ).fetchone()
+        if row:
+            return str(row["id"]), False
+        now = now_ms()
+        minute = now // 60_000
+        if max_per_hour is not None:
+            recent = int(
+                conn.execute(
+                    "SELECT COALESCE(SUM(jobs), 0) AS n FROM source_job_counts WHERE source_id = ? AND minute > ?",
+                    (source.id, minute - 60),
+                ).fetchone()["n"]
+            )
+            if recent >= max_per_hour:
+                raise TooManyRequests(
+                    f"source {source.id} created {recent} jobs in the last hour"
+                    f" (RELAY_SOURCE_MAX_JOBS_PER_HOUR={max_per_hour}); try again later"
+                )
+        job_id = new_id("job")
+        conn.execute(
+            "INSERT INTO jobs (id, vendor, vendor_job_id, status, params, sequence, flags, outputs, created_at,"
+            " updated_at, submitted_at, source_id, poll_at, deadline_at)"
+            " VALUES (?, ?, ?, 'queued', '{}', 0, '[]', '[]', ?, ?, ?, ?, ?, ?)",
+            (job_id, source.vendor, vendor_job_id, now, now, now, source.id, poll_at, deadline_at),
+        )
+        return job_id, True
+
+    def _count_source_job(self, source_id: str) -> None:
+        """Add one job to ``source_id``'s count for this minute (unix ms // 60,000); the first job of
+        a minute also drops the source's counts older than the hour the cap looks at."""
+        minute = now_ms() // 60_000
+        jobs = self.conn.execute(
+            "INSERT INTO source_job_counts (source_id, minute, jobs) VALUES (?, ?, 1)"
+            " ON CONFLICT (source_id, minute) DO UPDATE SET jobs = source_job_counts.jobs + 1 RETURNING jobs",
+            (source_id, minute),
+        ).fetchone()["jobs"]
+        if jobs == 1:
+            self.conn.execute(
+                "DELETE FROM source_job_counts WHERE source_id = ? AND minute <= ?", (source_id, minute - 60)
+            )
 
     def record_source_message(
         self,
@@ -191,13 +237,16 @@ class PollVerbs:
         :class:`TooManyRequests` (nothing written) past ``max_per_hour`` new jobs in the last hour or
         ``max_callbacks`` stored callbacks, :class:`StoreUnavailable`."""
         with self.transaction():
-            found = self.job_for_source(
+            job_id, new = self._source_job_id(
                 source, vendor_job_id, poll_at=poll_at, deadline_at=deadline_at, max_per_hour=max_per_hour
             )
-            job, version = self._load_job_for_write(found.id)
-            return self._record(
+            job, version = self._load_job_for_write(job_id)
+            result = self._record(
                 job, version, "callback", raw, update, verdict=None, error=None, max_callbacks=max_callbacks
             )
+            if new:
+                self._count_source_job(source.id)
+            return result
 
     def record_orphan(
         self, vendor: str, kind: str, raw: RawMessage, *, verdict: str, error: str | None

@@ -128,6 +128,7 @@ class PostgresStore(JobVerbs, PollVerbs, DeliveryVerbs, SubmitVerbs, MirrorVerbs
         self.conn = PgConn(raw)
         self.box = box
         self.subscriber_cache = cache if cache is not None else SubscriberCache()
+        self._depth = 0
 
     @classmethod
     def open(cls, url: str, box: SecretBox) -> PostgresStore:
@@ -137,9 +138,21 @@ class PostgresStore(JobVerbs, PollVerbs, DeliveryVerbs, SubmitVerbs, MirrorVerbs
 
     @contextmanager
     def transaction(self) -> Iterator[PgConn]:
-        """A transaction, or a savepoint inside one. Commits on success, rolls back on any exception
-        (re-raised); a lost or refused connection is :class:`StoreUnavailable`."""
+        """A transaction; inside one, just the one already open. Commits on success, rolls back on
+        any exception (re-raised); a lost or refused connection is :class:`StoreUnavailable`.
+
+        A verb nested in another (or in :class:`PgRunner`'s transaction around a call) adds no
+        savepoint: no verb catches a failure of one it calls, so a savepoint would only cost two
+        round trips (SAVEPOINT, RELEASE) per verb call."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield self.conn  # type: ignore[misc]
+            finally:
+                self._depth -= 1
+            return
         raw = self.conn.raw  # type: ignore[attr-defined]
+        self._depth = 1
         try:
             with raw.transaction():
                 yield self.conn  # type: ignore[misc]
@@ -147,6 +160,8 @@ class PostgresStore(JobVerbs, PollVerbs, DeliveryVerbs, SubmitVerbs, MirrorVerbs
             raise
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             raise StoreUnavailable(f"database unavailable: {exc}".strip()) from exc
+        finally:
+            self._depth = 0
 
     def lock(self, key: str) -> None:
         """Hold a transaction-scoped advisory lock on ``key`` (e.g. a source's vendor job id)."""
@@ -218,14 +233,31 @@ class PgRunner:
             with self.pool.connection() as raw:
                 store = PostgresStore(raw, self.box, self._cache)
                 store.mirror_hold = self.mirror_hold
+                if read_only:
+                    return _read_only(store, fn)
                 with store.transaction():
-                    if read_only:
-                        raw.execute("SET TRANSACTION READ ONLY")
                     return fn(store)
         except PoolTimeout as exc:
             raise StoreUnavailable(f"no database connection within {self.timeout:g} s") from exc
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             raise StoreUnavailable(f"database unavailable: {exc}".strip()) from exc
+
+
+def _read_only(store: PostgresStore, fn: Callable[[PostgresStore], T]) -> T:
+    """``fn(store)`` in a read-only transaction, opened in one round trip (a write fails)."""
+    raw = store.conn.raw  # type: ignore[attr-defined]
+    raw.execute("BEGIN READ ONLY")
+    store._depth = 1  # the verbs' own transaction() calls join this one
+    try:
+        result = fn(store)
+    except BaseException:
+        with contextlib.suppress(psycopg.Error):
+            raw.execute("ROLLBACK")
+        raise
+    finally:
+        store._depth = 0
+    raw.execute("COMMIT")
+    return result
 
 
 async def listen_for_due(url: str, wake: Callable[[], None], stop: asyncio.Event) -> None:

@@ -299,3 +299,4 @@ class IngestResult:
     verdict: str
     job: Job | None
     event_ids: tuple[str, ...]
+    event_types: tuple[str, ...] = ()  # the type of each new event, in the order of ``event_ids``

@@ -11,9 +11,13 @@ from collections.abc import Callable
 
 from sqlite_utils import Database
 
+from dispatch.model import now_ms
 from dispatch.store.ddl import (
+    CLAIM_INDEX_SQL,
     IDEMPOTENCY_SQL,
     RELAY_META_SQL,
+    SOURCE_COUNTS_BACKFILL,
+    SOURCE_COUNTS_SQL,
     TABLES,
     analytics_sql,
     create_indexes_sql,
@@ -222,6 +226,12 @@ def _m009_mirrors(db: Database) -> None:
         db.execute(sql)
 
 
+def _m010_source_counts_claim_index(db: Database) -> None:
+    for sql in (*SOURCE_COUNTS_SQL, *CLAIM_INDEX_SQL):
+        db.execute(sql)
+    db.execute(SOURCE_COUNTS_BACKFILL, (now_ms() - 3_600_000,))
+
+
 MIGRATIONS: list[tuple[str, Callable[[Database], None]]] = [
     ("001_initial", _m001_initial),
     ("002_polling_sources_recovery", _m002_polling_sources_recovery),
@@ -232,6 +242,7 @@ MIGRATIONS: list[tuple[str, Callable[[Database], None]]] = [
     ("007_idempotent_submits", _m007_idempotent_submits),
     ("008_vendor_analytics", _m008_vendor_analytics),
     ("009_mirrors", _m009_mirrors),
+    ("010_source_counts_claim_index", _m010_source_counts_claim_index),
 ]
 
 

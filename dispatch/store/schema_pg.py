@@ -14,9 +14,13 @@ from typing import Any
 
 import psycopg
 
+from dispatch.model import now_ms
 from dispatch.store.ddl import (
+    CLAIM_INDEX_SQL,
     IDEMPOTENCY_SQL,
     RELAY_META_SQL,
+    SOURCE_COUNTS_BACKFILL,
+    SOURCE_COUNTS_SQL,
     TABLES,
     analytics_sql,
     create_indexes_sql,
@@ -59,6 +63,12 @@ def _m009_mirrors(conn: psycopg.Connection[Any]) -> None:
         conn.execute(sql)
 
 
+def _m010_source_counts_claim_index(conn: psycopg.Connection[Any]) -> None:
+    for sql in (*SOURCE_COUNTS_SQL, *CLAIM_INDEX_SQL):
+        conn.execute(sql)
+    conn.execute(SOURCE_COUNTS_BACKFILL.replace("?", "%s"), (now_ms() - 3_600_000,))
+
+
 MIGRATIONS: list[tuple[str, Callable[[psycopg.Connection[Any]], None]]] = [
     ("001_initial", _m001_initial),
     ("002_polling_sources_recovery", _included_in_001),
@@ -69,6 +79,7 @@ MIGRATIONS: list[tuple[str, Callable[[psycopg.Connection[Any]], None]]] = [
     ("007_idempotent_submits", _m007_idempotent_submits),
     ("008_vendor_analytics", _m008_vendor_analytics),
     ("009_mirrors", _m009_mirrors),
+    ("010_source_counts_claim_index", _m010_source_counts_claim_index),
 ]
 
 

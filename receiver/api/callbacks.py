@@ -9,7 +9,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from dispatch.errors import NotFound
-from dispatch.store.records import RawMessage
+from dispatch.store.records import Job, RawMessage
 from receiver.api.common import read_body, resources
 from receiver.tokens import hash_token
 from receiver.vendors import ADAPTERS
@@ -28,10 +28,10 @@ async def receive_callback(request: Request) -> JSONResponse:
         raise NotFound("unknown callback URL")
     token = request.path_params["token"]
     token_hash = hash_token(token)
-    job = await res.store.find_job_by_token(vendor, token_hash)
-    source = None if job is not None else await res.store.find_source_by_token(vendor, token_hash)
-    if job is None and source is None:
+    target = await res.store.find_callback_target(vendor, token_hash)
+    if target is None:
         raise NotFound("unknown callback URL")
+    job, source = (target, None) if isinstance(target, Job) else (None, target)
     body = await read_body(request, res.settings.max_body_bytes)
     peer = f"{request.client.host}:{request.client.port}" if request.client else None
     raw = RawMessage({k.lower(): v for k, v in request.headers.items()}, body, peer)
