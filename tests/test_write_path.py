@@ -85,3 +85,37 @@ def test_a_subscriber_change_reaches_the_cached_list(store: Any) -> None:
     result: Any = _applied(store, job.id)()
     deliveries = {d.subscriber_id: d.status for d in store.list_deliveries(event_id=result.event_ids[0])}
     assert deliveries == {first.id: "failed", second.id: "pending"}
+
+
+def test_a_sources_first_callback_writes_its_job_once(store: Any) -> None:
+    """A source callback that creates its job (useapi's account-wide replyUrl): the job row is written
+    once, in the state the callback leaves it (no INSERT then UPDATE), within seven statements: the
+    lookup with the subscribers' version, the hourly cap, the job, the event, the delivery, the
+    message and the per-minute source count. Postgres adds the first-sight lock and NOTIFY."""
+    store.create_subscriber("https://hooks.example.com/a")
+    source = store.create_source("apixo", token_hash="s" * 64, description=None)
+    raw = RawMessage({"content-type": "application/json"}, b'{"code": 200}', "127.0.0.1:9")
+    update = JobUpdate(
+        JobState.SUCCEEDED, "success", progress=100, outputs=(Output("https://x/a.png", "image/png"),)
+    )
+    store.record_source_message(
+        source, "task_warm", raw, update, poll_at=None, deadline_at=None, max_per_hour=50
+    )
+    with counted(store) as statements:
+        result = store.record_source_message(
+            source, "task_1", raw, update, poll_at=None, deadline_at=None, max_per_hour=50
+        )
+    job = store.get_job(result.job.id)
+    assert (result.verdict, job.status, job.sequence, job.vendor_job_id) == (
+        "applied",
+        "succeeded",
+        1,
+        "task_1",
+    )
+    assert job.outputs == update.outputs and job.completed_at is not None and job.source_id == source.id
+    assert len(store.list_deliveries(event_id=result.event_ids[0])) == 1
+    writes = [s for s in statements if re.search(r"\b(UPDATE|update)\s+jobs\b", s)]
+    assert writes == [], writes
+    limit = 7 if store.sql.name == "sqlite" else 9
+    print(f"{store.sql.name}: {len(statements)} statements for a source's first callback")
+    assert 1 <= len(statements) <= limit, statements

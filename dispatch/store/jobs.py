@@ -34,6 +34,8 @@ _JOB_COLUMNS = (
     " idempotency_key, cost_amount, cost_unit, outcome_via, turnaround_ms"
 )
 
+_JOB_COLUMN_NAMES = tuple(name.strip() for name in _JOB_COLUMNS.split(","))
+
 
 def _job(row: Any) -> Job:
     err = json.loads(row["error"]) if row["error"] else None
@@ -324,8 +326,11 @@ class JobVerbs:
         verdict: str | None,
         error: str | None,
         max_callbacks: int | None,
+        insert: bool = False,
     ) -> IngestResult:
-        """:meth:`record_message` inside its transaction, for a job already read (and locked)."""
+        """:meth:`record_message` inside its transaction, for a job already read (and locked), or
+        with ``insert`` for a job first seen in this message and not yet stored: its row is then
+        written once, in the state the message leaves it (a source's first callback)."""
         now = now_ms()
         changes: dict[str, Any] = {}
         if kind == InboundKind.CALLBACK:
@@ -353,8 +358,14 @@ class JobVerbs:
                 events = step.events
         job = replace(job, **changes)
         events = self._hold_succeeded(job, events, now)  # mirroring: emitted once copied (store.mirrors)
+        if insert:  # a new job's events are all new: its sequence afterwards is known now
+            stored = replace(job, sequence=job.sequence + len(events), updated_at=now)
+            self._insert_job(stored)
         emitted, sequence = self._emit(job, events, now, version)
-        if sequence != job.sequence:
+        if insert:
+            assert sequence == stored.sequence, "a new job's event was already stored"
+            job, changes = stored, {}
+        elif sequence != job.sequence:
             changes["sequence"] = sequence
         if changes:
             changes["updated_at"] = now
@@ -364,6 +375,16 @@ class JobVerbs:
         event_ids = tuple(eid for eid, _ in emitted)
         insert_inbound(self.conn, inbound_id, job.id, job.vendor, kind, now, raw, verdict, error, event_ids)
         return IngestResult(inbound_id, verdict, job, event_ids, tuple(t for _, t in emitted))
+
+    def _insert_job(self, job: Job) -> None:
+        """One ``INSERT INTO jobs`` of every column :class:`Job` has (Job attribute names = column names)."""
+        values = [
+            json.dumps(job.params) if name == "params" else _column_value(name, getattr(job, name))
+            for name in _JOB_COLUMN_NAMES
+        ]
+        self.conn.execute(
+            f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES ({', '.join('?' * len(values))})", values
+        )
 
     def _update_job(self, job_id: str, changes: dict[str, Any]) -> None:
         """One ``UPDATE jobs`` setting every changed field (Job attribute names = column names)."""

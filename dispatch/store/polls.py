@@ -10,7 +10,7 @@ from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 from dispatch.errors import NotFound, TooManyRequests
-from dispatch.model import JobUpdate, new_id, now_ms
+from dispatch.model import JobState, JobUpdate, new_id, now_ms
 from dispatch.store.jobs import insert_inbound
 from dispatch.store.records import IngestResult, Job, RawMessage, Source
 from dispatch.store.sql import Conn, Dialect
@@ -55,6 +55,7 @@ class PollVerbs:
             verdict: str | None,
             error: str | None,
             max_callbacks: int | None,
+            insert: bool = False,
         ) -> IngestResult: ...
 
     # polls ---------------------------------------------------------------------------------------
@@ -174,15 +175,37 @@ class PollVerbs:
         """:meth:`job_for_source` inside its transaction: the job's id, and whether it was created
         now (the caller then counts it with :meth:`_count_source_job`, last: on Postgres the count's
         row stays locked until the commit, so it is taken as late as possible)."""
-        conn = self.conn
-        self.lock(f"source-job:{source.id}:{vendor_job_id}")  # two first sights at once make one job
-        row = conn.execute(
-            "SELECT id FROM jobs WHERE source_id = ? AND vendor_job_id = ?", (source.id, vendor_job_id)
-        ).fetchone()
-        if row:
-            return str(row["id"]), False
+        found, _version = self._find_source_job(source, vendor_job_id, max_per_hour=max_per_hour)
+        if found is not None:
+            return found, False
         now = now_ms()
-        minute = now // 60_000
+        job_id = new_id("job")
+        self.conn.execute(
+            "INSERT INTO jobs (id, vendor, vendor_job_id, status, params, sequence, flags, outputs, created_at,"
+            " updated_at, submitted_at, source_id, poll_at, deadline_at)"
+            " VALUES (?, ?, ?, 'queued', '{}', 0, '[]', '[]', ?, ?, ?, ?, ?, ?)",
+            (job_id, source.vendor, vendor_job_id, now, now, now, source.id, poll_at, deadline_at),
+        )
+        return job_id, True
+
+    def _find_source_job(
+        self, source: Source, vendor_job_id: str, *, max_per_hour: int | None
+    ) -> tuple[str | None, int]:
+        """The id of ``source``'s job for ``vendor_job_id`` (the pair locked for this transaction, so
+        two first sights at once make one job), or ``None`` when there is none yet and the source may
+        create one; and the subscribers' version, read in the same statement. Raises
+        :class:`TooManyRequests` when the source may not create one (``max_per_hour``)."""
+        conn = self.conn
+        self.lock(f"source-job:{source.id}:{vendor_job_id}")
+        row = conn.execute(
+            "SELECT (SELECT id FROM jobs WHERE source_id = ? AND vendor_job_id = ?) AS id,"
+            " (SELECT value FROM relay_meta WHERE key = 'subscribers') AS subscribers_version",
+            (source.id, vendor_job_id),
+        ).fetchone()
+        version = int(row["subscribers_version"] or 0)
+        if row["id"] is not None:
+            return str(row["id"]), version
+        minute = now_ms() // 60_000
         if max_per_hour is not None:
             recent = int(
                 conn.execute(
@@ -195,14 +218,7 @@ class PollVerbs:
                     f"source {source.id} created {recent} jobs in the last hour"
                     f" (RELAY_SOURCE_MAX_JOBS_PER_HOUR={max_per_hour}); try again later"
                 )
-        job_id = new_id("job")
-        conn.execute(
-            "INSERT INTO jobs (id, vendor, vendor_job_id, status, params, sequence, flags, outputs, created_at,"
-            " updated_at, submitted_at, source_id, poll_at, deadline_at)"
-            " VALUES (?, ?, ?, 'queued', '{}', 0, '[]', '[]', ?, ?, ?, ?, ?, ?)",
-            (job_id, source.vendor, vendor_job_id, now, now, now, source.id, poll_at, deadline_at),
-        )
-        return job_id, True
+        return None, version
 
     def _count_source_job(self, source_id: str) -> None:
         """Add one job to ``source_id``'s count for this minute (unix ms // 60,000); the first job of
@@ -237,15 +253,53 @@ class PollVerbs:
         :class:`TooManyRequests` (nothing written) past ``max_per_hour`` new jobs in the last hour or
         ``max_callbacks`` stored callbacks, :class:`StoreUnavailable`."""
         with self.transaction():
-            job_id, new = self._source_job_id(
-                source, vendor_job_id, poll_at=poll_at, deadline_at=deadline_at, max_per_hour=max_per_hour
+            found, version = self._find_source_job(source, vendor_job_id, max_per_hour=max_per_hour)
+            if found is not None:
+                job, version = self._load_job_for_write(found)
+                return self._record(
+                    job,
+                    version,
+                    "callback",
+                    raw,
+                    update,
+                    verdict=None,
+                    error=None,
+                    max_callbacks=max_callbacks,
+                )
+            # first sight: the job is written once, in the state this callback leaves it
+            now = now_ms()
+            job = Job(
+                id=new_id("job"),
+                vendor=source.vendor,
+                vendor_job_id=vendor_job_id,
+                status=JobState.QUEUED,
+                progress=None,
+                outputs=(),
+                error=None,
+                reference=None,
+                params={},
+                sequence=0,
+                flags=(),
+                created_at=now,
+                updated_at=now,
+                submitted_at=now,
+                completed_at=None,
+                source_id=source.id,
+                poll_at=poll_at,
+                deadline_at=deadline_at,
             )
-            job, version = self._load_job_for_write(job_id)
             result = self._record(
-                job, version, "callback", raw, update, verdict=None, error=None, max_callbacks=max_callbacks
+                job,
+                version,
+                "callback",
+                raw,
+                update,
+                verdict=None,
+                error=None,
+                max_callbacks=max_callbacks,
+                insert=True,
             )
-            if new:
-                self._count_source_job(source.id)
+            self._count_source_job(source.id)
             return result
 
     def record_orphan(
