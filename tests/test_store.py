@@ -53,6 +53,7 @@ def test_migrations_are_recorded_and_wal_is_on(store: SQLiteStore) -> None:
         "008_vendor_analytics",
         "009_mirrors",
         "010_source_counts_claim_index",
+        "011_partial_job_indexes",
     ]
     if store.sql.name == "sqlite":
         assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

@@ -18,6 +18,7 @@ from dispatch.model import now_ms
 from dispatch.store.ddl import (
     CLAIM_INDEX_SQL,
     IDEMPOTENCY_SQL,
+    PARTIAL_INDEX_SQL,
     RELAY_META_SQL,
     SOURCE_COUNTS_BACKFILL,
     SOURCE_COUNTS_SQL,
@@ -69,6 +70,11 @@ def _m010_source_counts_claim_index(conn: psycopg.Connection[Any]) -> None:
     conn.execute(SOURCE_COUNTS_BACKFILL.replace("?", "%s"), (now_ms() - 3_600_000,))
 
 
+def _m011_partial_job_indexes(conn: psycopg.Connection[Any]) -> None:
+    for sql in PARTIAL_INDEX_SQL:
+        conn.execute(sql)
+
+
 MIGRATIONS: list[tuple[str, Callable[[psycopg.Connection[Any]], None]]] = [
     ("001_initial", _m001_initial),
     ("002_polling_sources_recovery", _included_in_001),
@@ -80,6 +86,7 @@ MIGRATIONS: list[tuple[str, Callable[[psycopg.Connection[Any]], None]]] = [
     ("008_vendor_analytics", _m008_vendor_analytics),
     ("009_mirrors", _m009_mirrors),
     ("010_source_counts_claim_index", _m010_source_counts_claim_index),
+    ("011_partial_job_indexes", _m011_partial_job_indexes),
 ]
 
 
