@@ -24,7 +24,7 @@ from dispatch.retry import RetryPolicy, parse_retry_after
 from dispatch.sender import AttemptResult, Sender
 from dispatch.signing import delivery_headers
 from dispatch.store.face import Store
-from dispatch.store.records import Attempt, DeliveryWork
+from dispatch.store.records import Attempt, Delivery, DeliveryWork
 
 log = logging.getLogger("upscale_relay.worker")
 USER_AGENT = f"upscale-relay/{__version__}"
@@ -95,6 +95,8 @@ class Dispatcher:
         # time rather than one slot each time an attempt ends, waiting at most CLAIM_GAP for them
         self.claim_batch = max(1, concurrency // 4)
         self._last_claim = 0.0
+        self._finishing: list[tuple[tuple[str, Attempt, int | None], asyncio.Future[Delivery | None]]] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     def wake(self) -> None:
         """Look for due work now (new deliveries were just committed). Safe from the loop thread."""
@@ -231,17 +233,11 @@ class Dispatcher:
         outcome = attempt_outcome(result)
         if self.on_attempt is not None:
             self.on_attempt(outcome, result.duration_ms / 1000)
-        try:
-            delivery = await self.store.finish_attempt(
-                work.delivery_id,
-                self.worker_id,
-                attempt,
-                next_attempt_at=next_at,
-                disable_after_ms=self.disable_after_ms,
-            )
-        except Conflict:
+        finished = await self._finish(work.delivery_id, attempt, next_at)
+        if finished is None:
             log.warning("lease on %s expired during the attempt; another worker owns it", work.delivery_id)
             return
+        delivery = finished
         status = "succeeded" if result.ok else delivery.status
         fields = {
             "event_id": work.event_id,
@@ -281,6 +277,56 @@ class Dispatcher:
                 delivery.subscriber_disabled,
                 extra={"subscriber_id": work.subscriber_id, "disabled_reason": delivery.subscriber_disabled},
             )
+
+    async def _finish(self, delivery_id: str, attempt: Attempt, next_at: int | None) -> Delivery | None:
+        """Record ``attempt`` with every other attempt that ends while the store is busy writing the
+        previous ones: one ``finish_attempts`` call (one transaction) per batch instead of one per
+        attempt. ``None`` when the lease was lost. Raises :class:`StoreUnavailable`."""
+        future: asyncio.Future[Delivery | None] = asyncio.get_running_loop().create_future()
+        self._finishing.append(((delivery_id, attempt, next_at), future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        while self._finishing:
+            batch, self._finishing = self._finishing, []
+            items = [item for item, _ in batch]
+            results: list[Delivery | None | BaseException]
+            try:
+                results = list(
+                    await self.store.finish_attempts(
+                        self.worker_id, items, disable_after_ms=self.disable_after_ms
+                    )
+                )
+            except StoreUnavailable as exc:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            except Exception:  # one bad item must not sink the others: record them one by one
+                results = [await self._finish_one(*item) for item in items]
+            for (_, future), result in zip(batch, results, strict=True):
+                if isinstance(result, BaseException):
+                    future.set_exception(result)
+                elif not future.done():
+                    future.set_result(result)
+
+    async def _finish_one(
+        self, delivery_id: str, attempt: Attempt, next_at: int | None
+    ) -> Delivery | BaseException | None:
+        try:
+            return await self.store.finish_attempt(
+                delivery_id,
+                self.worker_id,
+                attempt,
+                next_attempt_at=next_at,
+                disable_after_ms=self.disable_after_ms,
+            )
+        except Conflict:
+            return None
+        except Exception as exc:
+            return exc
 
 
 def attempt_outcome(result: AttemptResult) -> str:

@@ -468,47 +468,80 @@ class DeliveryVerbs:
         empty: the worker needs only the status, and reading the log back after every attempt was a
         cost of the delivery loop; :meth:`get_delivery` has it).
         """
+        with self.transaction():
+            delivery = self._finish(delivery_id, worker_id, attempt, next_attempt_at, disable_after_ms)
+            if delivery is None:
+                self.get_delivery(delivery_id)  # NotFound when it is gone
+                raise Conflict(f"delivery {delivery_id} is no longer leased to {worker_id}")
+            return delivery
+
+    def finish_attempts(
+        self,
+        worker_id: str,
+        finished: Sequence[tuple[str, Attempt, int | None]],
+        *,
+        disable_after_ms: int | None = None,
+    ) -> list[Delivery | None]:
+        """:meth:`finish_attempt` for several ``(delivery_id, attempt, next_attempt_at)`` in one
+        transaction (a worker's attempts that ended while the previous batch was being written), in
+        order; ``None`` for a delivery ``worker_id`` no longer holds (its attempt is still recorded)
+        or that no longer exists. Example: ``finish_attempts("w1", [("dlv_1", attempt, None)])`` →
+        ``[Delivery(id="dlv_1", status="succeeded", ...)]``."""
+        with self.transaction():
+            return [
+                self._finish(delivery_id, worker_id, attempt, next_at, disable_after_ms)
+                for delivery_id, attempt, next_at in finished
+            ]
+
+    def _finish(
+        self,
+        delivery_id: str,
+        worker_id: str,
+        attempt: Attempt,
+        next_attempt_at: int | None,
+        disable_after_ms: int | None,
+    ) -> Delivery | None:
+        """One attempt's rows, inside the caller's transaction; ``None`` when the lease is lost."""
         ok = attempt.status_code is not None and 200 <= attempt.status_code < 300
         gone = attempt.status_code == 410
         status = "succeeded" if ok else ("retrying" if next_attempt_at is not None and not gone else "dead")
         now = now_ms()
-        with self.transaction() as conn:
-            conn.execute(
-                "INSERT INTO attempts (delivery_id, number, started_at, duration_ms, status_code,"
-                " response_headers, response_body, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                (
-                    delivery_id,
-                    attempt.number,
-                    attempt.started_at,
-                    attempt.duration_ms,
-                    attempt.status_code,
-                    json.dumps(cap_headers(attempt.response_headers)),
-                    attempt.response_body,
-                    attempt.error,
-                ),
-            )
-            cur = conn.execute(
-                f"UPDATE deliveries SET status = ?, attempts = {self.sql.greatest}(attempts, ?), next_attempt_at = ?,"
-                " last_status_code = ?, last_error = ?, lease_owner = NULL, lease_expires_at = NULL,"
-                " updated_at = ? WHERE id = ? AND lease_owner = ? AND status NOT IN ('succeeded', 'dead')"
-                f" RETURNING {_DEL_COLUMNS}",
-                (
-                    status,
-                    attempt.number,
-                    next_attempt_at if status == "retrying" else None,
-                    attempt.status_code,
-                    attempt.error,
-                    now,
-                    delivery_id,
-                    worker_id,
-                ),
-            ).fetchone()
-            if cur is None:
-                self.get_delivery(delivery_id)
-                raise Conflict(f"delivery {delivery_id} is no longer leased to {worker_id}")
-            disabled = self._track_health(
-                cur["subscriber_id"], ok=ok, gone=gone, now=now, disable_after_ms=disable_after_ms
-            )
+        conn = self.conn
+        conn.execute(
+            "INSERT INTO attempts (delivery_id, number, started_at, duration_ms, status_code,"
+            " response_headers, response_body, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (
+                delivery_id,
+                attempt.number,
+                attempt.started_at,
+                attempt.duration_ms,
+                attempt.status_code,
+                json.dumps(cap_headers(attempt.response_headers)),
+                attempt.response_body,
+                attempt.error,
+            ),
+        )
+        cur = conn.execute(
+            f"UPDATE deliveries SET status = ?, attempts = {self.sql.greatest}(attempts, ?), next_attempt_at = ?,"
+            " last_status_code = ?, last_error = ?, lease_owner = NULL, lease_expires_at = NULL,"
+            " updated_at = ? WHERE id = ? AND lease_owner = ? AND status NOT IN ('succeeded', 'dead')"
+            f" RETURNING {_DEL_COLUMNS}",
+            (
+                status,
+                attempt.number,
+                next_attempt_at if status == "retrying" else None,
+                attempt.status_code,
+                attempt.error,
+                now,
+                delivery_id,
+                worker_id,
+            ),
+        ).fetchone()
+        if cur is None:
+            return None
+        disabled = self._track_health(
+            cur["subscriber_id"], ok=ok, gone=gone, now=now, disable_after_ms=disable_after_ms
+        )
         return replace(_delivery(cur), subscriber_disabled=disabled)
 
     def _track_health(

@@ -465,6 +465,19 @@ class Store(Protocol):
         is still recorded), :class:`NotFound`, :class:`StoreUnavailable`."""
         ...
 
+    async def finish_attempts(
+        self,
+        worker_id: str,
+        finished: Sequence[tuple[str, Attempt, int | None]],
+        *,
+        disable_after_ms: int | None = None,
+    ) -> list[Delivery | None]:
+        """:meth:`finish_attempt` for several ``(delivery_id, attempt, next_attempt_at)`` in one
+        transaction, in order: each the delivery as its attempt left it, or ``None`` where
+        ``worker_id`` lost the lease (the attempt is still recorded) or the delivery is gone, e.g.
+        ``[Delivery(id="dlv_1", status="succeeded", ...), None]``. Raises :class:`StoreUnavailable`."""
+        ...
+
     async def renew_leases(self, worker_id: str, delivery_ids: Sequence[str], *, until: int) -> int:
         """Extend ``worker_id``'s leases on ``delivery_ids`` to ``until``; returns how many it
         still held, e.g. ``3``. Raises :class:`StoreUnavailable`."""
@@ -951,6 +964,18 @@ class RunnerStore(Store):
                 next_attempt_at=next_attempt_at,
                 disable_after_ms=disable_after_ms,
             )
+        )
+
+    async def finish_attempts(
+        self,
+        worker_id: str,
+        finished: Sequence[tuple[str, Attempt, int | None]],
+        *,
+        disable_after_ms: int | None = None,
+    ) -> list[Delivery | None]:
+        items = list(finished)
+        return await self._write(
+            lambda s: s.finish_attempts(worker_id, items, disable_after_ms=disable_after_ms)
         )
 
     async def renew_leases(self, worker_id: str, delivery_ids: Sequence[str], *, until: int) -> int:
