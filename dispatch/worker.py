@@ -292,7 +292,7 @@ class Dispatcher:
         while self._finishing:
             batch, self._finishing = self._finishing, []
             items = [item for item, _ in batch]
-            results: list[Delivery | None | BaseException]
+            results: list[Delivery | BaseException | None]
             try:
                 results = list(
                     await self.store.finish_attempts(

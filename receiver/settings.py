@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 from dotenv import dotenv_values
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, PrivateAttr, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from dispatch.errors import ValidationFailed
@@ -27,6 +27,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="RELAY_", env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
     )
+    _vendor_values: dict[str, str] = PrivateAttr(default_factory=dict)  # see model_post_init
 
     database_url: str = "sqlite:///relay.db"
     db_busy_timeout: float = Field(default=5.0, ge=0)  # a write waits this long for a lock, then 503
@@ -162,14 +163,64 @@ class Settings(BaseSettings):
         """The SQLite file named by ``database_url`` (``sqlite:///relay.db`` → ``relay.db``)."""
         return Path(self.database_url.removeprefix("sqlite:///"))
 
+    def model_post_init(self, context: object, /) -> None:
+        """Read the settings a vendor adapter names that are not fields here (a vendor added as one
+        module, README "Adding a vendor"): ``RELAY_<SETTING>`` from the environment, else ``.env``."""
+        del context
+        from receiver.vendors import ADAPTERS  # the adapters import settings' neighbours, not settings
+
+        declared = adapter_settings(ADAPTERS.values()) - set(type(self).model_fields)
+        if not declared:
+            return
+        dotenv = {k.upper(): v for k, v in dotenv_values(".env").items() if v is not None}
+        for setting in declared:
+            name = f"RELAY_{setting.upper()}"
+            value = os.environ.get(name, dotenv.get(name))
+            if value is not None:
+                self._vendor_values[setting] = value
+
     def vendor_base_url(self, setting: str) -> str:
-        """The base URL setting named ``setting`` (``"apixo_base_url"``), without a trailing slash."""
-        return str(getattr(self, setting)).rstrip("/")
+        """The base URL setting named ``setting`` (``"apixo_base_url"``), without a trailing slash.
+
+        A setting that is not a field here comes from ``RELAY_<SETTING>``, else the adapter's
+        ``default_base_url``. Raises :class:`ValidationFailed` when neither is set."""
+        if setting in type(self).model_fields:
+            return str(getattr(self, setting)).rstrip("/")
+        value = self._vendor_values.get(setting) or _default_base_url(setting)
+        if not value:
+            raise ValidationFailed(
+                f"RELAY_{setting.upper()} is not set and the vendor has no default base URL"
+            )
+        return value.rstrip("/")
 
     def vendor_credential(self, setting: str) -> str | None:
-        """The plain value of a vendor credential setting (``"apixo_api_key"``), or ``None``."""
+        """The plain value of a vendor credential setting (``"apixo_api_key"``), or ``None``; a
+        setting that is not a field here comes from ``RELAY_<SETTING>``."""
+        if setting not in type(self).model_fields:
+            return self._vendor_values.get(setting)
         value = getattr(self, setting)
         return value.get_secret_value() if value is not None else None
+
+
+def adapter_settings(adapters: Iterable[object]) -> set[str]:
+    """The settings vendor adapters name (``{"apixo_api_key", "apixo_base_url", ...}``)."""
+    names: set[object] = set()
+    for adapter in adapters:
+        names.update(
+            (getattr(adapter, "credential_setting", None), getattr(adapter, "base_url_setting", None))
+        )
+    names.discard(None)
+    return {str(name) for name in names}
+
+
+def _default_base_url(setting: str) -> str | None:
+    from receiver.vendors import ADAPTERS
+
+    for adapter in ADAPTERS.values():
+        if adapter.base_url_setting == setting:
+            default: str | None = adapter.default_base_url
+            return default
+    return None
 
 
 SCHEDULE_EXAMPLE = "for example RELAY_RETRY_SCHEDULE=[5, 300, 1800] (seconds after each failed attempt)"
@@ -182,8 +233,12 @@ TEST_PREFIX = "RELAY_TEST_"  # the test suite's own switches (RELAY_TEST_DATABAS
 
 
 def known_variables() -> frozenset[str]:
-    """Every ``RELAY_*`` variable the relay reads, e.g. ``RELAY_DATABASE_URL``."""
-    return frozenset(f"RELAY_{name.upper()}" for name in Settings.model_fields)
+    """Every ``RELAY_*`` variable the relay reads, e.g. ``RELAY_DATABASE_URL``, including those the
+    vendor adapters name (``RELAY_<VENDOR>_API_KEY`` of a vendor added as one module)."""
+    from receiver.vendors import ADAPTERS
+
+    names = set(Settings.model_fields) | adapter_settings(ADAPTERS.values())
+    return frozenset(f"RELAY_{name.upper()}" for name in names)
 
 
 def unknown_variables(names: Iterable[str]) -> list[str]:

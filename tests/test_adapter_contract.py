@@ -26,7 +26,7 @@ import receiver.vendors
 from dispatch.errors import PayloadError, UpstreamError
 from dispatch.model import JobState, JobUpdate
 from fixtures import payload, payload_names
-from receiver.settings import Settings
+from receiver.settings import Settings, load_settings, unknown_variables
 from receiver.vendors import ADAPTERS, polled_vendors
 from receiver.vendors.base import SubmitResult, VendorAdapter, check_job_id
 from tests.properties import JSON_VALUES, check_parsers, check_submit_response
@@ -142,6 +142,48 @@ def test_a_new_vendor_module_is_registered_without_other_edits(
         sys.modules.pop("receiver.vendors.zz_contract_probe", None)
     assert list(found) == sorted([*ADAPTERS, "zz_contract_probe"])
     assert found["zz_contract_probe"].poll_timing is None and not found["zz_contract_probe"].synchronous
+
+
+OWN_SETTINGS_VENDOR = (
+    NEW_VENDOR.replace('"apixo_api_key"', '"zz_contract_probe_api_key"')
+    .replace('"apixo_base_url"', '"zz_contract_probe_base_url"')
+    .replace(
+        "ADAPTER = Adapter()",
+        'Adapter.default_base_url = "https://api.probe.example/"\nADAPTER = Adapter()',
+    )
+)
+
+
+def test_a_new_vendors_settings_are_read_without_a_settings_field(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A vendor module names its own credential and base URL settings: RELAY_<NAME>_API_KEY is read
+    from the environment (and is not reported as an unknown variable), the base URL falls back to the
+    adapter's default, and RELAY_<NAME>_BASE_URL overrides it; Settings itself is not edited."""
+    (tmp_path / "zz_contract_probe.py").write_text(OWN_SETTINGS_VENDOR)
+    monkeypatch.setattr(receiver.vendors, "__path__", [*receiver.vendors.__path__, str(tmp_path)])
+    monkeypatch.delitem(sys.modules, "receiver.vendors.zz_contract_probe", raising=False)
+    try:
+        found = receiver.vendors._discover()
+    finally:
+        sys.modules.pop("receiver.vendors.zz_contract_probe", None)
+    monkeypatch.setattr(receiver.vendors, "ADAPTERS", found)  # the registry as a fresh start would build it
+    monkeypatch.chdir(tmp_path)  # no .env of the project's
+    monkeypatch.setenv("RELAY_ZZ_CONTRACT_PROBE_API_KEY", "probe-key-1")
+    settings = load_settings()
+    assert "zz_contract_probe_api_key" not in Settings.model_fields
+    assert settings.vendor_credential("zz_contract_probe_api_key") == "probe-key-1"
+    assert settings.vendor_base_url("zz_contract_probe_base_url") == "https://api.probe.example"
+    assert unknown_variables(["RELAY_ZZ_CONTRACT_PROBE_API_KEY", "RELAY_ZZ_CONTRACT_PROBE_BASE_URL"]) == []
+    assert (
+        "did you mean RELAY_ZZ_CONTRACT_PROBE_API_KEY"
+        in unknown_variables(["RELAY_ZZ_CONTRACT_PROBE_APIKEY"])[0]
+    )
+    monkeypatch.setenv("RELAY_ZZ_CONTRACT_PROBE_BASE_URL", "http://127.0.0.1:9/")
+    assert load_settings().vendor_base_url("zz_contract_probe_base_url") == "http://127.0.0.1:9"
+    monkeypatch.delenv("RELAY_ZZ_CONTRACT_PROBE_API_KEY")
+    (tmp_path / ".env").write_text("RELAY_ZZ_CONTRACT_PROBE_API_KEY=from-dotenv\n")
+    assert load_settings().vendor_credential("zz_contract_probe_api_key") == "from-dotenv"
 
 
 def test_polled_vendors_are_the_adapters_with_a_poll_timing() -> None:

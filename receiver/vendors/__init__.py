@@ -16,9 +16,10 @@ Adding a vendor
 
 ``tests/test_adapter_contract.py`` then runs the shared contract over the new adapter and its payloads
 (request fields, job ids, every fixture's state and cost, hostile bodies); its own test module holds only
-what is specific to the vendor. The credential and base URL are the ``Settings`` fields the adapter names in
-``credential_setting`` and ``base_url_setting`` (``RELAY_<NAME>_API_KEY``, ``RELAY_<NAME>_BASE_URL``): the
-one edit outside the module, unless the vendor shares them with one already there (useapi.net's token).
+what is specific to the vendor. The credential and base URL are the settings the adapter names in
+``credential_setting`` and ``base_url_setting`` (``"acme_api_key"`` → ``RELAY_ACME_API_KEY``), with
+``default_base_url``: :class:`receiver.settings.Settings` reads a name that is not one of its fields from the
+environment or ``.env``, so no edit outside the module is needed.
 """
 
 from __future__ import annotations

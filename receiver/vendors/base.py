@@ -69,7 +69,11 @@ class VendorAdapter(Protocol):
         synchronous: the submit response is the outcome (Artnex); no callback URL is sent.
         idempotent_submit: a submit can be safely re-sent (Apiframe's ``Idempotency-Key``).
         signs_callbacks: callbacks carry a signature :meth:`verify_callback` checks (Apiframe).
-        credential_setting: name of the ``Settings`` attribute holding the vendor credential.
+        credential_setting: name of the ``Settings`` attribute holding the vendor credential
+            (``RELAY_<CREDENTIAL_SETTING>``; a vendor added as one module names a new one, read
+            from the environment by :meth:`receiver.settings.Settings.vendor_credential`).
+        default_base_url: the vendor's base URL when ``base_url_setting`` is not a ``Settings``
+            field and ``RELAY_<BASE_URL_SETTING>`` is unset (``None`` for the built-in vendors).
         transient_fail_codes: failure codes the vendor documents as worth retrying (APIXO's
             ``RateLimited``, ``Timeout``, ``Unknown error``): the relay submits the job anew instead
             of failing it, up to ``RELAY_RESUBMIT_MAX`` times.
@@ -90,6 +94,7 @@ class VendorAdapter(Protocol):
     signs_callbacks: ClassVar[bool]
     credential_setting: ClassVar[str]
     base_url_setting: ClassVar[str]
+    default_base_url: ClassVar[str | None]
     job_id_pattern: ClassVar[re.Pattern[str]]
     transient_fail_codes: ClassVar[frozenset[str]]
     poll_timing: ClassVar[PollTiming | None]
@@ -151,6 +156,9 @@ class AdapterBase:
     credential_setting: ClassVar[str]
     base_url_setting: ClassVar[str]
     job_id_pattern: ClassVar[re.Pattern[str]]
+    # the base URL when RELAY_<BASE_URL_SETTING> is unset, for a vendor whose settings are not
+    # Settings fields (receiver.settings.Settings.vendor_base_url)
+    default_base_url: ClassVar[str | None] = None
     reserved_fields: ClassVar[frozenset[str]] = frozenset()
     synchronous: ClassVar[bool] = False
     idempotent_submit: ClassVar[bool] = False
