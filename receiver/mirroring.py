@@ -186,16 +186,22 @@ class MirrorTarget:
         try:
             event = json.loads(body)
             data = event["data"]
-            now = time.time()
-            for index, output in enumerate(data.get("outputs") or []):
-                if isinstance(output, dict) and isinstance(output.get("mirror"), dict):
-                    url, expires = self.url(data["job_id"], index, now)
-                    output["mirror"]["url"] = url
-                    output["mirror"]["expires_at"] = iso(expires)
+            self.sign_outputs(data["job_id"], data.get("outputs") or [])
         except Exception:  # signing needs credentials the store may have lost: deliver anyway
             log.exception("cannot re-sign the mirror URLs of an event; sending the stored ones")
             return body
         return json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode()
+
+    def sign_outputs(self, job_id: str, outputs: list[Any], now: float | None = None) -> None:
+        """Give each output (its JSON shape) that has a ``mirror`` a freshly signed ``url`` and its
+        ``expires_at``, in place: what deliveries carry at each attempt and what ``GET /v1/jobs``
+        shows, so a stored URL that expired is never handed out."""
+        at = time.time() if now is None else now
+        for index, output in enumerate(outputs):
+            if isinstance(output, dict) and isinstance(output.get("mirror"), dict):
+                url, expires = self.url(job_id, index, at)
+                output["mirror"]["url"] = url
+                output["mirror"]["expires_at"] = iso(expires)
 
     async def write(self, key: str, chunks: AsyncIterator[bytes], content_type: str) -> None:
         """Store ``chunks`` at ``key`` with ``content_type`` (S3 keeps it; a file's comes from the job's

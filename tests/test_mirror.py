@@ -28,6 +28,7 @@ from receiver.fakes import FakeConfig, ltx_source_job, source_image
 from receiver.fakes.subscriber import Delivery
 from receiver.mirroring import MirrorTarget, signing_key
 from receiver.settings import load_settings
+from tests.databases import query
 from tests.relay_env import TEST_SECRET_KEY, RelayEnv, relay_env
 
 FAKE = FakeConfig(callback_delay=0.02, apixo_retry_scale=0.001, apixo_allow_http=True, serve_assets=True)
@@ -180,6 +181,33 @@ def test_a_replay_after_the_mirror_url_expired_carries_a_fresh_one(tmp_path: Pat
         assert second["url"] != first["url"] and second["expires_at"] > first["expires_at"]
         assert second["sha256"] == first["sha256"]
         assert httpx.get(second["url"]).status_code == 200
+
+
+def test_the_jobs_api_shows_freshly_signed_mirror_urls(tmp_path: Path) -> None:
+    """GET /v1/jobs/{id} and GET /v1/jobs sign each mirror URL when asked: a job whose stored URL has
+    expired (set here in the database, an hour old) still shows one that opens."""
+    with _file_env(tmp_path) as env:
+        env.subscribe()
+        job_id = env.submit("apixo", APIXO)["id"]
+        _delivered(env, job_id)
+        settings = load_settings(
+            database_url=env.database_url, secret_key=TEST_SECRET_KEY, mirror_url=f"file://{tmp_path}"
+        )
+        target = MirrorTarget(
+            LocalStore(tmp_path), public_url=env.relay.url, ttl=60, key=signing_key(settings)
+        )
+        expired, expired_at = target.url(job_id, 0, now=time.time() - 3600)
+        ((stored,),) = query(env.database_url, "SELECT outputs FROM jobs WHERE id = ?", (job_id,))
+        outputs = json.loads(stored)
+        outputs[0]["mirror"].update(url=expired, expires_at=expired_at.isoformat())
+        query(env.database_url, "UPDATE jobs SET outputs = ? WHERE id = ?", (json.dumps(outputs), job_id))
+        assert httpx.get(expired).status_code == 401
+        shown = env.job(job_id)["outputs"][0]["mirror"]
+        listed = next(j for j in env.ok(env.client.get("/v1/jobs"), 200)["data"] if j["id"] == job_id)
+        for mirror in (shown, listed["outputs"][0]["mirror"]):
+            expires = parse_iso(mirror["expires_at"])
+            assert mirror["url"] != expired and expires is not None and expires > datetime.now(UTC)
+            assert httpx.get(mirror["url"]).status_code == 200
 
 
 def test_upscale_relay_mirror_copies_again_and_refuses_what_it_cannot(tmp_path: Path) -> None:

@@ -121,3 +121,19 @@ def test_a_job_without_outputs_is_not_held(store: Any) -> None:
     store.mirror_hold = True
     job_id = _succeed(store)
     assert [e.type for e in store.iter_job_events(job_id)] == ["job.queued", "job.succeeded"]
+
+
+def test_retention_drops_finished_copies_and_keeps_pending_ones(store: Any) -> None:
+    """prune deletes the mirrors rows of copies that finished before its cut-off (their results live
+    on in the job's outputs) and never one still being copied."""
+    store.mirror_hold = True
+    done_id = _succeed(store, Output("https://x/a.png"))
+    (task,) = store.claim_due_mirrors(now=now_ms(), limit=10, lease_ms=60_000)
+    store.complete_mirror(task.job.id, [_mirrored(Output("https://x/a.png"), 0)])
+    pending_id = _succeed(store, Output("https://x/b.png"))
+    later = now_ms() + 1000
+    assert store.prune(before=later, dry_run=True)["mirrors"] == 1
+    assert store.prune(before=later)["mirrors"] == 1
+    assert store.get_job(done_id).outputs[0].mirror is not None
+    (left,) = store.claim_due_mirrors(now=later, limit=10, lease_ms=60_000)
+    assert left.job.id == pending_id

@@ -304,7 +304,7 @@ def test_prune_deletes_delivered_history_and_keeps_state_work_and_dead_letters(s
     later = now_ms() + 1000
     dry = store.prune(before=later, dry_run=True)
     # job.queued (no subscriber wanted it) goes; the dead letter pins job.succeeded and its deliveries
-    assert dry == {"inbound": 1, "attempts": 1, "deliveries": 0, "events": 1}
+    assert dry == {"inbound": 1, "attempts": 1, "deliveries": 0, "events": 1, "mirrors": 0}
     assert store.prune(before=later) == dry
     assert store.list_inbound(job_id=job.id) == []
     assert store.get_job(job.id).status is JobState.SUCCEEDED

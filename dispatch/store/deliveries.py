@@ -645,7 +645,8 @@ class DeliveryVerbs:
         failed deliveries) or dead letters (dead deliveries and their events).
 
         Returns what was (with ``dry_run``: would be) deleted, e.g. ``{"inbound": 120, "attempts":
-        300, "deliveries": 280, "events": 140}``. Raises :class:`StoreUnavailable`.
+        300, "deliveries": 280, "events": 140, "mirrors": 12}`` (finished mirror copies' rows; the
+        stored objects stay, for the bucket's own lifecycle rules). Raises :class:`StoreUnavailable`.
         """
         done_events = (
             "SELECT e.id FROM events e WHERE e.created_at < ? AND NOT EXISTS ("
@@ -657,6 +658,8 @@ class DeliveryVerbs:
             "attempts": (f"FROM attempts WHERE delivery_id IN ({old_succeeded})", (before,)),
             "deliveries": (f"FROM deliveries WHERE event_id IN ({done_events})", (before,)),
             "events": (f"FROM events WHERE id IN ({done_events})", (before,)),
+            # a finished copy's bookkeeping (the outputs' mirror fields stay on the job)
+            "mirrors": ("FROM mirrors WHERE status = 'done' AND updated_at < ?", (before,)),
         }
         with self.transaction() as conn:
             if dry_run:

@@ -74,7 +74,11 @@ async def list_jobs(request: Request) -> JSONResponse:
     jobs = await res.store.list_jobs(
         vendor=vendor, status=status, limit=limit + 1, after=query_cursor(request)
     )
-    return JSONResponse(page(jobs, limit, lambda j: (j.created_at, j.id)))
+    listed = page(jobs, limit, lambda j: (j.created_at, j.id))
+    if res.mirror is not None:
+        for job in listed["data"]:
+            res.mirror.sign_outputs(job["id"], job["outputs"])
+    return JSONResponse(listed)
 
 
 async def get_job(request: Request) -> JSONResponse:
@@ -82,7 +86,10 @@ async def get_job(request: Request) -> JSONResponse:
     events."""
     res = resources(request)
     detail = await operations.job_detail(res.store, request.path_params["id"])
-    return JSONResponse(detail.to_json())
+    shown = detail.to_json()
+    if res.mirror is not None:  # mirror URLs signed now, not the stored ones (which expire)
+        res.mirror.sign_outputs(shown["id"], shown["outputs"])
+    return JSONResponse(shown)
 
 
 routes = [
