@@ -12,8 +12,10 @@ import pytest
 from cryptography.fernet import Fernet
 
 from dispatch.secretbox import SecretBox
+from dispatch.store.postgres import PgRunner
 from dispatch.store.runner import StoreRunner
 from dispatch.store.sqlite import SQLiteStore
+from tests.databases import query
 
 
 def _create(reference: str) -> Any:
@@ -36,12 +38,23 @@ def _references(path: Path) -> list[str]:
         check.close()
 
 
+@pytest.mark.parametrize("engine", ["sqlite", "postgres"])
 @pytest.mark.parametrize("failing", [(), (2,), (0, 4), (0, 1, 2, 3, 4)])
-def test_one_batch_commits_every_call_but_the_failing_ones(tmp_path: Path, failing: tuple[int, ...]) -> None:
-    """Five calls queued before the writer starts run as one batch; each failing call's own write is
-    rolled back and its exception reaches its caller, the others' writes commit."""
-    path = tmp_path / "relay.db"
-    runner = StoreRunner(SQLiteStore.open(path, SecretBox(Fernet.generate_key())))
+def test_one_batch_commits_every_call_but_the_failing_ones(
+    request: pytest.FixtureRequest, tmp_path: Path, engine: str, failing: tuple[int, ...]
+) -> None:
+    """Five calls queued before the writer starts run as one batch (group commit, on either engine);
+    each failing call's own write is rolled back and its exception reaches its caller, the others'
+    writes commit."""
+    box = SecretBox(Fernet.generate_key())
+    runner: Any
+    if engine == "sqlite":
+        url = f"sqlite:///{tmp_path / 'relay.db'}"
+        runner = StoreRunner(SQLiteStore.open(tmp_path / "relay.db", box))
+    else:
+        url = request.getfixturevalue("pg_url")
+        query(url, "TRUNCATE jobs CASCADE")
+        runner = PgRunner(url, box, size=2)
 
     async def main() -> list[object]:
         calls = [
@@ -64,7 +77,8 @@ def test_one_batch_commits_every_call_but_the_failing_ones(tmp_path: Path, faili
             assert isinstance(result, ValueError) and str(result) == f"r{n} failed after writing"
         else:
             assert getattr(result, "reference", None) == f"r{n}"
-    assert _references(path) == [f"r{n}" for n in range(5) if n not in failing]
+    references = sorted(r for (r,) in query(url, "SELECT reference FROM jobs"))
+    assert references == [f"r{n}" for n in range(5) if n not in failing]
 
 
 def test_the_checkpointer_copies_commits_into_the_database_file(tmp_path: Path) -> None:

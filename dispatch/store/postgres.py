@@ -29,6 +29,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from dispatch.errors import StoreUnavailable, ValidationFailed
 from dispatch.secretbox import SecretBox
+from dispatch.store.batching import Call, GroupCommit, Outcome, together
 from dispatch.store.deliveries import DeliveryVerbs
 from dispatch.store.jobs import JobVerbs
 from dispatch.store.mirrors import MirrorVerbs
@@ -184,15 +185,20 @@ class PostgresStore(JobVerbs, PollVerbs, DeliveryVerbs, SubmitVerbs, MirrorVerbs
         self.conn.raw.close()  # type: ignore[attr-defined]
 
 
-class PgRunner:
-    """Runs verbs on a pool of Postgres connections from a thread pool, each call in its own
-    transaction (``call``) or a read-only one (``read``). Same interface as
+class PgRunner(GroupCommit):
+    """Runs verbs on Postgres. Writes (``call``) are group-committed like SQLite's: one writer
+    thread takes every call queued, runs them in one transaction on a pooled connection and commits
+    once (one BEGIN, one COMMIT and at most one NOTIFY delivered for the lot, where each call used to
+    pay its own); when a call of a batch raises, the batch is rolled back and each call runs again
+    in a transaction of its own, so only the failing one fails. Reads (``read``) run in parallel
+    on the pool in read-only transactions. Same interface as
     :class:`dispatch.store.runner.StoreRunner`: ``start()``, ``await call(fn)``, ``await read(fn)``,
-    ``stop()``. ``size`` connections (and threads) at most; a call that waits longer than
-    ``timeout`` seconds for a connection raises :class:`StoreUnavailable`.
+    ``stop()``. ``size`` connections (and reader threads) at most; waiting longer than ``timeout``
+    seconds for a connection raises :class:`StoreUnavailable`.
     """
 
     def __init__(self, url: str, box: SecretBox, *, size: int = 8, timeout: float = 5.0) -> None:
+        super().__init__("pg-writer")
         self.url = url
         self.box = box
         self.timeout = timeout
@@ -209,38 +215,64 @@ class PgRunner:
         self.mirror_hold = False  # every call's store holds job.succeeded for mirroring (store.mirrors)
 
     def start(self) -> None:
-        """Open the pool. Raises :class:`StoreUnavailable` when Postgres cannot be reached."""
+        """Open the pool and start the writer. Raises :class:`StoreUnavailable` when Postgres cannot
+        be reached."""
         try:
             self.pool.open(wait=True, timeout=max(self.timeout, 5.0))
         except PoolTimeout as exc:
             raise StoreUnavailable(f"cannot connect to Postgres: {exc}") from exc
+        self.start_writer()
 
     def stop(self) -> None:
-        """Finish running calls and close every connection."""
+        """Finish queued and running calls and close every connection."""
+        self.stop_writer()
         self._threads.shutdown(wait=True)
         self.pool.close()
 
     async def call(self, fn: Callable[[PostgresStore], T]) -> T:
-        """Run ``fn(store)`` in one transaction on a pooled connection."""
-        return await asyncio.get_running_loop().run_in_executor(self._threads, self._run, fn, False)
+        """Run ``fn(store)`` in the writer's next transaction."""
+        return await self.submit(fn)
 
     async def read(self, fn: Callable[[PostgresStore], T]) -> T:
         """Run the read-only ``fn(store)`` (a read-only transaction: a write fails)."""
-        return await asyncio.get_running_loop().run_in_executor(self._threads, self._run, fn, True)
+        return await asyncio.get_running_loop().run_in_executor(self._threads, self._read, fn)
 
-    def _run(self, fn: Callable[[PostgresStore], T], read_only: bool) -> T:
+    def run_batch(self, batch: list[Call]) -> list[Outcome]:
+        """The batch in one transaction (:func:`together`), else each call in its own."""
+        calls = [fn for fn, _, _ in batch]
         try:
             with self.pool.connection() as raw:
-                store = PostgresStore(raw, self.box, self._cache)
-                store.mirror_hold = self.mirror_hold
-                if read_only:
-                    return _read_only(store, fn)
-                with store.transaction():
-                    return fn(store)
+                store = self._store(raw)
+                return together(store, calls) or [self._alone(store, fn) for fn in calls]
+        except PoolTimeout:
+            error = StoreUnavailable(f"no database connection within {self.timeout:g} s")
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            error = StoreUnavailable(f"database unavailable: {exc}".strip())
+        return [(False, error)] * len(batch)
+
+    @staticmethod
+    def _alone(store: PostgresStore, fn: Callable[[PostgresStore], Any]) -> Outcome:
+        try:
+            with store.transaction():
+                return True, fn(store)
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            return False, StoreUnavailable(f"database unavailable: {exc}".strip())
+        except Exception as exc:
+            return False, exc
+
+    def _read(self, fn: Callable[[PostgresStore], T]) -> T:
+        try:
+            with self.pool.connection() as raw:
+                return _read_only(self._store(raw), fn)
         except PoolTimeout as exc:
             raise StoreUnavailable(f"no database connection within {self.timeout:g} s") from exc
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             raise StoreUnavailable(f"database unavailable: {exc}".strip()) from exc
+
+    def _store(self, raw: psycopg.Connection[Any]) -> PostgresStore:
+        store = PostgresStore(raw, self.box, self._cache)
+        store.mirror_hold = self.mirror_hold
+        return store
 
 
 def _read_only(store: PostgresStore, fn: Callable[[PostgresStore], T]) -> T:

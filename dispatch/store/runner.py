@@ -1,33 +1,30 @@
-"""Group commit: one thread owns the store and runs every pending verb in one transaction.
+"""The SQLite runner: one writer thread owns the connection and group-commits every pending verb
+(:mod:`dispatch.store.batching`); reads go to a read-only connection of their own.
 
-Async callers ``await runner.call(fn)``; the writer thread takes everything queued, opens one
-transaction, runs every call, commits once, then answers every caller. When a call of the batch
-raises, the batch is rolled back and run again with each call in its own savepoint, so one failing
-call rolls back alone and the others still commit. Under load this turns N commits into one (DESIGN.md, "Performance
-stance": ~4-5.6k callbacks/s instead of ~1.5k/s with a commit per request).
+When a call of a batch raises, the batch is rolled back and run again with each call in its own
+savepoint, so one failing call rolls back alone and the others still commit. Under load this turns N
+commits into one (DESIGN.md, "Performance stance").
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import queue
 import sqlite3
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from dispatch.errors import StoreUnavailable
+from dispatch.store.batching import Call, GroupCommit, Outcome, together
 from dispatch.store.sqlite import SQLiteStore
 
 T = TypeVar("T")
-_STOP = object()
-MAX_BATCH = 256
 
 
-class StoreRunner:
+class StoreRunner(GroupCommit):
     """Runs store verbs on a dedicated writer thread, batching concurrent calls into one commit.
 
     Example::
@@ -46,10 +43,9 @@ class StoreRunner:
     def __init__(
         self, store: SQLiteStore, *, reader: SQLiteStore | None = None, checkpoint: Path | None = None
     ) -> None:
+        super().__init__("store-writer")
         self.store = store
         self.reader = reader
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
         self._read_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-reader")
         self._checkpointer = None if checkpoint is None else Checkpointer(checkpoint)
 
@@ -58,13 +54,11 @@ class StoreRunner:
         if self._checkpointer is not None:
             self.store.conn.execute("PRAGMA wal_autocheckpoint = 0")  # the checkpointer's job now
             self._checkpointer.start()
-        self._thread.start()
+        self.start_writer()
 
     def stop(self) -> None:
         """Finish queued calls, then stop the threads and close the store."""
-        if self._thread.is_alive():
-            self._queue.put(_STOP)
-            self._thread.join(timeout=30)
+        self.stop_writer()
         if self._checkpointer is not None:
             self._checkpointer.stop()
         self._read_pool.shutdown(wait=True)
@@ -74,10 +68,7 @@ class StoreRunner:
 
     async def call(self, fn: Callable[[SQLiteStore], T]) -> T:
         """Run ``fn(store)`` on the writer thread inside the current batch's transaction."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-        self._queue.put((fn, future, loop))
-        return await future
+        return await self.submit(fn)
 
     async def read(self, fn: Callable[[SQLiteStore], T]) -> T:
         """Run the read-only ``fn(store)`` on the reader connection (on the writer when there is none).
@@ -91,64 +82,13 @@ class StoreRunner:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._read_pool, _read, fn, reader)
 
-    def _run(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is _STOP:
-                return
-            batch = [first]
-            stop = False
-            while len(batch) < MAX_BATCH:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is _STOP:
-                    stop = True
-                    break
-                batch.append(item)
-            self._run_batch(batch)
-            if stop:
-                return
+    def run_batch(self, batch: list[Call]) -> list[Outcome]:
+        """:func:`together`; when a call of several raised, :meth:`_isolated`."""
+        return together(self.store, [fn for fn, _, _ in batch]) or self._isolated(batch)
 
-    def _run_batch(self, batch: list[Any]) -> None:
-        results = self._together(batch)
-        if results is None:
-            results = self._isolated(batch)
-        answers: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
-        for (_fn, future, loop), (ok, value) in zip(batch, results, strict=True):
-            answers.setdefault(loop, []).append((future, ok, value))
-        for loop, settled in answers.items():  # one wake-up per event loop, not one per call
-            with contextlib.suppress(RuntimeError):  # the caller's loop is gone; nobody is waiting
-                loop.call_soon_threadsafe(_settle_all, settled)
-
-    def _together(self, batch: list[Any]) -> list[tuple[bool, Any]] | None:
-        """Every call of ``batch`` in one transaction with no savepoints (the common case: nothing
-        fails, so each call costs only its own statements). ``None`` when a call of a batch of
-        several raised: everything was rolled back, and :meth:`_isolated` runs the batch again
-        with each call in its own savepoint so only the failing call fails. A lone call that
-        raises is its own result (its writes rolled back), without a second run."""
-        results: list[tuple[bool, Any]] = []
-        failed: list[BaseException] = []
-        try:
-            with self.store.transaction():
-                for fn, _future, _loop in batch:
-                    try:
-                        results.append((True, fn(self.store)))
-                    except Exception as exc:
-                        failed.append(exc)
-                        raise _CallFailed from exc
-        except _CallFailed:
-            return [(False, failed[0])] if len(batch) == 1 else None
-        except StoreUnavailable as exc:  # BEGIN or COMMIT failed: nothing of the batch was written
-            return [(False, exc)] * len(batch)
-        except Exception as exc:  # the commit itself failed in an unexpected way
-            return [(False, StoreUnavailable(f"database write failed: {exc}"))] * len(batch)
-        return results
-
-    def _isolated(self, batch: list[Any]) -> list[tuple[bool, Any]]:
+    def _isolated(self, batch: list[Call]) -> list[Outcome]:
         """Every call of ``batch`` in one transaction, each in its own savepoint."""
-        results: list[tuple[bool, Any]] = []
+        results: list[Outcome] = []
         try:
             with self.store.transaction():
                 for fn, _future, _loop in batch:
@@ -205,20 +145,6 @@ class Checkpointer:
         """One passive checkpoint; SQLite errors are left for the next one."""
         with contextlib.suppress(sqlite3.Error):
             conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-
-
-class _CallFailed(Exception):
-    """Raised inside :meth:`StoreRunner._together`'s transaction to roll it back."""
-
-
-def _settle_all(settled: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
-    for future, ok, value in settled:
-        if future.done():
-            continue
-        if ok:
-            future.set_result(value)
-        else:
-            future.set_exception(value)
 
 
 def _read(fn: Callable[[SQLiteStore], T], reader: SQLiteStore) -> T:
