@@ -129,17 +129,23 @@ ADAPTER = Adapter()
 """
 
 
-def test_a_new_vendor_module_is_registered_without_other_edits(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Dropping a module into the vendors package is all the registry needs to register its adapter."""
-    (tmp_path / "zz_contract_probe.py").write_text(NEW_VENDOR)
+def _discover_with(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, module: str) -> dict[str, VendorAdapter]:
+    """The registry as a fresh start would build it with ``module`` dropped into the vendors package."""
+    (tmp_path / "zz_contract_probe.py").write_text(module)
     monkeypatch.setattr(receiver.vendors, "__path__", [*receiver.vendors.__path__, str(tmp_path)])
     monkeypatch.delitem(sys.modules, "receiver.vendors.zz_contract_probe", raising=False)
     try:
         found = receiver.vendors._discover()
     finally:
         sys.modules.pop("receiver.vendors.zz_contract_probe", None)
+    return found
+
+
+def test_a_new_vendor_module_is_registered_without_other_edits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Dropping a module into the vendors package is all the registry needs to register its adapter."""
+    found = _discover_with(tmp_path, monkeypatch, NEW_VENDOR)
     assert list(found) == sorted([*ADAPTERS, "zz_contract_probe"])
     assert found["zz_contract_probe"].poll_timing is None and not found["zz_contract_probe"].synchronous
 
@@ -160,13 +166,7 @@ def test_a_new_vendors_settings_are_read_without_a_settings_field(
     """A vendor module names its own credential and base URL settings: RELAY_<NAME>_API_KEY is read
     from the environment (and is not reported as an unknown variable), the base URL falls back to the
     adapter's default, and RELAY_<NAME>_BASE_URL overrides it; Settings itself is not edited."""
-    (tmp_path / "zz_contract_probe.py").write_text(OWN_SETTINGS_VENDOR)
-    monkeypatch.setattr(receiver.vendors, "__path__", [*receiver.vendors.__path__, str(tmp_path)])
-    monkeypatch.delitem(sys.modules, "receiver.vendors.zz_contract_probe", raising=False)
-    try:
-        found = receiver.vendors._discover()
-    finally:
-        sys.modules.pop("receiver.vendors.zz_contract_probe", None)
+    found = _discover_with(tmp_path, monkeypatch, OWN_SETTINGS_VENDOR)
     monkeypatch.setattr(receiver.vendors, "ADAPTERS", found)  # the registry as a fresh start would build it
     monkeypatch.chdir(tmp_path)  # no .env of the project's
     monkeypatch.setenv("RELAY_ZZ_CONTRACT_PROBE_API_KEY", "probe-key-1")

@@ -254,40 +254,31 @@ class PollVerbs:
         ``max_callbacks`` stored callbacks, :class:`StoreUnavailable`."""
         with self.transaction():
             found, version = self._find_source_job(source, vendor_job_id, max_per_hour=max_per_hour)
+            new = found is None
             if found is not None:
                 job, version = self._load_job_for_write(found)
-                return self._record(
-                    job,
-                    version,
-                    "callback",
-                    raw,
-                    update,
-                    verdict=None,
+            else:  # first sight: the job is written once, in the state this callback leaves it
+                now = now_ms()
+                job = Job(
+                    id=new_id("job"),
+                    vendor=source.vendor,
+                    vendor_job_id=vendor_job_id,
+                    status=JobState.QUEUED,
+                    progress=None,
+                    outputs=(),
                     error=None,
-                    max_callbacks=max_callbacks,
+                    reference=None,
+                    params={},
+                    sequence=0,
+                    flags=(),
+                    created_at=now,
+                    updated_at=now,
+                    submitted_at=now,
+                    completed_at=None,
+                    source_id=source.id,
+                    poll_at=poll_at,
+                    deadline_at=deadline_at,
                 )
-            # first sight: the job is written once, in the state this callback leaves it
-            now = now_ms()
-            job = Job(
-                id=new_id("job"),
-                vendor=source.vendor,
-                vendor_job_id=vendor_job_id,
-                status=JobState.QUEUED,
-                progress=None,
-                outputs=(),
-                error=None,
-                reference=None,
-                params={},
-                sequence=0,
-                flags=(),
-                created_at=now,
-                updated_at=now,
-                submitted_at=now,
-                completed_at=None,
-                source_id=source.id,
-                poll_at=poll_at,
-                deadline_at=deadline_at,
-            )
             result = self._record(
                 job,
                 version,
@@ -297,9 +288,10 @@ class PollVerbs:
                 verdict=None,
                 error=None,
                 max_callbacks=max_callbacks,
-                insert=True,
+                insert=new,
             )
-            self._count_source_job(source.id)
+            if new:
+                self._count_source_job(source.id)
             return result
 
     def record_orphan(
