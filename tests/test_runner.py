@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import time
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ from dispatch.secretbox import SecretBox
 from dispatch.store.postgres import PgRunner
 from dispatch.store.runner import StoreRunner
 from dispatch.store.sqlite import SQLiteStore
+from fixtures.harness import wait_until
 from tests.databases import query
 
 
@@ -96,10 +96,11 @@ def test_the_checkpointer_copies_commits_into_the_database_file(tmp_path: Path) 
             await asyncio.gather(*(runner.call(_create(f"r{n}")) for n in range(300)))
 
         asyncio.run(main())
-        deadline = time.monotonic() + 30
-        while path.stat().st_size <= before:
-            assert time.monotonic() < deadline, "the database file never grew: nothing was checkpointed"
-            time.sleep(0.05)
+        wait_until(
+            lambda: path.stat().st_size > before,
+            timeout=30,
+            message="the database file never grew: nothing was checkpointed",
+        )
     finally:
         runner.stop()
     assert len(_references(path)) == 300
