@@ -20,6 +20,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 from PIL import Image
 from playwright.sync_api import BrowserContext, Page, expect, sync_playwright
 
@@ -37,6 +38,20 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 WAIT_MS = 15_000
+
+
+def require_browser() -> None:
+    """Skip, saying how to install it, when Debian's Chromium is missing on a developer's machine;
+    fail instead under ``RELAY_TEST_REQUIRE_BROWSER=1`` (``.ci/run`` installs Chromium and sets it, so
+    CI never skips the browser tests)."""
+    if Path(CHROMIUM).exists():
+        return
+    message = f"{CHROMIUM} not found: install Debian's Chromium (apt-get install -y chromium)"
+    if os.environ.get("RELAY_TEST_REQUIRE_BROWSER"):
+        pytest.fail(message + "; RELAY_TEST_REQUIRE_BROWSER is set", pytrace=False)
+    pytest.skip(message)
+
+
 LOST_JOB_POLL_AFTER = 4.0
 CONTROL_ROLES = {
     "button",
@@ -123,6 +138,7 @@ def test_console_in_a_browser(tmp_path: Path) -> None:
     """An operator finds the failed APIXO job, reads its error, replays its event and sees the new
     deliveries arrive live, creates a subscriber and copies its secret, recovers with a dry run; a
     wrong token and a missing CSRF token are refused; every page works at 1280 and 390 px."""
+    require_browser()
     folder = Path(os.environ.get("RELAY_TEST_SCREENSHOTS") or tmp_path / "console-screenshots")
     shots = Shots(folder)
     print(f"\nconsole screenshots: {folder}")
