@@ -57,13 +57,10 @@ def test_one_batch_commits_every_call_but_the_failing_ones(
         runner = PgRunner(url, box, size=2)
 
     async def main() -> list[object]:
+        # queued with no await in between, before the writer starts: one batch
         calls = [
-            asyncio.ensure_future(
-                runner.call(_create_then_fail(f"r{n}") if n in failing else _create(f"r{n}"))
-            )
-            for n in range(5)
+            runner.enqueue(_create_then_fail(f"r{n}") if n in failing else _create(f"r{n}")) for n in range(5)
         ]
-        await asyncio.sleep(0)  # a yield, not a wait: every call is now queued, so they form one batch
         runner.start()
         results: list[object] = await asyncio.gather(*calls, return_exceptions=True)
         return results

@@ -49,10 +49,16 @@ class GroupCommit:
 
     async def submit(self, fn: Callable[[Any], T]) -> T:
         """Queue ``fn(store)`` for the next batch; its result or exception comes back here."""
+        return await self.enqueue(fn)
+
+    def enqueue(self, fn: Callable[[Any], T]) -> asyncio.Future[T]:
+        """Queue ``fn(store)`` now, from the running event loop, and return the future of its
+        outcome: calls queued one after another with no await between them are in the same batch
+        (or, before :meth:`start_writer`, the first batch). Raises ``RuntimeError`` outside a loop."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._queue.put((fn, future, loop))
-        return await future
+        return future
 
     def run_batch(self, batch: list[Call]) -> list[Outcome]:
         """Run ``batch`` and return one outcome per call, in order (an engine's runner says how)."""
