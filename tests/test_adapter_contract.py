@@ -130,15 +130,14 @@ ADAPTER = Adapter()
 
 
 def _discover_with(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, module: str) -> dict[str, VendorAdapter]:
-    """The registry as a fresh start would build it with ``module`` dropped into the vendors package."""
+    """The registry as a fresh start would build it with ``module`` dropped into the vendors package:
+    the real discovery, asked to look in a temporary folder too."""
     (tmp_path / "zz_contract_probe.py").write_text(module)
-    monkeypatch.setattr(receiver.vendors, "__path__", [*receiver.vendors.__path__, str(tmp_path)])
     monkeypatch.delitem(sys.modules, "receiver.vendors.zz_contract_probe", raising=False)
     try:
-        found = receiver.vendors._discover()
+        return receiver.vendors.discover([*receiver.vendors.__path__, str(tmp_path)])
     finally:
         sys.modules.pop("receiver.vendors.zz_contract_probe", None)
-    return found
 
 
 def test_a_new_vendor_module_is_registered_without_other_edits(
@@ -167,7 +166,8 @@ def test_a_new_vendors_settings_are_read_without_a_settings_field(
     from the environment (and is not reported as an unknown variable), the base URL falls back to the
     adapter's default, and RELAY_<NAME>_BASE_URL overrides it; Settings itself is not edited."""
     found = _discover_with(tmp_path, monkeypatch, OWN_SETTINGS_VENDOR)
-    monkeypatch.setattr(receiver.vendors, "ADAPTERS", found)  # the registry as a fresh start would build it
+    # registered as the package's own discovery would at start (undone after the test)
+    monkeypatch.setitem(receiver.vendors.ADAPTERS, "zz_contract_probe", found["zz_contract_probe"])
     monkeypatch.chdir(tmp_path)  # no .env of the project's
     monkeypatch.setenv("RELAY_ZZ_CONTRACT_PROBE_API_KEY", "probe-key-1")
     settings = load_settings()

@@ -31,18 +31,28 @@ from dispatch.errors import NotFound
 from receiver.vendors.base import VendorAdapter
 
 
-def _discover() -> dict[str, VendorAdapter]:
-    """``{adapter.name: adapter}`` for every vendor module of this package, in module name order."""
+def discover(paths: list[str] | None = None) -> dict[str, VendorAdapter]:
+    """``{adapter.name: adapter}`` for every vendor module of this package, in module name order;
+    ``paths`` are the folders to look in (this package's own by default; a module found elsewhere is
+    imported as ``receiver.vendors.<name>`` all the same). Raises ``ImportError`` or
+    ``AttributeError`` (no ``ADAPTER``) for a broken vendor module."""
     found: dict[str, VendorAdapter] = {}
-    for info in sorted(pkgutil.iter_modules(__path__), key=lambda info: info.name):
-        if info.name.startswith("_") or info.name == "base":
-            continue
-        adapter: VendorAdapter = importlib.import_module(f"{__name__}.{info.name}").ADAPTER
-        found[adapter.name] = adapter
+    search = list(__path__) if paths is None else paths
+    saved = list(__path__)
+    __path__[:] = search  # so that importlib finds modules in every folder searched
+    try:
+        infos = sorted(pkgutil.iter_modules(search), key=lambda info: info.name)
+        for info in infos:
+            if info.name.startswith("_") or info.name == "base":
+                continue
+            adapter: VendorAdapter = importlib.import_module(f"{__name__}.{info.name}").ADAPTER
+            found[adapter.name] = adapter
+    finally:
+        __path__[:] = saved
     return found
 
 
-ADAPTERS: dict[str, VendorAdapter] = _discover()
+ADAPTERS: dict[str, VendorAdapter] = discover()
 
 
 def get_adapter(vendor: str) -> VendorAdapter:
