@@ -19,7 +19,7 @@ from dispatch.store.sqlite import SQLiteStore
 
 T = TypeVar("T")
 # connection handling and in-transaction helpers, not domain verbs
-ENGINE_ONLY = {"open", "open_reader", "close", "transaction", "lock", "notify_due"}
+ENGINE_ONLY = {"open", "open_reader", "close", "transaction", "savepoint", "lock", "notify_due"}
 FACE_ONLY = {"job_detail"}  # several reads at one moment, as one verb
 READS = {
     "get_job",

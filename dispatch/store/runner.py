@@ -93,7 +93,7 @@ class StoreRunner(GroupCommit):
             with self.store.transaction():
                 for fn, _future, _loop in batch:
                     try:
-                        with self.store.transaction():
+                        with self.store.savepoint():
                             results.append((True, fn(self.store)))
                     except Exception as exc:
                         results.append((False, exc))
