@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import operator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from dispatch.errors import NotFound, TooManyRequests
 from dispatch.events import event_body
@@ -24,7 +27,7 @@ from dispatch.model import (
 )
 from dispatch.secretbox import SecretBox
 from dispatch.state import APPLIED, transition
-from dispatch.store.records import Event, Inbound, IngestResult, Job, RawMessage
+from dispatch.store.records import Event, Inbound, IngestResult, Job, RawMessage, evolve
 from dispatch.store.sql import Conn, Dialect
 
 _JOB_COLUMNS = (
@@ -35,6 +38,8 @@ _JOB_COLUMNS = (
 )
 
 _JOB_COLUMN_NAMES = tuple(name.strip() for name in _JOB_COLUMNS.split(","))
+_JOB_VALUES = operator.attrgetter(*_JOB_COLUMN_NAMES)  # a Job's attributes in column order
+_INSERT_JOB = f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES ({', '.join('?' * len(_JOB_COLUMN_NAMES))})"
 
 
 def _job(row: Any) -> Job:
@@ -356,10 +361,10 @@ class JobVerbs:
             if verdict == APPLIED:
                 changes.update(_applied(job, step.status, step.progress, update, now, kind))
                 events = step.events
-        job = replace(job, **changes)
+        job = evolve(job, **changes)
         events = self._hold_succeeded(job, events, now)  # mirroring: emitted once copied (store.mirrors)
         if insert:  # a new job's events are all new: its sequence afterwards is known now
-            stored = replace(job, sequence=job.sequence + len(events), updated_at=now)
+            stored = evolve(job, sequence=job.sequence + len(events), updated_at=now)
             self._insert_job(stored)
         emitted, sequence = self._emit(job, events, now, version)
         if insert:
@@ -369,7 +374,7 @@ class JobVerbs:
             changes["sequence"] = sequence
         if changes:
             changes["updated_at"] = now
-            job = replace(job, **changes)
+            job = evolve(job, **changes)
             self._update_job(job.id, changes)
         inbound_id = new_id("in")
         event_ids = tuple(eid for eid, _ in emitted)
@@ -378,13 +383,10 @@ class JobVerbs:
 
     def _insert_job(self, job: Job) -> None:
         """One ``INSERT INTO jobs`` of every column :class:`Job` has (Job attribute names = column names)."""
-        values = [
-            json.dumps(job.params) if name == "params" else _column_value(name, getattr(job, name))
-            for name in _JOB_COLUMN_NAMES
-        ]
-        self.conn.execute(
-            f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES ({', '.join('?' * len(values))})", values
-        )
+        values = list(_JOB_VALUES(job))
+        for index, convert in _JOB_CONVERSIONS:
+            values[index] = convert(values[index])
+        self.conn.execute(_INSERT_JOB, values)
 
     def _update_job(self, job_id: str, changes: dict[str, Any]) -> None:
         """One ``UPDATE jobs`` setting every changed field (Job attribute names = column names)."""
@@ -565,15 +567,33 @@ def _applied(
 
 def _column_value(name: str, value: Any) -> Any:
     """A Job attribute's value as its ``jobs`` column stores it (JSON text for the structured ones)."""
-    if name == "outputs":
-        return json.dumps([o.to_json() for o in value])
-    if name == "error":
-        return json.dumps(value.to_json()) if value else None
-    if name in ("flags", "previous_vendor_job_ids"):
-        return json.dumps(list(value))
-    if isinstance(value, JobState):
-        return value.value
-    return value
+    convert = _COLUMN_CONVERSIONS.get(name)
+    return value if convert is None else convert(value)
+
+
+def _json_text(value: Any) -> str:
+    """Compact JSON text of a value the relay built itself (strings, numbers, lists, dicts), e.g.
+    ``_json_text(["expired"]) == '["expired"]'``; orjson, or json for a text with a lone surrogate
+    (a vendor's ``"\\ud800"``), which only json writes."""
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(value)
+
+
+_COLUMN_CONVERSIONS: dict[str, Callable[[Any], Any]] = {
+    "status": lambda state: state.value if isinstance(state, JobState) else state,
+    "outputs": lambda outputs: _json_text([o.to_json() for o in outputs]),
+    "error": lambda error: _json_text(error.to_json()) if error else None,
+    "flags": lambda flags: _json_text(list(flags)),
+    "previous_vendor_job_ids": lambda ids: _json_text(list(ids)),
+    "params": json.dumps,  # a client's JSON: integers of any size, which orjson refuses
+}
+_JOB_CONVERSIONS = tuple(
+    (index, _COLUMN_CONVERSIONS[name])
+    for index, name in enumerate(_JOB_COLUMN_NAMES)
+    if name in _COLUMN_CONVERSIONS
+)
 
 
 def insert_inbound(
@@ -599,11 +619,11 @@ def insert_inbound(
             kind,
             received_at,
             raw.peer,
-            json.dumps(raw.headers),
+            _json_text(raw.headers),
             raw.body,
             verdict,
             error,
-            json.dumps(list(event_ids)),
+            _json_text(list(event_ids)),
         ),
     )
 
