@@ -24,6 +24,7 @@ from dispatch.errors import RelayError
 from dispatch.model import DEFAULT_EVENT_TYPES, EVENT_TYPES, JobState
 from dispatch.store.records import DELIVERY_STATUSES
 from dispatch.store.sql import page_key, parse_page_key
+from receiver.eventloop import run_loop
 from receiver.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -256,7 +257,7 @@ def worker(ctx: click.Context, grace: float | None, metrics_port: int | None, me
         finally:
             runner.stop()
 
-    asyncio.run(main())
+    run_loop(main())
 
 
 def _with_store(
