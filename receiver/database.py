@@ -100,7 +100,9 @@ def open_runner(settings: Settings, *, read_only: bool = False) -> Runner:
     if str(settings.sqlite_path) == ":memory:":
         return StoreRunner(store)
     reader = SQLiteStore.open_reader(settings.sqlite_path, store.box, busy_timeout=settings.db_busy_timeout)
-    return StoreRunner(store, reader=reader, checkpoint=settings.sqlite_path)
+    on_loop = SQLiteStore.open_writer(settings.sqlite_path, store.box)  # StoreRunner.call_hot
+    on_loop.mirror_hold = store.mirror_hold
+    return StoreRunner(store, reader=reader, checkpoint=settings.sqlite_path, on_loop=on_loop)
 
 
 def migrate(settings: Settings) -> list[str]:

@@ -18,6 +18,7 @@ from dispatch.errors import StoreUnavailable
 from dispatch.model import JobState, JobUpdate, event_id, parse_iso
 from dispatch.store.face import RunnerStore
 from dispatch.store.records import RawMessage
+from dispatch.store.runner import StoreRunner
 from dispatch.store.sqlite import SQLiteStore
 from fixtures.harness import wait_until
 from receiver.fakes import SOURCE_IMAGE, FakeConfig, source_image
@@ -193,7 +194,9 @@ def test_store_write_failure_answers_503_and_keeps_nothing(tmp_path: Path) -> No
                 current = store.conn.execute("PRAGMA page_count").fetchone()[0]
                 store.conn.execute(f"PRAGMA max_page_count = {pages if pages is not None else current}")
 
-            await store.runner.call(set_limit)
+            runner = store.runner
+            assert isinstance(runner, StoreRunner)
+            await runner.each_writer(set_limit)  # the writer thread's connection and the on-loop one
 
         counts_before = _counts(env.database_url)
         asyncio.run(fill(None))  # the file may not grow any more: every new row fails with SQLITE_FULL

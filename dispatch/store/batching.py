@@ -120,10 +120,12 @@ def _answer(batch: list[Call], outcomes: list[Outcome]) -> None:
         answers.setdefault(loop, []).append((future, outcome))
     for loop, settled in answers.items():  # one wake-up per event loop, not one per call
         with contextlib.suppress(RuntimeError):  # the caller's loop is gone; nobody is waiting
-            loop.call_soon_threadsafe(_settle, settled)
+            loop.call_soon_threadsafe(settle, settled)
 
 
-def _settle(settled: list[tuple[asyncio.Future[Any], Outcome]]) -> None:
+def settle(settled: list[tuple[asyncio.Future[Any], Outcome]]) -> None:
+    """Give each future its outcome (a result, or an exception raised at its awaiter); futures
+    already done (their caller was cancelled) are skipped. Call on the futures' own loop."""
     for future, (ok, value) in settled:
         if future.done():
             continue

@@ -55,8 +55,10 @@ class Runner(Protocol):
     """What :class:`RunnerStore` needs of an engine's runner (:class:`dispatch.store.runner.StoreRunner`).
 
     ``call(fn)`` runs ``fn(sync_store)`` in the single writer's transaction and returns its result
-    (or raises its exception); ``read(fn)`` runs the read-only ``fn(sync_store)`` on a read
-    connection. Both raise :class:`StoreUnavailable` when the database cannot be used.
+    (or raises its exception); ``call_hot(fn)`` the same for a short verb of the callback or
+    delivery path, which the runner may commit on the event loop's own thread; ``read(fn)`` runs
+    the read-only ``fn(sync_store)`` on a read connection. All raise :class:`StoreUnavailable` when
+    the database cannot be used.
     """
 
     def start(self) -> None:
@@ -69,6 +71,10 @@ class Runner(Protocol):
 
     async def call(self, fn: Callable[[Any], T]) -> T:
         """``fn(store)`` inside the writer's transaction."""
+        ...
+
+    async def call_hot(self, fn: Callable[[Any], T]) -> T:
+        """``fn(store)`` inside a writing transaction, on the loop's thread where the engine can."""
         ...
 
     async def read(self, fn: Callable[[Any], T]) -> T:
@@ -638,6 +644,11 @@ class RunnerStore(Store):
     async def _write(self, fn: Callable[[SQLiteStore], T]) -> T:
         return await self.runner.call(fn)
 
+    async def _write_hot(self, fn: Callable[[SQLiteStore], T]) -> T:
+        """A short verb of the callback or delivery path: ``runner.call_hot`` (on SQLite it may
+        commit on the event loop's thread, saving the thread hand-offs)."""
+        return await self.runner.call_hot(fn)
+
     async def _read(self, fn: Callable[[SQLiteStore], T]) -> T:
         return await self.runner.read(fn)
 
@@ -721,7 +732,7 @@ class RunnerStore(Store):
         error: str | None = None,
         max_callbacks: int | None = None,
     ) -> IngestResult:
-        return await self._write(
+        return await self._write_hot(
             lambda s: s.record_message(
                 job_id, kind, raw, update, verdict=verdict, error=error, max_callbacks=max_callbacks
             )
@@ -831,7 +842,7 @@ class RunnerStore(Store):
         max_per_hour: int | None = None,
         max_callbacks: int | None = None,
     ) -> IngestResult:
-        return await self._write(
+        return await self._write_hot(
             lambda s: s.record_source_message(
                 source,
                 vendor_job_id,
@@ -862,7 +873,9 @@ class RunnerStore(Store):
     async def record_orphan(
         self, vendor: str, kind: str, raw: RawMessage, *, verdict: str, error: str | None
     ) -> str:
-        return await self._write(lambda s: s.record_orphan(vendor, kind, raw, verdict=verdict, error=error))
+        return await self._write_hot(
+            lambda s: s.record_orphan(vendor, kind, raw, verdict=verdict, error=error)
+        )
 
     # subscribers
     async def create_subscriber(
@@ -936,7 +949,7 @@ class RunnerStore(Store):
         per_subscriber: int = 1_000_000,
         exclude: Sequence[str] = (),
     ) -> list[DeliveryWork]:
-        return await self._write(
+        return await self._write_hot(
             lambda s: s.claim_due_deliveries(
                 worker_id,
                 now=now,
@@ -956,7 +969,7 @@ class RunnerStore(Store):
         next_attempt_at: int | None,
         disable_after_ms: int | None = None,
     ) -> Delivery:
-        return await self._write(
+        return await self._write_hot(
             lambda s: s.finish_attempt(
                 delivery_id,
                 worker_id,
@@ -974,7 +987,7 @@ class RunnerStore(Store):
         disable_after_ms: int | None = None,
     ) -> list[Delivery | None]:
         items = list(finished)
-        return await self._write(
+        return await self._write_hot(
             lambda s: s.finish_attempts(worker_id, items, disable_after_ms=disable_after_ms)
         )
 

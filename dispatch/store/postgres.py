@@ -233,6 +233,11 @@ class PgRunner(GroupCommit):
         """Run ``fn(store)`` in the writer's next transaction."""
         return await self.submit(fn)
 
+    async def call_hot(self, fn: Callable[[PostgresStore], T]) -> T:
+        """:meth:`call` (on SQLite the short verbs may commit on the loop's thread; here every
+        statement is a network round trip, which the loop must not wait for)."""
+        return await self.submit(fn)
+
     async def read(self, fn: Callable[[PostgresStore], T]) -> T:
         """Run the read-only ``fn(store)`` (a read-only transaction: a write fails)."""
         return await asyncio.get_running_loop().run_in_executor(self._threads, self._read, fn)

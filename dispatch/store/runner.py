@@ -1,5 +1,7 @@
 """The SQLite runner: one writer thread owns the connection and group-commits every pending verb
-(:mod:`dispatch.store.batching`); reads go to a read-only connection of their own.
+(:mod:`dispatch.store.batching`); reads go to a read-only connection of their own; the short verbs
+of the callback and delivery paths may commit on the event loop's own thread instead
+(:meth:`StoreRunner.call_hot`).
 
 When a call of a batch raises, the batch is rolled back and run again with each call in its own
 savepoint, so one failing call rolls back alone and the others still commit. Under load this turns N
@@ -9,6 +11,7 @@ commits into one (DESIGN.md, "Performance stance").
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import sqlite3
 import threading
@@ -18,8 +21,8 @@ from pathlib import Path
 from typing import TypeVar
 
 from dispatch.errors import StoreUnavailable
-from dispatch.store.batching import Call, GroupCommit, Outcome, together
-from dispatch.store.sqlite import SQLiteStore
+from dispatch.store.batching import Call, GroupCommit, Outcome, settle, together
+from dispatch.store.sqlite import SQLiteStore, WriteLockBusy
 
 T = TypeVar("T")
 
@@ -41,11 +44,19 @@ class StoreRunner(GroupCommit):
     """
 
     def __init__(
-        self, store: SQLiteStore, *, reader: SQLiteStore | None = None, checkpoint: Path | None = None
+        self,
+        store: SQLiteStore,
+        *,
+        reader: SQLiteStore | None = None,
+        checkpoint: Path | None = None,
+        on_loop: SQLiteStore | None = None,
     ) -> None:
         super().__init__("store-writer")
         self.store = store
         self.reader = reader
+        self.on_loop = on_loop  # a writing connection that never waits for the lock (call_hot)
+        self._hot: list[Call] = []
+        self._home: asyncio.AbstractEventLoop | None = None  # the one loop whose thread uses on_loop
         self._read_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-reader")
         self._checkpointer = None if checkpoint is None else Checkpointer(checkpoint)
 
@@ -64,11 +75,73 @@ class StoreRunner(GroupCommit):
         self._read_pool.shutdown(wait=True)
         if self.reader is not None:
             self.reader.close()
+        if self.on_loop is not None:
+            self.on_loop.close()
         self.store.close()
 
     async def call(self, fn: Callable[[SQLiteStore], T]) -> T:
         """Run ``fn(store)`` on the writer thread inside the current batch's transaction."""
         return await self.submit(fn)
+
+    async def call_hot(self, fn: Callable[[SQLiteStore], T]) -> T:
+        """Like :meth:`call`, for a short verb on the callback or delivery path: the calls queued
+        during one pass of the event loop are committed together on the loop's own thread, through
+        the ``on_loop`` connection, as soon as the pass ends, when the database's write lock is free
+        at that moment; when it is not (the writer thread or another process holds it), they go to
+        the writer thread, which waits for the lock as :meth:`call` does. Without an ``on_loop``
+        connection this is :meth:`call`.
+
+        Only the first event loop to call it commits on its thread; calls from any other loop (a
+        test's, a CLI's) go to the writer thread, so the ``on_loop`` connection is used by one
+        thread only.
+
+        Why: on the writer thread every SQLite call releases and takes back the GIL, and each time
+        the event loop's thread takes it in between; those hand-offs cost the callback path about a
+        sixth of its CPU (bench/README.md). On the loop's thread a batch costs only its statements,
+        and it blocks the loop no longer than the writer thread would have held the GIL for it.
+        """
+        loop = asyncio.get_running_loop()
+        if self._home is None:
+            self._home = loop
+        if self.on_loop is None or loop is not self._home:  # a connection is used on one thread only
+            return await self.submit(fn)
+        future: asyncio.Future[T] = loop.create_future()
+        if not self._hot:
+            loop.call_soon(self._commit_hot)
+        self._hot.append((fn, future, loop))
+        return await future
+
+    def _commit_hot(self) -> None:
+        batch, self._hot = self._hot, []
+        assert self.on_loop is not None
+        outcomes = together(self.on_loop, [fn for fn, _, _ in batch]) or self._isolated(batch, self.on_loop)
+        if all(not ok and isinstance(value, WriteLockBusy) for ok, value in outcomes):
+            for call in batch:  # nothing was written: the writer thread waits for the lock
+                self._queue.put(call)
+            return
+        settle([(future, outcome) for (_fn, future, _loop), outcome in zip(batch, outcomes, strict=True)])
+
+    async def each_writer(self, fn: Callable[[SQLiteStore], object]) -> None:
+        """Run ``fn(store)`` for each writing connection, each on the thread that uses it: the writer
+        thread's, then the ``on_loop`` one (on its loop's thread); e.g. a per-connection PRAGMA such
+        as ``max_page_count``. Exceptions propagate."""
+        await self.call(fn)
+        on_loop, home = self.on_loop, self._home
+        if on_loop is None:
+            return
+        if home is None or home is asyncio.get_running_loop():
+            fn(on_loop)
+            return
+        done: concurrent.futures.Future[object] = concurrent.futures.Future()
+
+        def run() -> None:
+            try:
+                done.set_result(fn(on_loop))
+            except BaseException as exc:
+                done.set_exception(exc)
+
+        home.call_soon_threadsafe(run)
+        await asyncio.wrap_future(done)
 
     async def read(self, fn: Callable[[SQLiteStore], T]) -> T:
         """Run the read-only ``fn(store)`` on the reader connection (on the writer when there is none).
@@ -86,15 +159,17 @@ class StoreRunner(GroupCommit):
         """:func:`together`; when a call of several raised, :meth:`_isolated`."""
         return together(self.store, [fn for fn, _, _ in batch]) or self._isolated(batch)
 
-    def _isolated(self, batch: list[Call]) -> list[Outcome]:
-        """Every call of ``batch`` in one transaction, each in its own savepoint."""
+    def _isolated(self, batch: list[Call], store: SQLiteStore | None = None) -> list[Outcome]:
+        """Every call of ``batch`` in one transaction on ``store`` (the writer's by default), each in
+        its own savepoint."""
+        store = self.store if store is None else store
         results: list[Outcome] = []
         try:
-            with self.store.transaction():
+            with store.transaction():
                 for fn, _future, _loop in batch:
                     try:
-                        with self.store.savepoint():
-                            results.append((True, fn(self.store)))
+                        with store.savepoint():
+                            results.append((True, fn(store)))
                     except Exception as exc:
                         results.append((False, exc))
         except StoreUnavailable as exc:

@@ -31,6 +31,11 @@ from dispatch.store.submits import SubmitVerbs
 BUSY_TIMEOUT = 5.0  # seconds a write waits for another connection's lock before giving up
 
 
+class WriteLockBusy(StoreUnavailable):
+    """``BEGIN IMMEDIATE`` found the write lock held by another connection past the busy timeout
+    (at once, for the runner's on-loop connection, whose busy timeout is 0); nothing was written."""
+
+
 class SQLiteStore(JobVerbs, PollVerbs, DeliveryVerbs, SubmitVerbs, MirrorVerbs, StatsVerbs):
     """The relay's database on one SQLite file.
 
@@ -71,6 +76,19 @@ class SQLiteStore(JobVerbs, PollVerbs, DeliveryVerbs, SubmitVerbs, MirrorVerbs, 
             conn.execute("PRAGMA journal_mode = WAL")
             migrate(conn)
         except (sqlite3.Error, OSError) as exc:
+            raise StoreUnavailable(f"cannot open database {path}: {exc}") from exc
+        return cls(conn, box)
+
+    @classmethod
+    def open_writer(cls, path: Path, box: SecretBox, *, busy_timeout: float = 0.0) -> SQLiteStore:
+        """A further writing connection to an existing database opened (and migrated) by
+        :meth:`open`; by default it never waits for the write lock (``busy_timeout`` 0 seconds:
+        :class:`WriteLockBusy` at once). The runner commits short batches on the event loop's own
+        thread through it (:meth:`dispatch.store.runner.StoreRunner.call_hot`). Raises
+        :class:`StoreUnavailable`."""
+        try:
+            conn = _connect(path, busy_timeout, must_exist=True)
+        except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot open database {path}: {exc}") from exc
         return cls(conn, box)
 
@@ -121,6 +139,8 @@ class SQLiteStore(JobVerbs, PollVerbs, DeliveryVerbs, SubmitVerbs, MirrorVerbs, 
         try:
             self.conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
+            if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY:
+                raise WriteLockBusy(f"database unavailable: {exc}") from exc
             raise StoreUnavailable(f"database unavailable: {exc}") from exc
         self._depth = 1
         try:
