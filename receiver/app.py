@@ -162,10 +162,10 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> Starlette:
             runner.stop()
 
     routes = [
+        *callbacks.routes,  # first: the busiest path, matched before the others are tried
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         *jobs.routes,
-        *callbacks.routes,
         *events.routes,
         *inbound.routes,
         *subscribers.routes,
