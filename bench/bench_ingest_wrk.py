@@ -28,6 +28,7 @@ import argparse
 import contextlib
 import json
 import math
+import resource
 import shutil
 import subprocess
 import sys
@@ -69,10 +70,16 @@ class Wrk:
     socket_errors: int
     p50_ms: float
     p99_ms: float
+    cpu_seconds: float = 0.0  # wrk's own CPU time (user + system) for the run
 
     @property
     def rate(self) -> float:
         return self.requests / self.seconds
+
+    @property
+    def cpu_us(self) -> float:
+        """wrk's CPU per completed request (microseconds): what the load generator takes of the cores."""
+        return self.cpu_seconds * 1e6 / max(1, self.requests)
 
     def line(self, label: str) -> str:
         return (
@@ -109,7 +116,9 @@ class IngestResult:
 def wrk(url: str, prefix: str, seconds: int, connections: int, threads: int, log: Path) -> Wrk:
     cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "10s"]
     cmd += ["-s", str(LUA), url, "--", prefix]
+    before = _children_cpu()
     done = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=seconds + 60)
+    spent = _children_cpu() - before  # wrk is the only child reaped meanwhile
     with log.open("a") as out:
         out.write(f"$ {' '.join(cmd)}\n{done.stdout}{done.stderr}\n")
     line = next(x for x in done.stdout.splitlines() if x.startswith("WRK_JSON "))
@@ -121,7 +130,14 @@ def wrk(url: str, prefix: str, seconds: int, connections: int, threads: int, log
         socket_errors=data["connect"] + data["read"] + data["write"] + data["timeout"],
         p50_ms=data["p50_us"] / 1000,
         p99_ms=data["p99_us"] / 1000,
+        cpu_seconds=spent,
     )
+
+
+def _children_cpu() -> float:
+    """CPU seconds (user + system) of this process's reaped children so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def fixed(url: str, rate: float, seconds: float, prefix: str) -> dict[str, Any]:
@@ -242,7 +258,8 @@ def report(r: IngestResult) -> None:
     print(f"ratio relay/bare: {r.relay.rate / r.bare.rate:.2f}")
     print(
         f"CPU per request: bare {r.bare_cpu_us:.0f} us, relay {r.relay_cpu_us:.0f} us"
-        f" (bare/relay {r.bare_cpu_us / max(r.relay_cpu_us, 1e-9):.2f}: the ratio an idle machine would show)"
+        f" (bare/relay {r.bare_cpu_us / max(r.relay_cpu_us, 1e-9):.2f}: the ratio an idle machine would show);"
+        f" wrk itself {r.bare.cpu_us:.0f} us (bare run), {r.relay.cpu_us:.0f} us (relay run)"
     )
     jobs, events, deliveries = r.stored
     verdict = "ok" if r.lost == 0 else f"LOST {r.lost}"

@@ -3,7 +3,8 @@
 For each database: ``bench_ingest_wrk`` (wrk into ``serve --no-worker`` vs a bare endpoint, the
 store check, the open loop at half the bare rate), ``bench_fanout`` (``upscale-relay worker`` vs raw
 signed aiohttp POSTs) and ``bench_latency`` (callback → subscriber at light load). Each prints its
-own lines as it finishes; the table collects the figures. Postgres is a fresh database on
+own lines as it finishes; the table collects the figures. Then ``bench_budget`` (SQLite) takes one
+callback's CPU apart and says what the 0.5x ingest target leaves for it. Postgres is a fresh database on
 ``$RELAY_TEST_PG_SERVER`` (default ``postgresql://postgres@127.0.0.1:5432/postgres``), skipped with a
 note when no server answers. Needs wrk (``apt-get install -y wrk``); ``--profile`` needs py-spy.
 
@@ -19,6 +20,7 @@ import math
 import os
 import shutil
 
+import bench_budget
 import bench_fanout
 import bench_ingest_wrk
 import bench_latency
@@ -38,6 +40,7 @@ def _rows(
         ("ingest bare req/s (wrk)", f"{ingest.bare.rate:.0f}"),
         ("ingest ratio relay/bare", f"{ingest.relay.rate / ingest.bare.rate:.2f}"),
         ("ingest CPU us/req relay / bare", f"{ingest.relay_cpu_us:.0f} / {ingest.bare_cpu_us:.0f}"),
+        ("wrk's own CPU us/req (bare run)", f"{ingest.bare.cpu_us:.0f}"),
         ("ingest relay p50 / p99 ms", f"{ingest.relay.p50_ms:.1f} / {ingest.relay.p99_ms:.1f}"),
         ("ingest bare p50 / p99 ms", f"{ingest.bare.p50_ms:.1f} / {ingest.bare.p99_ms:.1f}"),
         ("2xx / jobs stored / lost", f"{ingest.accepted} / {ingest.stored[0]} / {ingest.lost}"),
@@ -67,6 +70,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--connections", type=int, default=32, help="wrk connections")
     parser.add_argument("--events", type=int, default=500, help="fan-out: events (x 8 subscribers)")
     parser.add_argument("--profile", action="store_true", help="py-spy the relay during each ingest run")
+    parser.add_argument(
+        "--budget-callbacks", type=int, default=10000, help="bench_budget: callbacks per part"
+    )
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install -y wrk")
@@ -79,6 +85,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{os.cpu_count()} cores; load average before the run {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}\n")
 
     columns: dict[str, list[tuple[str, str]]] = {}
+    ingests: dict[str, bench_ingest_wrk.IngestResult] = {}
+    fanouts: dict[str, bench_fanout.FanoutResult] = {}
     lost = 0
     for kind in kinds:
         ingest = bench_ingest_wrk.run(
@@ -91,6 +99,8 @@ def main(argv: list[str] | None = None) -> None:
         bench_latency.report(lat)
         print()
         columns[kind] = _rows(ingest, fan, lat)
+        ingests[kind] = ingest
+        fanouts[kind] = fan
         lost += ingest.lost
 
     labels = [label for label, _ in next(iter(columns.values()))] if columns else []
@@ -98,6 +108,15 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{'':<{width}}" + "".join(f"{kind:>18}" for kind in columns))
     for n, label in enumerate(labels):
         print(f"{label:<{width}}" + "".join(f"{rows[n][1]:>18}" for rows in columns.values()))
+    if "sqlite" in ingests:
+        print()
+        budget = bench_budget.quiet_run(args.budget_callbacks)
+        bench_budget.report(budget, args.budget_callbacks)
+        ingest = ingests["sqlite"]
+        for line in bench_budget.half_rate(budget, ingest.bare.rate, ingest.bare_cpu_us):
+            print(line)
+        for line in bench_budget.fanout_target(budget, fanouts["sqlite"].bare_cpu_us):
+            print(line)
     load = os.getloadavg()
     print(f"load average after the run {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     for note in notes:
