@@ -151,3 +151,23 @@ def test_a_second_loop_uses_the_writer_thread(runner: StoreRunner) -> None:
 def test_open_writer_needs_an_existing_database(tmp_path: Path) -> None:
     with pytest.raises(StoreUnavailable, match="cannot open database"):
         SQLiteStore.open_writer(tmp_path / "missing.db", SecretBox(Fernet.generate_key()))
+
+
+def test_no_commit_checkpoints_when_the_checkpointer_runs(tmp_path: Path) -> None:
+    """With a checkpointer thread, neither writing connection copies the WAL into the database in
+    its own COMMIT (which, on the loop's connection, would stall the event loop)."""
+    box = SecretBox(Fernet.generate_key())
+    path = tmp_path / "relay.db"
+    runner = StoreRunner(
+        SQLiteStore.open(path, box),
+        reader=SQLiteStore.open_reader(path, box),
+        checkpoint=path,
+        on_loop=SQLiteStore.open_writer(path, box),
+    )
+    runner.start()
+    try:
+        assert runner.on_loop is not None
+        for writer in (runner.store, runner.on_loop):
+            assert writer.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+    finally:
+        runner.stop()

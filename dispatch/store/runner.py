@@ -63,7 +63,9 @@ class StoreRunner(GroupCommit):
     def start(self) -> None:
         """Start the writer thread (and the checkpointer); call once before :meth:`call`."""
         if self._checkpointer is not None:
-            self.store.conn.execute("PRAGMA wal_autocheckpoint = 0")  # the checkpointer's job now
+            for writer in (self.store, self.on_loop):  # the checkpointer's job now, never a commit's
+                if writer is not None:
+                    writer.conn.execute("PRAGMA wal_autocheckpoint = 0")
             self._checkpointer.start()
         self.start_writer()
 
