@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, fields
-from typing import Any, TypeVar
+from typing import Any
 
 from dispatch.model import DeliveryStatus, JobError, JobState, Output, iso_ms
 
@@ -302,19 +302,18 @@ class IngestResult:
     event_types: tuple[str, ...] = ()  # the type of each new event, in the order of ``event_ids``
 
 
-R = TypeVar("R", Job, Delivery)
-_FIELD_NAMES = {cls: frozenset(f.name for f in fields(cls)) for cls in (Job, Delivery)}
+_JOB_FIELDS = frozenset(f.name for f in fields(Job))
 
 
-def evolve(record: R, **changes: Any) -> R:
-    """A copy of the frozen ``record`` with ``changes`` applied, like ``dataclasses.replace`` but
-    without running ``__init__`` again (these records have no ``__post_init__``): about 1 us
-    instead of 8 on the callback's write path. Example: ``evolve(job, sequence=2).sequence == 2``.
-    Raises ``TypeError`` for a name that is not a field, as ``replace`` does."""
-    unknown = changes.keys() - _FIELD_NAMES[type(record)]
+def evolve(job: Job, **changes: Any) -> Job:
+    """A copy of the frozen ``job`` with ``changes`` applied, like ``dataclasses.replace`` but
+    without running ``__init__`` again (:class:`Job` has no ``__post_init__``): about 1 us instead
+    of 8 on the callback's write path. Example: ``evolve(job, sequence=2).sequence == 2``. Raises
+    ``TypeError`` for a name that is not a field, as ``replace`` does."""
+    unknown = changes.keys() - _JOB_FIELDS
     if unknown:
-        raise TypeError(f"{type(record).__name__} has no field {', '.join(sorted(unknown))}")
-    copy = object.__new__(type(record))
-    copy.__dict__.update(record.__dict__)
+        raise TypeError(f"Job has no field {', '.join(sorted(unknown))}")
+    copy = object.__new__(Job)
+    copy.__dict__.update(job.__dict__)
     copy.__dict__.update(changes)
     return copy
