@@ -261,6 +261,8 @@ def delivery_cpu(n: int, tmp: Path, subscribers: int = 8) -> tuple[float, float]
 
 @dataclass
 class Budget:
+    """One run's figures, microseconds of CPU (user + system) per callback or per delivery."""
+
     bare_us: float
     relay_us: float
     store_us: float
@@ -274,6 +276,8 @@ class Budget:
 
 
 def run(n: int) -> Budget:
+    """Measure every part with ``n`` callbacks (or deliveries) each, in a temporary directory that
+    is removed afterwards; e.g. ``run(10000).relay_us`` is about 320 on the 2-core dev machine."""
     with tempfile.TemporaryDirectory(prefix="bench-budget-") as tmp:
         tmp_path = Path(tmp)
         bare = asyncio.run(bare_cpu(n))
@@ -297,6 +301,7 @@ def quiet_run(n: int) -> Budget:
 
 
 def report(b: Budget, n: int) -> None:
+    """Print ``b`` as the lines bench/README.md shows (``n``: callbacks per part)."""
     print(f"budget: CPU per callback, in-process ASGI calls ({n} unique APIXO callbacks, 32 at a time)")
     print(f"bare app (no HTTP server)        {b.bare_us:6.0f} us")
     print(f"relay app (no HTTP server)       {b.relay_us:6.0f} us")

@@ -2,8 +2,8 @@
 ``upscale-relay serve`` gets from uvicorn (``loop="auto"``), else asyncio's own.
 
 uvloop (a dependency of ``uvicorn[standard]`` on Linux and macOS) runs the delivery worker's
-HTTP requests and store hand-offs with less CPU per delivery than asyncio's selector loop
-(bench/README.md, "Fan-out").
+HTTP requests and store hand-offs with a little less CPU per delivery than asyncio's selector loop
+(bench/README.md, "What the later session's changes bought": near run-to-run noise).
 """
 
 from __future__ import annotations

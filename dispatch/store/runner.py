@@ -99,8 +99,9 @@ class StoreRunner(GroupCommit):
 
         Why: on the writer thread every SQLite call releases and takes back the GIL, and each time
         the event loop's thread takes it in between; those hand-offs cost the callback path about a
-        sixth of its CPU (bench/README.md). On the loop's thread a batch costs only its statements,
-        and it blocks the loop no longer than the writer thread would have held the GIL for it.
+        sixth of its CPU (bench/README.md, "What the later session's changes bought"). On the loop's
+        thread a batch costs only its statements, and it blocks the loop no longer than the writer
+        thread would have held the GIL for it.
         """
         loop = asyncio.get_running_loop()
         if self._home is None:

@@ -120,9 +120,10 @@ class SQLiteStore(JobVerbs, PollVerbs, DeliveryVerbs, SubmitVerbs, MirrorVerbs, 
 
         A verb nested in another (or in the runner's batch transaction) adds no savepoint, as on
         Postgres: no verb catches a failure of one it calls, and a savepoint makes SQLite copy every
-        page the verb changes into a statement journal first (about 45 us of a source callback's
-        275 us on the writer thread, bench/README.md). :meth:`savepoint` is there for a caller that
-        must roll back one part alone (the runner's failed batch, re-run call by call).
+        page the verb changes into a statement journal first (about 65 us of a source callback's
+        275 us on the writer thread: bench/README.md, "What the later session's changes bought").
+        :meth:`savepoint` is there for a caller that must roll back one part alone (the runner's
+        failed batch, re-run call by call).
         """
         if self._depth:
             self._depth += 1
