@@ -605,6 +605,16 @@ class Store(Protocol):
         Raises :class:`NotFound` (no pending mirror task), :class:`StoreUnavailable`."""
         ...
 
+    async def renew_mirror_lease(self, job_id: str, *, until: int) -> bool:
+        """Extend a mirror task's lease to ``until`` (unix ms) while its copy runs; ``False`` when it
+        holds none any more. Raises :class:`StoreUnavailable`."""
+        ...
+
+    async def release_mirror(self, job_id: str, *, results: Sequence[Output | None]) -> bool:
+        """Make a claimed mirror task due now for any runner, keeping ``results`` (an abandoned
+        attempt, not counted); ``False`` when it holds no lease. Raises :class:`StoreUnavailable`."""
+        ...
+
     async def complete_mirror(self, job_id: str, outputs: Sequence[Output]) -> tuple[Job, bool]:
         """Set a succeeded job's outputs (each with ``mirror`` or ``mirror_error``), end its mirror
         task and emit its held ``job.succeeded`` (or rewrite the stored one's body on a re-mirror), in
@@ -1079,6 +1089,13 @@ class RunnerStore(Store):
     ) -> None:
         kept = list(results)
         await self._write(lambda s: s.retry_mirror(job_id, at=at, results=kept, error=error))
+
+    async def renew_mirror_lease(self, job_id: str, *, until: int) -> bool:
+        return await self._write(lambda s: s.renew_mirror_lease(job_id, until=until))
+
+    async def release_mirror(self, job_id: str, *, results: Sequence[Output | None]) -> bool:
+        kept = list(results)
+        return await self._write(lambda s: s.release_mirror(job_id, results=kept))
 
     async def complete_mirror(self, job_id: str, outputs: Sequence[Output]) -> tuple[Job, bool]:
         kept = list(outputs)

@@ -103,6 +103,34 @@ class MirrorVerbs:
                 for r in rows
             ]
 
+    def renew_mirror_lease(self, job_id: str, *, until: int) -> bool:
+        """Extend the lease of a mirror task still being copied to ``until`` (unix ms): the runner's
+        heartbeat, so a short lease (``RELAY_LEASE_SECONDS``) covers a long copy and a crashed
+        runner's task comes back soon. ``False`` when the task holds no lease any more (retried,
+        released or done). Raises :class:`StoreUnavailable`."""
+        with self.transaction() as conn:
+            done = conn.execute(
+                "UPDATE mirrors SET next_attempt_at = ?, lease_until = ? WHERE job_id = ?"
+                " AND status = 'pending' AND lease_until IS NOT NULL",
+                (until, until, job_id),
+            ).rowcount
+            return bool(done)
+
+    def release_mirror(self, job_id: str, *, results: Sequence[Output | None]) -> bool:
+        """Give up a claimed mirror task without a verdict (the process is stopping): it is due again
+        at once for any runner, keeps ``results`` (what was copied, per output index) and does not
+        count as an attempt. ``False`` when the task holds no lease (it ended meanwhile). Raises
+        :class:`StoreUnavailable`."""
+        now = now_ms()
+        with self.transaction() as conn:
+            done = conn.execute(
+                "UPDATE mirrors SET next_attempt_at = ?, lease_until = NULL, results = ?, updated_at = ?,"
+                " attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END"
+                " WHERE job_id = ? AND status = 'pending' AND lease_until IS NOT NULL",
+                (now, _dump(results), now, job_id),
+            ).rowcount
+            return bool(done)
+
     def retry_mirror(self, job_id: str, *, at: int, results: Sequence[Output | None], error: str) -> None:
         """Plan the next copy attempt of ``job_id`` at ``at`` (unix ms), keeping what was copied
         (``results``, per output index) and the last ``error`` (e.g. ``"expired: HTTP 404"``).
