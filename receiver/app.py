@@ -39,6 +39,7 @@ from receiver.api import (
     subscribers,
 )
 from receiver.api.common import Resources
+from receiver.api.outputs import OutputHeaders
 from receiver.auth import AdminAuthMiddleware
 from receiver.database import open_runner
 from receiver.errors import HANDLERS
@@ -180,6 +181,7 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> Starlette:
     app = Starlette(
         routes=routes,
         middleware=[
+            Middleware(OutputHeaders),  # outermost: its headers are on the others' refusals too
             Middleware(
                 HeaderLimitMiddleware, max_count=settings.max_headers, max_bytes=settings.max_header_bytes
             ),

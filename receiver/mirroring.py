@@ -5,9 +5,11 @@
 ``RELAY_MIRROR_URL`` names the store: ``s3://BUCKET/PREFIX`` (any S3-compatible store; credentials
 from the standard ``AWS_*`` variables, ``RELAY_MIRROR_ENDPOINT_URL`` for a non-AWS endpoint) or
 ``file:///PATH``. Objects are keyed ``{prefix}/{job_id}/{index}``, so a retry or a re-mirror
-overwrites, never duplicates. Each copy is streamed (never whole in memory), capped at
-``RELAY_MIRROR_MAX_BYTES``, fetched through the delivery SSRF guard (:mod:`dispatch.ssrf`), hashed
-(SHA-256) and its image header read with Pillow for the real width and height.
+overwrites, never duplicates. Each copy (:mod:`receiver.mirror_copy`) is streamed (never whole in
+memory), capped at ``RELAY_MIRROR_MAX_BYTES`` and ``RELAY_MIRROR_TIMEOUT``, fetched through the
+delivery SSRF guard (:mod:`dispatch.ssrf`), hashed (SHA-256) and typed from its bytes with Pillow
+(:mod:`receiver.mirror_types`: only raster images keep an ``image/*`` type). A ``file://`` mirror's
+folders are mode 0700 and its files 0600, like the database.
 
 Example::
 
@@ -29,7 +31,6 @@ import hmac
 import json
 import logging
 import time
-import warnings
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -39,7 +40,6 @@ from typing import Any
 import aiohttp
 import obstore
 from obstore.store import LocalStore, S3Store
-from PIL import Image, ImageFile
 
 from dispatch.errors import (
     Conflict,
@@ -49,48 +49,31 @@ from dispatch.errors import (
     Unauthorized,
     ValidationFailed,
 )
-from dispatch.model import EventType, JobError, JobState, Mirror, Output, iso
+from dispatch.model import EventType, JobError, JobState, Output, iso
 from dispatch.secretbox import load_or_create_key
-from dispatch.ssrf import TargetRefused, VettingResolver, VettingSocketFactory, check_url
 from dispatch.store.face import Store
 from dispatch.store.jobs import EXPIRED_FLAG
 from dispatch.store.mirrors import MirrorTask
 from dispatch.store.records import Job
 from receiver.database import key_file_for
 from receiver.metrics import RelayMetrics
+from receiver.mirror_copy import (
+    CHUNK_BYTES,
+    DEADLINE_PASSED,
+    EXPIRED,
+    MirrorFailure,
+    copy_output,
+    fetch_session,
+)
+from receiver.mirror_types import served_as
 from receiver.settings import Settings
 
 log = logging.getLogger("upscale_relay.mirror")
 
-CHUNK_BYTES = 256 * 1024
-"""Bytes read from the vendor and written to the store per step."""
 PART_BYTES = 5 * 1024 * 1024
 """The store writer's buffer (S3's smallest multipart part): at most this much is held in memory."""
-HEADER_BYTES = 1024 * 1024
-"""At most this much of a file is given to Pillow to find the image's size."""
 MAX_BACKOFF = 600.0
 """Seconds: the longest wait between two copy attempts."""
-LEASE_MS = 15 * 60 * 1000
-"""How long a claimed mirror task stays invisible to other runners (ms)."""
-
-_OCTETS = "application/octet-stream"
-
-# mirror_error codes; a final outcome, counted in relay_mirror_total{outcome} with "copied" and "retry"
-TOO_LARGE = "too_large"
-REFUSED = "refused"
-EXPIRED = "expired"
-DEADLINE_PASSED = "deadline_passed"
-
-
-class MirrorFailure(Exception):
-    """One output could not be copied: ``code`` (``too_large``, ``refused``, ``expired``,
-    ``fetch_failed``, ``store_failed``), ``message``, and whether retrying is pointless (``final``)."""
-
-    def __init__(self, code: str, message: str, *, final: bool) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-        self.final = final
 
 
 def signing_key(settings: Settings) -> bytes:
@@ -117,6 +100,12 @@ class MirrorTarget:
         self.public_url = public_url
         self.ttl = ttl
         self._key = key
+        self.root: Path | None = None
+        """The folder of a ``file://`` mirror (mode 0700, its files 0600, like the database)."""
+        if isinstance(store, LocalStore):
+            self.root = Path(store.prefix) if store.prefix is not None else None
+            if self.root is not None:
+                _private_dir(self.root)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> MirrorTarget:
@@ -204,15 +193,27 @@ class MirrorTarget:
                 output["mirror"]["expires_at"] = iso(expires)
 
     async def write(self, key: str, chunks: AsyncIterator[bytes], content_type: str) -> None:
-        """Store ``chunks`` at ``key`` with ``content_type`` (S3 keeps it; a file's comes from the job's
-        output); the object appears only once every chunk is written (nothing on error)."""
-        attributes: Any = {"Content-Type": content_type} if isinstance(self.store, S3Store) else None
+        """Store ``chunks`` at ``key`` with ``content_type`` (S3 keeps it, with ``Content-Disposition:
+        attachment`` unless it is a raster image type, :func:`receiver.mirror_types.served_as`; a
+        file's type comes from the job's output); the object appears only once every chunk is
+        written (nothing on error). A ``file://`` copy is mode 0600 in a folder of mode 0700."""
+        attributes: Any = None
+        if isinstance(self.store, S3Store):
+            served, attachment = served_as(content_type)
+            attributes = {"Content-Type": served}
+            if attachment:
+                attributes["Content-Disposition"] = "attachment"
+        folder = None if self.root is None else (self.root / key).parent
+        if folder is not None:
+            await asyncio.to_thread(_private_dir, folder)
         writer = await asyncio.to_thread(
             obstore.open_writer, self.store, key, attributes=attributes, buffer_size=PART_BYTES
         )
         async for chunk in chunks:
             await asyncio.to_thread(writer.write, chunk)
         await asyncio.to_thread(writer.close)
+        if self.root is not None:
+            await asyncio.to_thread(_owner_only, self.root / key, 0o600)
 
     async def read(self, key: str) -> tuple[int, AsyncIterator[bytes]]:
         """The size of the object at ``key`` and its bytes in chunks. Raises :class:`NotFound`."""
@@ -232,127 +233,18 @@ class MirrorTarget:
         return int(result.meta["size"]), chunks()
 
 
-@contextlib.asynccontextmanager
-async def fetch_session(settings: Settings) -> AsyncIterator[aiohttp.ClientSession]:
-    """An aiohttp session for fetching vendor outputs behind the delivery SSRF guard
-    (:class:`dispatch.ssrf.VettingResolver` and :class:`dispatch.ssrf.VettingSocketFactory`, off with
-    ``RELAY_ALLOW_PRIVATE_TARGETS``); connect timeout ``RELAY_DELIVERY_CONNECT_TIMEOUT``, 60 s per read."""
-    allow = settings.allow_private_targets
-    connector = aiohttp.TCPConnector(
-        limit=16,
-        resolver=VettingResolver(allow_private=allow),
-        socket_factory=VettingSocketFactory(allow_private=allow),
-    )
-    timeout = aiohttp.ClientTimeout(total=None, sock_connect=settings.delivery_connect_timeout, sock_read=60)
-    async with aiohttp.ClientSession(
-        connector=connector, timeout=timeout, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False
-    ) as session:
-        yield session
+def _private_dir(path: Path) -> None:
+    """Create ``path`` (and its parents) if needed and narrow it to owner-only (0700), as the
+    database file is narrowed (a folder someone else owns is left as it is)."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _owner_only(path, 0o700)
 
 
-class _Probe:
-    """Size, SHA-256 and the image's width and height of bytes seen in order."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.size = 0
-        self.sha = hashlib.sha256()
-        self.width: int | None = None
-        self.height: int | None = None
-        self._parser: ImageFile.Parser | None = ImageFile.Parser()
-
-    def feed(self, chunk: bytes) -> None:
-        self.size += len(chunk)
-        if self.size > self.limit:
-            raise MirrorFailure(TOO_LARGE, f"over RELAY_MIRROR_MAX_BYTES ({self.limit} bytes)", final=True)
-        self.sha.update(chunk)
-        parser = self._parser
-        if parser is None:
-            return
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # a decompression-bomb warning: only the header is read
-                parser.feed(chunk)
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
-            self._parser = None
-            return
-        if parser.image is not None:
-            self.width, self.height = parser.image.size
-            self._parser = None  # stop: feeding on would decode the whole image
-        elif self.size >= HEADER_BYTES:
-            self._parser = None
-
-
-async def copy_output(
-    session: aiohttp.ClientSession,
-    target: MirrorTarget,
-    settings: Settings,
-    job_id: str,
-    index: int,
-    output: Output,
-) -> Output:
-    """Copy output ``index`` of ``job_id`` from the vendor's URL to ``target`` and return it with its
-    ``mirror`` (URL, size in bytes, hex SHA-256, URL expiry), its real ``width``/``height`` (pixels,
-    from the image header; the vendor's when unreadable) and ``mime_type`` (the response's
-    ``image/*`` Content-Type, else the vendor's; the stored object keeps it). Example: ``Output("https://cdn…/a.png",
-    "image/png", 640, 480, ..., mirror=Mirror("https://…", 48213, "9f2c…", <+7 days>))``.
-
-    Raises :class:`MirrorFailure`: final for ``too_large`` (``Content-Length`` or bytes read over
-    ``RELAY_MIRROR_MAX_BYTES``) and ``refused`` (:func:`dispatch.ssrf.check_url` or the connector's
-    guard); retryable for ``expired`` (HTTP 403, 404, 410), ``fetch_failed`` (another status, a
-    network error) and ``store_failed`` (the object store refused the write).
-    """
-    limit = settings.mirror_max_bytes
-    try:
-        check_url(output.url, allow_private=settings.allow_private_targets, https_only=False)
-    except ValidationFailed as exc:
-        raise MirrorFailure(REFUSED, exc.message, final=True) from None
-    probe = _Probe(limit)
-    try:
-        async with session.get(output.url, allow_redirects=True, max_redirects=5) as resp:
-            if resp.status in (403, 404, 410):
-                raise MirrorFailure(EXPIRED, f"the vendor answered HTTP {resp.status}", final=False)
-            if resp.status != 200:
-                raise MirrorFailure("fetch_failed", f"the vendor answered HTTP {resp.status}", final=False)
-            if resp.content_length is not None and resp.content_length > limit:
-                raise MirrorFailure(
-                    TOO_LARGE,
-                    f"{resp.content_length} bytes, over RELAY_MIRROR_MAX_BYTES ({limit})",
-                    final=True,
-                )
-            declared = resp.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-            content_type = (  # a CDN's generic type does not replace the vendor's image type
-                declared if declared.startswith("image/") else output.mime_type or declared or _OCTETS
-            )
-
-            async def chunks() -> AsyncIterator[bytes]:
-                async for chunk in resp.content.iter_chunked(CHUNK_BYTES):
-                    probe.feed(chunk)
-                    yield chunk
-
-            try:
-                await target.write(target.key(job_id, index), chunks(), content_type)
-            except (MirrorFailure, aiohttp.ClientError, TimeoutError):
-                raise
-            except Exception as exc:  # obstore's errors: the store refused or could not be reached
-                raise MirrorFailure(
-                    "store_failed", f"{type(exc).__name__}: {exc}"[:300], final=False
-                ) from None
-    except aiohttp.ClientConnectorError as exc:
-        if isinstance(exc.os_error, TargetRefused):
-            raise MirrorFailure(REFUSED, str(exc.os_error), final=True) from None
-        raise MirrorFailure("fetch_failed", f"connection error: {exc}"[:300], final=False) from None
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        raise MirrorFailure("fetch_failed", f"{type(exc).__name__}: {exc}"[:300], final=False) from None
-    url, expires = target.url(job_id, index)
-    return replace(
-        output,
-        mime_type=content_type,
-        width=probe.width if probe.width is not None else output.width,
-        height=probe.height if probe.height is not None else output.height,
-        mirror=Mirror(url, probe.size, probe.sha.hexdigest(), expires),
-        mirror_error=None,
-    )
+def _owner_only(path: Path, mode: int) -> None:
+    """``chmod mode`` when ``path`` is open to group or others; a path not ours is left as it is."""
+    with contextlib.suppress(PermissionError):
+        if path.stat().st_mode & 0o077:
+            path.chmod(mode)
 
 
 def backoff_seconds(attempt: int, first: float) -> float:
@@ -362,9 +254,18 @@ def backoff_seconds(attempt: int, first: float) -> float:
 
 
 @dataclass
-class _Outcome:
+class _Attempt:
+    """One claimed task being worked on: ``results`` per output index (filled as copies end, kept
+    when the attempt is abandoned), and whether it is still copying (else it is recording)."""
+
+    task: MirrorTask
     results: list[Output | None]
-    retry: MirrorFailure | None
+    copying: bool = True
+
+    @classmethod
+    def of(cls, task: MirrorTask) -> _Attempt:
+        count = len(task.job.outputs)
+        return cls(task, [*task.results, *([None] * count)][:count])
 
 
 class MirrorRunner:
@@ -372,6 +273,14 @@ class MirrorRunner:
     until ``stop``: claims due mirror tasks, copies what is not copied yet, and either plans a retry
     (after :func:`backoff_seconds`, never past the task's deadline) or completes the task, emitting
     the event (``on_event`` then wakes an in-process dispatcher).
+
+    Each claimed task is worked on in its own asyncio task and its outputs are copied side by side,
+    at most ``RELAY_MIRROR_CONCURRENCY`` copies (and claimed tasks) at once in this process: a slow
+    host holds the slots of its own copies (each for ``RELAY_MIRROR_TIMEOUT`` at most), never the
+    runner, and a slot freed is claimed again at once. A claim is a lease of ``RELAY_LEASE_SECONDS``
+    renewed every third of it while the copy runs (a heartbeat), so the task of a runner that died
+    comes back to any runner within that lease; a runner that is stopped abandons its copies at once
+    and releases their tasks, due now (:meth:`dispatch.store.mirrors.MirrorVerbs.release_mirror`).
 
     Every outcome per output is counted in ``relay_mirror_total{vendor,outcome}`` (``copied``,
     ``retry``, ``too_large``, ``refused``, ``expired``, ``deadline_passed``) and logged on
@@ -386,71 +295,113 @@ class MirrorRunner:
         *,
         on_event: Callable[[], None] | None = None,
         metrics: RelayMetrics | None = None,
-        concurrency: int = 4,
     ) -> None:
         self.settings = settings
         self.store = store
         self.target = target
         self.on_event = on_event
         self.metrics = metrics
-        self.concurrency = concurrency
+        self.concurrency = settings.mirror_concurrency
+        self.lease_ms = int(settings.lease_seconds * 1000)
+        self._slots = asyncio.Semaphore(self.concurrency)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Work until ``stop`` is set; looks for due tasks every ``RELAY_POLL_INTERVAL`` seconds."""
-        async with fetch_session(self.settings) as session:
-            while not stop.is_set():
-                try:
-                    busy = await self.run_once(session)
-                except StoreUnavailable as exc:
-                    log.warning("cannot claim mirror work: %s", exc.message)
-                    busy = False
-                if not busy:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), self.settings.poll_interval)
-
-    async def run_once(self, session: aiohttp.ClientSession) -> bool:
-        """Claim and work off the tasks due now (at most ``concurrency``); ``True`` when there were any."""
-        now = int(time.time() * 1000)
-        due = await self.store.next_mirror_at()
-        if due is None or due > now:
-            return False
-        tasks = await self.store.claim_due_mirrors(now=now, limit=self.concurrency, lease_ms=LEASE_MS)
-        await asyncio.gather(*(self._guarded(session, task) for task in tasks))
-        return bool(tasks)
-
-    async def _guarded(self, session: aiohttp.ClientSession, task: MirrorTask) -> None:
-        """:meth:`work`, logging what it raises: the task comes back when its lease ends."""
+        """Work until ``stop`` is set; looks for due tasks every ``RELAY_POLL_INTERVAL`` seconds and
+        whenever a task ends. Returns soon after ``stop``: copies in flight are abandoned."""
+        running: dict[asyncio.Future[Any], _Attempt] = {}
+        stopped = asyncio.create_task(stop.wait())
         try:
-            await self.work(session, task)
-        except (StoreUnavailable, NotFound, ValidationFailed) as exc:
-            log.warning("mirror of %s not recorded: %s", task.job.id, exc, extra={"job_id": task.job.id})
-        except Exception:
-            log.exception("mirror of %s failed unexpectedly", task.job.id, extra={"job_id": task.job.id})
+            async with fetch_session(self.settings) as session:
+                try:
+                    while not stop.is_set():
+                        claimed = await self._claim(self.concurrency - len(running))
+                        for task in claimed:
+                            attempt = _Attempt.of(task)
+                            running[asyncio.create_task(self._guarded(session, attempt))] = attempt
+                        if claimed and len(running) < self.concurrency:
+                            continue  # more may be due now
+                        done, _ = await asyncio.wait(
+                            {stopped, *running},
+                            timeout=self.settings.poll_interval,
+                            return_when=asyncio.FIRST_COMPLETED,
+                        )
+                        for finished in done:
+                            running.pop(finished, None)
+                finally:
+                    await self._abandon(running)
+        finally:
+            stopped.cancel()
 
-    async def work(self, session: aiohttp.ClientSession, task: MirrorTask) -> None:
-        """One attempt at ``task``: copy, then retry later or complete."""
-        job = task.job
-        outcome = await _copy_all(session, self.target, self.settings, task, self.metrics)
-        if outcome.retry is not None:
-            now = time.time() * 1000
-            at = int(
-                min(
-                    now + backoff_seconds(task.attempts, self.settings.mirror_backoff) * 1000,
-                    task.deadline_at,
-                )
-            )
-            _count(self.metrics, job.vendor, "retry")
-            log.info(
-                "mirror of %s: attempt %d failed (%s); next at %s",
-                job.id,
-                task.attempts,
-                outcome.retry,
-                datetime.fromtimestamp(at / 1000, UTC).isoformat(),
-                extra={"job_id": job.id, "vendor": job.vendor, "attempt": task.attempts},
-            )
-            await self.store.retry_mirror(job.id, at=at, results=outcome.results, error=str(outcome.retry))
+    async def _claim(self, free: int) -> list[MirrorTask]:
+        """Lease up to ``free`` due tasks (none when nothing is due: one cheap read)."""
+        if free <= 0:
+            return []
+        now = int(time.time() * 1000)
+        try:
+            due = await self.store.next_mirror_at()
+            if due is None or due > now:
+                return []
+            return await self.store.claim_due_mirrors(now=now, limit=free, lease_ms=self.lease_ms)
+        except StoreUnavailable as exc:
+            log.warning("cannot claim mirror work: %s", exc.message)
+            return []
+
+    async def _abandon(self, running: dict[asyncio.Future[Any], _Attempt]) -> None:
+        """Stop every attempt still copying and release its task (due now for any runner); one that
+        is recording its outcome finishes that first."""
+        if not running:
             return
-        final = [o for o in outcome.results if o is not None]
+        for task, attempt in running.items():
+            if attempt.copying:
+                task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+        for attempt in running.values():
+            if not attempt.copying:
+                continue
+            job_id = attempt.task.job.id
+            fields = {"job_id": job_id}
+            try:
+                if await self.store.release_mirror(job_id, results=attempt.results):
+                    log.info("mirror of %s abandoned at shutdown; released", job_id, extra=fields)
+            except StoreUnavailable as exc:  # the lease ends by itself, RELAY_LEASE_SECONDS after its renewal
+                log.warning("cannot release the mirror of %s: %s", job_id, exc.message, extra=fields)
+
+    async def _guarded(self, session: aiohttp.ClientSession, attempt: _Attempt) -> None:
+        """:meth:`work` with a lease heartbeat, logging what it raises; an unexpected error plans a
+        retry (the task is not left leased)."""
+        job = attempt.task.job
+        keeper = asyncio.create_task(self._keep_lease(job.id))
+        try:
+            await self.work(session, attempt)
+        except (StoreUnavailable, NotFound, ValidationFailed) as exc:
+            log.warning("mirror of %s not recorded: %s", job.id, exc, extra={"job_id": job.id})
+        except Exception as exc:
+            log.exception("mirror of %s failed unexpectedly", job.id, extra={"job_id": job.id})
+            attempt.copying = False
+            with contextlib.suppress(StoreUnavailable, NotFound):
+                await self._retry(attempt, f"{type(exc).__name__}: {exc}")
+        finally:
+            keeper.cancel()
+
+    async def _keep_lease(self, job_id: str) -> None:
+        """Renew the task's lease every third of ``RELAY_LEASE_SECONDS`` while it is worked on."""
+        while True:
+            await asyncio.sleep(self.lease_ms / 3000)
+            with contextlib.suppress(StoreUnavailable):
+                await self.store.renew_mirror_lease(job_id, until=int(time.time() * 1000) + self.lease_ms)
+
+    async def work(self, session: aiohttp.ClientSession, attempt: _Attempt) -> None:
+        """One attempt at a claimed task: copy, then retry later or complete."""
+        job = attempt.task.job
+        retry = await _copy_all(
+            session, self.target, self.settings, attempt.task, attempt.results, self._slots, self.metrics
+        )
+        attempt.copying = False
+        if retry is not None:
+            _count(self.metrics, job.vendor, "retry")
+            await self._retry(attempt, str(retry))
+            return
+        final = [o for o in attempt.results if o is not None]
         _job, emitted = await self.store.complete_mirror(job.id, final)
         if emitted:
             if self.metrics is not None:
@@ -458,48 +409,53 @@ class MirrorRunner:
             if self.on_event is not None:
                 self.on_event()
 
+    async def _retry(self, attempt: _Attempt, error: str) -> None:
+        """Plan the task's next attempt after :func:`backoff_seconds` (never past its deadline)."""
+        task, job = attempt.task, attempt.task.job
+        now = time.time() * 1000
+        at = int(
+            min(now + backoff_seconds(task.attempts, self.settings.mirror_backoff) * 1000, task.deadline_at)
+        )
+        log.info(
+            "mirror of %s: attempt %d failed (%s); next at %s",
+            job.id,
+            task.attempts,
+            error,
+            datetime.fromtimestamp(at / 1000, UTC).isoformat(),
+            extra={"job_id": job.id, "vendor": job.vendor, "attempt": task.attempts},
+        )
+        await self.store.retry_mirror(job.id, at=at, results=attempt.results, error=error)
+
 
 async def _copy_all(
     session: aiohttp.ClientSession,
     target: MirrorTarget,
     settings: Settings,
     task: MirrorTask,
+    results: list[Output | None],
+    slots: asyncio.Semaphore,
     metrics: RelayMetrics | None,
-) -> _Outcome:
-    """Copy each output of ``task`` not copied yet; a failure is final when it says so, when the job's
-    results are known gone (flag ``vendor_expired``) or once the deadline has come."""
+) -> MirrorFailure | None:
+    """Copy each output of ``task`` not copied yet (``results[i] is None``), side by side, each
+    holding one of ``slots`` while it runs; fills ``results`` in as copies end. A failure is final
+    when it says so, when the job's results are known gone (flag ``vendor_expired``) or once the
+    deadline has come; returns the first failure worth retrying, else ``None``."""
     job = task.job
-    results: list[Output | None] = [*task.results, *([None] * len(job.outputs))][: len(job.outputs)]
     past_deadline = time.time() * 1000 >= task.deadline_at
-    retry: MirrorFailure | None = None
-    for index, output in enumerate(job.outputs):
-        if results[index] is not None:
-            continue
-        try:
-            if EXPIRED_FLAG in job.flags:
-                raise MirrorFailure(EXPIRED, "the vendor says the results are gone (expired)", final=True)
-            results[index] = await copy_output(session, target, settings, job.id, index, output)
-        except MirrorFailure as failure:
-            if not (failure.final or past_deadline):
-                retry = retry or failure
-                continue
-            code = failure.code
-            if not failure.final and code != EXPIRED:
-                code = DEADLINE_PASSED
-            message = failure.message if failure.final else f"gave up at the deadline; last error: {failure}"
-            results[index] = replace(output, mirror=None, mirror_error=JobError(code, message))
-            _count(metrics, job.vendor, code)
-            log.warning(
-                "mirror of %s output %d failed for good: %s: %s",
-                job.id,
-                index,
-                code,
-                message,
-                extra={"job_id": job.id, "vendor": job.vendor, "output": index, "mirror_error": code},
-            )
-            continue
-        copied = results[index]
-        assert copied is not None and copied.mirror is not None
+
+    async def one(index: int, output: Output) -> MirrorFailure | None:
+        async with slots:
+            try:
+                if EXPIRED_FLAG in job.flags:
+                    raise MirrorFailure(EXPIRED, "the vendor says the results are gone (expired)", final=True)
+                copied = await copy_output(session, target, settings, job.id, index, output)
+            except MirrorFailure as failure:
+                if not (failure.final or past_deadline):
+                    return failure
+                results[index] = _failed(metrics, job, index, output, failure)
+                return None
+        results[index] = copied
+        assert copied.mirror is not None
         _count(metrics, job.vendor, "copied")
         log.info(
             "mirrored %s output %d: %d bytes, sha256 %s",
@@ -514,7 +470,32 @@ async def _copy_all(
                 "size_bytes": copied.mirror.size_bytes,
             },
         )
-    return _Outcome(results, retry)
+        return None
+
+    pending = [one(i, output) for i, output in enumerate(job.outputs) if results[i] is None]
+    failures = await asyncio.gather(*pending)
+    return next((f for f in failures if f is not None), None)
+
+
+def _failed(
+    metrics: RelayMetrics | None, job: Job, index: int, output: Output, failure: MirrorFailure
+) -> Output:
+    """``output`` with its final ``mirror_error`` (``deadline_passed`` for a retryable failure at
+    the deadline), counted and logged."""
+    code = failure.code
+    if not failure.final and code != EXPIRED:
+        code = DEADLINE_PASSED
+    message = failure.message if failure.final else f"gave up at the deadline; last error: {failure}"
+    _count(metrics, job.vendor, code)
+    log.warning(
+        "mirror of %s output %d failed for good: %s: %s",
+        job.id,
+        index,
+        code,
+        message,
+        extra={"job_id": job.id, "vendor": job.vendor, "output": index, "mirror_error": code},
+    )
+    return replace(output, mirror=None, mirror_error=JobError(code, message))
 
 
 def _count(metrics: RelayMetrics | None, vendor: str, outcome: str) -> None:
@@ -530,7 +511,8 @@ async def remirror(
     metrics: RelayMetrics | None = None,
     on_event: Callable[[], None] | None = None,
 ) -> Job:
-    """Copy a succeeded job's outputs again now (one attempt each) and return the job with them:
+    """Copy a succeeded job's outputs again now (one attempt each, side by side, each within
+    ``RELAY_MIRROR_TIMEOUT``) and return the job with them:
     ``upscale-relay mirror JOB_ID``, ``POST /v1/jobs/{id}/mirror`` and the console call this. An
     output that fails keeps the copy it had, else gets ``mirror_error``; a held ``job.succeeded`` is
     emitted (``on_event`` is then called), an emitted one's stored body gets the new outputs (replay
@@ -546,10 +528,12 @@ async def remirror(
         raise Conflict(f"job {job_id} is {job.status.value}: only a succeeded job's outputs are mirrored")
     deadline = int(time.time() * 1000)  # one attempt: every failure is final
     task = MirrorTask(job, 1, deadline, ())
+    results: list[Output | None] = [None] * len(job.outputs)
+    slots = asyncio.Semaphore(settings.mirror_concurrency)
     async with fetch_session(settings) as session:
-        outcome = await _copy_all(session, target, settings, task, metrics)
+        await _copy_all(session, target, settings, task, results, slots, metrics)
     final: list[Output] = []
-    for before, after in zip(job.outputs, outcome.results, strict=True):
+    for before, after in zip(job.outputs, results, strict=True):
         assert after is not None
         final.append(before if after.mirror is None and before.mirror is not None else after)
     updated, emitted = await store.complete_mirror(job_id, final)

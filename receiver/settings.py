@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     mirror_max_bytes: int = Field(default=100_000_000, ge=1)
     mirror_url_ttl: float = Field(default=604_800.0, gt=0, le=604_800)
     mirror_backoff: float = Field(default=5.0, gt=0)
+    # issue 19: the whole copy of one output (connect to last byte stored) in seconds; output copies
+    # at once per process (one slow host holds one slot, not the runner)
+    mirror_timeout: float = Field(default=120.0, gt=0)
+    mirror_concurrency: int = Field(default=16, ge=1, le=1024)
 
     useapi_token: SecretStr | None = None
     useapi_base_url: str = "https://api.useapi.net"

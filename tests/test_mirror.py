@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import stat
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,13 +23,14 @@ from obstore.store import LocalStore, S3Store
 
 from dispatch.errors import ValidationFailed
 from dispatch.model import event_id, parse_iso
-from fixtures.harness import free_port, wait_until
+from fixtures.harness import free_port, serve_in_thread, wait_until
 from receiver.cli import cli
 from receiver.fakes import FakeConfig, ltx_source_job, source_image
 from receiver.fakes.subscriber import Delivery
 from receiver.mirroring import MirrorTarget, signing_key
 from receiver.settings import load_settings
 from tests.databases import query
+from tests.output_host import OutputHost, plant_outputs
 from tests.relay_env import TEST_SECRET_KEY, RelayEnv, relay_env
 
 FAKE = FakeConfig(callback_delay=0.02, apixo_retry_scale=0.001, apixo_allow_http=True, serve_assets=True)
@@ -96,6 +98,18 @@ def test_file_mirror_copies_each_output_before_job_succeeded(tmp_path: Path, ven
         assert expires is not None and expires > datetime.now(UTC) + timedelta(days=6)
         assert (tmp_path / "mirror" / job["id"] / "0").read_bytes() == source.content
         assert _metric(env, vendor, "copied") == 1.0
+
+
+def test_a_file_mirror_is_owner_only(tmp_path: Path) -> None:
+    """A file:// mirror's folders are mode 0700 and its files 0600, like the database (issue 19)."""
+    with _file_env(tmp_path) as env:
+        env.subscribe()
+        job_id = env.submit("apixo", APIXO)["id"]
+        _delivered(env, job_id)
+        root = tmp_path / "mirror"
+        modes = {path: stat.S_IMODE(path.stat().st_mode) for path in [root, *root.rglob("*")]}
+        assert (root / job_id / "0") in modes
+        assert {p: m for p, m in modes.items() if m != (0o700 if p.is_dir() else 0o600)} == {}
 
 
 def test_output_route_takes_the_token_or_a_valid_signature(tmp_path: Path) -> None:
@@ -294,6 +308,27 @@ def test_s3_mirror_serves_a_presigned_copy_and_a_remirror_overwrites_it(
         store = S3Store(bucket, endpoint=s3_endpoint, allow_http=True)
         assert [meta["path"] for meta in obstore.list(store).collect()] == [f"mirrors/{job_id}/0"]
         assert env.client.post("/v1/jobs/job_nope/mirror").status_code == 404
+
+
+def test_an_s3_copy_that_is_not_an_image_is_stored_as_an_attachment(
+    tmp_path: Path, s3_endpoint: str, bucket: str
+) -> None:
+    """An HTML "result" mirrored to S3 is stored as application/octet-stream with Content-Disposition:
+    attachment, so its presigned URL downloads it instead of rendering it (issue 19)."""
+    outputs = OutputHost()
+    overrides = {"mirror_url": f"s3://{bucket}/typed", "mirror_endpoint_url": s3_endpoint}
+    with (
+        serve_in_thread(outputs.app()) as host,
+        relay_env(tmp_path, FAKE, mirror_backoff=0.05, **overrides) as env,
+    ):
+        job = plant_outputs(env.relay.url, env.client.headers, env.fake, [f"{host.url}/result"])
+        wait_until(lambda: env.job(job["id"])["outputs"][0].get("mirror") is not None, timeout=15)
+        output = env.job(job["id"])["outputs"][0]
+        assert output["mime_type"] == "application/octet-stream"
+        served = httpx.get(output["mirror"]["url"])
+        assert served.status_code == 200 and b"<script>" in served.content
+        assert served.headers["content-type"] == "application/octet-stream"
+        assert served.headers["content-disposition"] == "attachment"
 
 
 def test_a_large_output_is_streamed_to_s3_in_parts(tmp_path: Path, s3_endpoint: str, bucket: str) -> None:

@@ -24,6 +24,7 @@ from dispatch.errors import PayloadTooLarge, RelayError
 from dispatch.model import iso_ms
 from receiver.api.common import Resources, read_body
 from receiver.console.session import COOKIE_NAME, SESSION_SECONDS, Session, Sessions
+from receiver.mirror_types import IMAGE_TYPES
 
 TEMPLATES = Path(__file__).parent / "templates"
 MAX_FORM_BYTES = 65_536
@@ -143,6 +144,7 @@ def make_environment() -> jinja2.Environment:
     env.filters["pretty"] = _pretty
     env.filters["tojson_pretty"] = _json
     env.globals["urlencode"] = lambda pairs: urlencode([(k, v) for k, v in pairs.items() if v])
+    env.globals["image_types"] = IMAGE_TYPES  # a mirrored copy of another type is a download, never an <img>
     return env
 
 
