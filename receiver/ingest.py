@@ -21,6 +21,7 @@ from dispatch.errors import (
 from dispatch.model import JobUpdate
 from dispatch.store.face import Store
 from dispatch.store.records import IngestResult, Job, RawMessage, Source
+from receiver.caps import check_output_count
 from receiver.metrics import RelayMetrics, observe_result
 from receiver.poller import deadline_at, first_poll_at
 from receiver.settings import Settings
@@ -76,7 +77,8 @@ class Ingest:
 
     def _parse(self, adapter: VendorAdapter, raw: RawMessage) -> JobUpdate:
         """Verify and parse; raises :class:`SignatureInvalid` or :class:`PayloadError` only (an
-        adapter bug on hostile input is a :class:`PayloadError` too, so the message is still kept)."""
+        adapter bug on hostile input is a :class:`PayloadError` too, so the message is still kept;
+        so is a message over ``RELAY_MAX_OUTPUTS_PER_JOB``, :func:`receiver.caps.check_output_count`)."""
         adapter.verify_callback(
             raw.body, raw.headers, self.settings.vendor_credential(adapter.credential_setting)
         )
@@ -89,6 +91,7 @@ class Ingest:
             raise PayloadError(f"{adapter.name} callback could not be parsed ({type(exc).__name__})") from exc
         if update.vendor_job_id is not None:
             check_job_id(adapter, update.vendor_job_id)
+        check_output_count(update, self.settings)
         return update
 
     async def job_callback(

@@ -24,6 +24,7 @@ from dispatch.errors import NotConfigured, PayloadError, StoreUnavailable, Upstr
 from dispatch.model import JobError, JobState, JobUpdate
 from dispatch.store.face import Store
 from dispatch.store.records import Job, RawMessage
+from receiver.caps import check_output_count
 from receiver.metrics import RelayMetrics, observe_result
 from receiver.settings import Settings
 from receiver.tokens import scrub
@@ -147,10 +148,18 @@ class Poller:
             log.warning("cannot poll %s: %s", job.id, exc)
             await self.store.finish_poll(job.id, next_poll_at=None)
             return
-        self.metrics.poll(job.vendor, "answered", time.perf_counter() - started)
         raw = scrub(
             RawMessage({k.lower(): v for k, v in response.headers.items()}, response.content, "vendor")
         )
+        try:
+            check_output_count(update, self.settings)
+        except PayloadError as exc:  # kept with its body as invalid; the job is not changed
+            self.metrics.poll(job.vendor, "invalid", time.perf_counter() - started)
+            log.warning("poll of %s: %s", job.id, exc.message)
+            await self._record(job, raw, None, exc.message, verdict="invalid")
+            await self._finish(job, now)
+            return
+        self.metrics.poll(job.vendor, "answered", time.perf_counter() - started)
         said = update.vendor_job_id
         if said is not None and said != vendor_job_id:  # the vendor answered about another job
             message = f"status answer is about vendor job {said[:200]!r}, this job is {vendor_job_id!r}"

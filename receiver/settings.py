@@ -52,9 +52,10 @@ class Settings(BaseSettings):
     mirror_url_ttl: float = Field(default=604_800.0, gt=0, le=604_800)
     mirror_backoff: float = Field(default=5.0, gt=0)
     # issue 19: the whole copy of one output (connect to last byte stored) in seconds; output copies
-    # at once per process (one slow host holds one slot, not the runner)
+    # at once per process (one slow host holds one slot, not the runner); outputs one job may have
     mirror_timeout: float = Field(default=120.0, gt=0)
     mirror_concurrency: int = Field(default=16, ge=1, le=1024)
+    max_outputs_per_job: int = Field(default=16, ge=1, le=10_000)
 
     useapi_token: SecretStr | None = None
     useapi_base_url: str = "https://api.useapi.net"

@@ -36,6 +36,7 @@ from dispatch.errors import PayloadError, StoreUnavailable, UpstreamError, Valid
 from dispatch.model import EventType, JobError, JobState, JobUpdate, new_id
 from dispatch.store.face import Store
 from dispatch.store.records import IngestResult, Job, RawMessage
+from receiver.caps import check_output_count
 from receiver.metrics import RelayMetrics, observe_result
 from receiver.poller import deadline_at, first_poll_at
 from receiver.settings import Settings
@@ -286,7 +287,15 @@ class Submitter:
             raw = scrub(
                 RawMessage({k.lower(): v for k, v in response.headers.items()}, response.content, "vendor")
             )
-            self._observe(await self.store.record_message(job.id, "response", raw, result.update), job)
+            try:
+                check_output_count(result.update, self.settings)
+            except PayloadError as exc:  # the submit stands; its answer is kept as invalid, not applied
+                recorded = await self.store.record_message(
+                    job.id, "response", raw, None, verdict="invalid", error=exc.message
+                )
+            else:
+                recorded = await self.store.record_message(job.id, "response", raw, result.update)
+            self._observe(recorded, job)
         self.on_event()
         return await self.store.get_job(job.id)
 

@@ -9,6 +9,7 @@ import json
 import sqlite3
 import stat
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -113,31 +114,40 @@ def test_callback_about_another_vendor_job_is_a_mismatch(env: RelayEnv, vendor: 
     assert own.status_code == 200 and own.json()["verdict"] == "applied"
 
 
-def test_poll_answer_about_another_job_is_a_mismatch(tmp_path: Path) -> None:
-    """A status answer naming another taskId is stored as mismatch and never applied."""
-    polled: list[str] = []
+def polled_apixo(task_id: str, status_data: dict[str, Any], polled: list[str] | None = None) -> Starlette:
+    """A minimal APIXO (seed 003): every submit gets ``task_id``, every status poll (its query kept in
+    ``polled``) answers the documented success shape with ``status_data`` merged into ``data``."""
 
     async def submit(request: Request) -> JSONResponse:
-        return JSONResponse({"code": 200, "message": "success", "data": {"taskId": "task_mine"}})
+        return JSONResponse({"code": 200, "message": "success", "data": {"taskId": task_id}})
 
     async def status(request: Request) -> JSONResponse:
-        polled.append(request.url.query)
+        if polled is not None:
+            polled.append(request.url.query)
         answer: dict[str, Any] = json.loads(payload("apixo", "status_success"))
-        answer["data"]["taskId"] = "task_notmine"
+        answer["data"].update(status_data)
         return JSONResponse(answer)
 
-    vendor = Starlette(
+    return Starlette(
         routes=[
             Route("/api/v1/generateTask/image-upscaler", submit, methods=["POST"]),
             Route("/api/v1/statusTask/image-upscaler", status, methods=["GET"]),
         ]
     )
-    with (
-        serve_in_thread(vendor) as mini,
-        relay_env(
-            tmp_path, poll_after={"apixo": 0.05}, poll_every={"apixo": 0.05}, apixo_base_url=mini.url
-        ) as env,
-    ):
+
+
+def polling_relay(tmp_path: Path, vendor_url: str) -> AbstractContextManager[RelayEnv]:
+    """A relay polling APIXO at ``vendor_url`` 0.05 s after a submit, then every 0.05 s."""
+    return relay_env(
+        tmp_path, poll_after={"apixo": 0.05}, poll_every={"apixo": 0.05}, apixo_base_url=vendor_url
+    )
+
+
+def test_poll_answer_about_another_job_is_a_mismatch(tmp_path: Path) -> None:
+    """A status answer naming another taskId is stored as mismatch and never applied."""
+    polled: list[str] = []
+    vendor = polled_apixo("task_mine", {"taskId": "task_notmine"}, polled)
+    with serve_in_thread(vendor) as mini, polling_relay(tmp_path, mini.url) as env:
         job = env.submit("apixo", {"input": {"image_urls": [source_image()]}})
         assert job["vendor_job_id"] == "task_mine"
         wait_until(lambda: any(i["verdict"] == "mismatch" for i in inbound_of(env, job["id"])))
