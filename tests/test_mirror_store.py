@@ -105,6 +105,34 @@ def test_a_retry_is_stored_with_what_was_copied(store: Any) -> None:
         store.retry_mirror(job_id, at=at, results=partial, error="x")
 
 
+def test_a_lease_is_renewed_while_copying_and_released_when_abandoned(store: Any) -> None:
+    """renew_mirror_lease moves a claimed task's due time; release_mirror makes it due at once with
+    what was copied, without counting the attempt; neither touches a task that holds no lease."""
+    store.mirror_hold = True
+    outputs = (Output("https://x/a.png"), Output("https://x/b.png"))
+    job_id = _succeed(store, *outputs)
+    now = now_ms()
+    store.claim_due_mirrors(now=now, limit=1, lease_ms=3_000)
+    assert store.next_mirror_at() == now + 3_000
+    assert store.renew_mirror_lease(job_id, until=now + 9_000)
+    assert store.next_mirror_at() == now + 9_000
+    assert store.claim_due_mirrors(now=now + 5_000, limit=1, lease_ms=3_000) == []  # renewed: still held
+
+    partial = [_mirrored(outputs[0], 0), None]
+    before = now_ms()
+    assert store.release_mirror(job_id, results=partial)
+    due = store.next_mirror_at()
+    assert due is not None and before <= due <= now_ms()
+    assert not store.release_mirror(job_id, results=partial)  # no lease held any more
+    assert not store.renew_mirror_lease(job_id, until=now + 60_000)
+    assert store.next_mirror_at() == due
+    (again,) = store.claim_due_mirrors(now=now_ms(), limit=1, lease_ms=3_000)
+    assert again.attempts == 1 and again.results == tuple(partial)  # the abandoned try did not count
+    store.complete_mirror(job_id, [_mirrored(outputs[0], 0), _mirrored(outputs[1], 1)])
+    assert not store.renew_mirror_lease(job_id, until=now + 60_000)
+    assert not store.release_mirror(job_id, results=partial)
+
+
 def test_complete_mirror_refuses_another_shape(store: Any) -> None:
     """Completing with a different number of outputs (or for a job not succeeded) is refused."""
     store.mirror_hold = True
