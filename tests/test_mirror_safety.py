@@ -101,7 +101,8 @@ def test_a_copy_recorded_with_a_script_type_before_the_fix_is_served_as_an_attac
     tmp_path: Path, host: tuple[OutputHost, RunningServer]
 ) -> None:
     """A job whose stored output says image/svg+xml (a copy made before this fix kept the vendor's
-    type) is still served as an application/octet-stream attachment."""
+    type) is still served as an application/octet-stream attachment; an answer that fails
+    unexpectedly (a corrupt job row: 500) carries nosniff and the CSP too."""
     _outputs, server = host
     with relay_env(tmp_path, FAKE, mirror_url=f"file://{tmp_path / 'mirror'}", mirror_backoff=0.05) as env:
         job = plant_outputs(env.relay.url, env.client.headers, env.fake, [f"{server.url}/evil.svg"])
@@ -118,6 +119,10 @@ def test_a_copy_recorded_with_a_script_type_before_the_fix_is_served_as_an_attac
         assert served.headers["content-type"] == OCTETS
         assert served.headers["content-disposition"] == "attachment"
         assert _has_output_headers(served)
+        query(env.database_url, "UPDATE jobs SET outputs = ? WHERE id = ?", ("{not json", job["id"]))
+        broken = env.client.get(f"/v1/outputs/{job['id']}/0")  # an unexpected error: the 500 handler
+        assert broken.status_code == 500 and broken.json()["error"]["code"] == "internal_error"
+        assert _has_output_headers(broken)
 
 
 # the browser ----------------------------------------------------------------------------------------
