@@ -9,6 +9,7 @@ sign-in page) or :meth:`Console.action` (POST: signed in and the session's CSRF 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,13 +119,25 @@ def _pretty(text: str | bytes | None) -> str:
         return ""
     raw = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
     try:
-        return json.dumps(json.loads(raw), indent=2, ensure_ascii=False, sort_keys=False)
+        return _escape_surrogates(json.dumps(json.loads(raw), indent=2, ensure_ascii=False, sort_keys=False))
     except (ValueError, RecursionError):
-        return raw
+        return _escape_surrogates(raw)
 
 
 def _json(value: object) -> str:
-    return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+    return _escape_surrogates(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _escape_surrogates(text: str) -> str:
+    """``text`` with each lone surrogate written as its JSON escape (``"\\ud800"``, as the vendor
+    sent it): a stored body may hold one in an escape, which decoding made a character no page can
+    be encoded with."""
+    if not _SURROGATE.search(text):
+        return text
+    return _SURROGATE.sub(lambda found: f"\\u{ord(found[0]):04x}", text)
 
 
 def make_environment() -> jinja2.Environment:
