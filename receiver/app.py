@@ -43,7 +43,7 @@ from receiver.auth import AdminAuthMiddleware
 from receiver.database import open_runner
 from receiver.errors import HANDLERS
 from receiver.ingest import Ingest
-from receiver.limits import HeaderLimitMiddleware
+from receiver.limits import BodyTimeoutMiddleware, HeaderLimitMiddleware
 from receiver.metrics import RelayMetrics, metrics_route
 from receiver.mirroring import MirrorRunner, MirrorTarget
 from receiver.poller import Poller
@@ -180,6 +180,7 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> Starlette:
     app = Starlette(
         routes=routes,
         middleware=[
+            Middleware(BodyTimeoutMiddleware, timeout=settings.body_timeout),
             Middleware(
                 HeaderLimitMiddleware, max_count=settings.max_headers, max_bytes=settings.max_header_bytes
             ),

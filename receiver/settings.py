@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     limit_concurrency: int = Field(default=4096, ge=16)
     keepalive_timeout: float = Field(default=5.0, gt=0)
     header_timeout: float = Field(default=10.0, gt=0)
+    body_timeout: float = Field(
+        default=10.0, gt=0
+    )  # seconds from a request's start to its whole body; then 408
     confirm_unsigned: bool = False
     poll_after: dict[str, float] = Field(default_factory=dict)
     poll_every: dict[str, float] = Field(default_factory=dict)

@@ -5,6 +5,8 @@ closed after ``RELAY_HEADER_TIMEOUT``, and a request body that never arrives doe
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import re
 import resource
@@ -17,10 +19,14 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
+import httpx
 import pytest
 
-from fixtures.harness import free_port
+from fixtures import payload
+from fixtures.harness import free_port, serve_in_thread
+from receiver.fakes import FakeConfig, create_fake_vendors, fake_state_of, source_image
 from tests.procs import RelayProcess, relay_environ, wait_http_ok
+from tests.relay_env import API_TOKEN
 
 HELD = 2000  # half-open connections held at once; the probe needed 1,100 past a 1,024-file limit
 PROBE_FILE_LIMIT = 1024  # the soft open-file limit the server starts with, as in the probe
@@ -204,3 +210,107 @@ def test_serve_raises_its_open_file_limit_or_warns(soft: int, hard: int, warns: 
     assert done.returncode == 0, done.stderr
     assert int(done.stdout) == hard
     assert ("warning: the open-file limit is 1100" in done.stderr) == warns, done.stderr
+
+
+SLOW_BODIES = 1000  # connections that send their headers and then trickle their body
+BODY_TIMEOUT = 4.0  # RELAY_BODY_TIMEOUT for the slow-body test, seconds
+
+
+async def _slow_body(port: int, head: bytes, answers: list[bytes], sent: asyncio.Semaphore) -> None:
+    """Send ``head`` (a request whose ``Content-Length`` promises far more) and release ``sent``, then
+    one body byte a second until the server answers or closes; append the status line it answered
+    (``b""`` when it closed without one)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    line = b""
+    try:
+        writer.write(head + b"a")
+        await writer.drain()
+        sent.release()
+        while not line:
+            try:
+                line = await asyncio.wait_for(reader.readline(), 1.0)
+            except TimeoutError:
+                writer.write(b"a")  # a trickle: bytes arriving must not extend the deadline
+                await writer.drain()
+                continue
+            if not line:
+                break  # closed without an answer
+        rest = await asyncio.wait_for(reader.read(), IO_DEADLINE)  # after its answer the server closes
+        assert not line or b"body_timeout" in rest, rest
+    except ConnectionError:
+        pass
+    finally:
+        answers.append(line.strip())
+        writer.close()
+
+
+def test_slow_bodies_get_408_and_are_closed_while_healthz_and_callbacks_answer(
+    tmp_path: Path, relay_database: str
+) -> None:
+    """1,000 connections send the headers of a console sign-in (with its session cookie) or of a
+    real APIXO callback, then trickle one body byte a second. Meanwhile ``/healthz`` and the real
+    callback, sent whole, answer 200; then every slow one is answered ``408`` (``body_timeout``)
+    and closed by the server, RELAY_BODY_TIMEOUT after its headers."""
+    _require_file_limit(SLOW_BODIES + 512)
+    current_soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    port = free_port()
+    fake = FakeConfig(apixo_allow_http=True)
+    vendors_app = create_fake_vendors(fake)
+    with ExitStack() as stack, serve_in_thread(vendors_app) as vendors:
+        if current_soft != resource.RLIM_INFINITY and current_soft < SLOW_BODIES + 512:
+            stack.enter_context(soft_file_limit(SLOW_BODIES + 512))
+        env = relay_environ(
+            relay_database,
+            api_token=API_TOKEN,
+            body_timeout=BODY_TIMEOUT,
+            public_url=f"http://127.0.0.1:{port}",
+            apixo_api_key=fake.apixo_api_key,
+            apixo_base_url=vendors.url,
+        )
+        proc = stack.enter_context(RelayProcess.start("serve", ["serve", "--port", str(port)], env, tmp_path))
+        base = f"http://127.0.0.1:{port}"
+        wait_http_ok(proc, f"{base}/healthz")
+        auth = {"Authorization": f"Bearer {API_TOKEN}"}
+        job = httpx.post(
+            f"{base}/v1/jobs",
+            json={"vendor": "apixo", "params": {"input": {"image_urls": [source_image("lost")]}}},
+            headers=auth,
+            timeout=30,
+        ).json()
+        (submit,) = [s for s in fake_state_of(vendors_app).submits() if isinstance(s.body, dict)]
+        callback = str(submit.body["callback_url"])
+        body = json.loads(payload("apixo", "callback_success"))
+        body["data"]["taskId"] = job["vendor_job_id"]
+        cookie = httpx.get(f"{base}/console/login").cookies["relay_console"]
+        path = callback.removeprefix(base)
+        heads = [
+            b"POST /console/login HTTP/1.1\r\nHost: relay\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+            b"Cookie: relay_console=" + cookie.encode() + b"\r\nContent-Length: 1000\r\n\r\n",
+            b"POST " + path.encode() + b" HTTP/1.1\r\nHost: relay\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 100000\r\n\r\n",
+        ]
+
+        async def main() -> tuple[list[bytes], int, httpx.Response, int]:
+            answers: list[bytes] = []
+            sent = asyncio.Semaphore(0)
+            slow = [
+                asyncio.create_task(_slow_body(port, heads[n % 2], answers, sent)) for n in range(SLOW_BODIES)
+            ]
+            for _ in slow:
+                await asyncio.wait_for(sent.acquire(), IO_DEADLINE)
+            # connections are accepted in order: these come after the 1,000 slow ones
+            async with httpx.AsyncClient(timeout=30) as client:
+                health = await client.get(f"{base}/healthz")
+                whole = await client.post(callback, json=body)
+            held = SLOW_BODIES - len(answers)
+            await asyncio.wait_for(asyncio.gather(*slow), BODY_TIMEOUT + 60)
+            return answers, health.status_code, whole, held
+
+        answers, health, whole, held = asyncio.run(main())
+        assert health == 200 and whole.status_code == 200, whole.text
+        assert whole.json()["verdict"] == "applied"
+        assert held > 0, "no slow connection was still held while the probes ran"
+        assert len(answers) == SLOW_BODIES
+        assert set(answers) == {b"HTTP/1.1 408 Request Timeout"}, set(answers)
+        assert httpx.get(f"{base}/v1/jobs/{job['id']}", headers=auth).json()["status"] == "succeeded"
+        proc.check_alive()

@@ -83,13 +83,16 @@ class Pages:
 
     async def login(self, request: Request) -> Response:
         """Check the CSRF token and the admin token; on success a new signed-in session (303 to
-        ``next``), else the form again with 401 (403 without a valid CSRF token)."""
+        ``next``), else the form again with 401 (403 without a valid CSRF token). Without the session
+        cookie the sign-in page hands out, the answer is 403 before any of the body is read."""
         session = self.c.session_of(request)
+        if session is None:  # no form of ours was loaded: refused before reading a body
+            return Response("missing or wrong CSRF token: reload the page", status_code=403)
         try:
             form = await read_form(request)
         except PayloadTooLarge as exc:
             return Response(exc.message, status_code=413, media_type="text/plain")
-        if session is None or not self.c.sessions.check_csrf(session, _first(form, "csrf_token")):
+        if not self.c.sessions.check_csrf(session, _first(form, "csrf_token")):
             return Response("missing or wrong CSRF token: reload the page", status_code=403)
         token = (_first(form, "token") or "").strip()
         target = _safe_next(_first(form, "next") or "")
