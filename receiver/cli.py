@@ -197,6 +197,7 @@ def worker(ctx: click.Context, grace: float | None, metrics_port: int | None, me
     from receiver.metrics import RelayMetrics, metrics_app, serve_metrics
     from receiver.mirroring import MirrorRunner, MirrorTarget
     from receiver.poller import Poller
+    from receiver.startup import exposure_warnings
     from receiver.submit import Submitter
     from receiver.vendor_client import VendorClient
 
@@ -235,6 +236,8 @@ def worker(ctx: click.Context, grace: float | None, metrics_port: int | None, me
                     metrics=metrics,
                 )
                 click.echo(f"worker {dispatcher.worker_id} delivering", err=True)
+                for line in exposure_warnings(settings):
+                    click.echo(line, err=True)
                 served = []
                 if port is not None:
                     assert token is not None
