@@ -112,7 +112,7 @@ def test_healthz_answers_while_2000_connections_hold_unfinished_headers(
     its own limit, holds 2,000 connections that sent half a request, and still answers /healthz."""
     _require_file_limit(TEST_FILE_LIMIT)
     port = free_port()
-    env = relay_environ(relay_database, api_token="t", header_timeout=600)
+    env = relay_environ(relay_database, api_token=API_TOKEN, header_timeout=600)
     with ExitStack() as stack:
         with soft_file_limit(PROBE_FILE_LIMIT):
             proc = stack.enter_context(
@@ -142,7 +142,7 @@ def test_connections_without_complete_headers_are_closed_after_the_header_timeou
     answering: a connection that sends nothing, one that sends half a request, and a keep-alive
     connection that got its response and then starts a second request it never finishes."""
     port = free_port()
-    env = relay_environ(relay_database, api_token="t", header_timeout=1, keepalive_timeout=60)
+    env = relay_environ(relay_database, api_token=API_TOKEN, header_timeout=1, keepalive_timeout=60)
     with (
         RelayProcess.start("serve", ["serve", "--port", str(port)], env, tmp_path) as proc,
         ExitStack() as stack,
@@ -167,9 +167,11 @@ def test_sigterm_does_not_wait_forever_for_a_request_body(tmp_path: Path, relay_
     within RELAY_SHUTDOWN_GRACE=2 plus a margin."""
     grace = 2.0
     port = free_port()
-    env = relay_environ(relay_database, api_token="t", shutdown_grace=grace)
+    env = relay_environ(relay_database, api_token=API_TOKEN, shutdown_grace=grace)
     request = (
-        b"POST /v1/subscribers HTTP/1.1\r\nHost: relay\r\nAuthorization: Bearer t\r\n"
+        b"POST /v1/subscribers HTTP/1.1\r\nHost: relay\r\nAuthorization: Bearer "
+        + API_TOKEN.encode()
+        + b"\r\n"
         b"Content-Type: application/json\r\nContent-Length: 1000000\r\nExpect: 100-continue\r\n\r\n"
     )
     with (

@@ -22,9 +22,10 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dispatch.errors import PayloadTooLarge, RelayError
-from dispatch.model import iso_ms
+from dispatch.model import iso_ms, now_ms
 from receiver.api.common import Resources, read_body
 from receiver.console.session import COOKIE_NAME, SESSION_SECONDS, Session, Sessions
+from receiver.throttle import AuthThrottle
 
 TEMPLATES = Path(__file__).parent / "templates"
 MAX_FORM_BYTES = 65_536
@@ -162,8 +163,9 @@ def make_environment() -> jinja2.Environment:
 class Console:
     """Renders pages and guards handlers for one relay app (its :class:`Sessions`)."""
 
-    def __init__(self, sessions: Sessions) -> None:
+    def __init__(self, sessions: Sessions, throttle: AuthThrottle | None = None) -> None:
         self.sessions = sessions
+        self.throttle = throttle if throttle is not None else AuthThrottle()
         self.env = make_environment()
 
     # rendering -------------------------------------------------------------------------------------
@@ -219,13 +221,31 @@ class Console:
         """The request's session (signed in or anonymous), or ``None``."""
         return self.sessions.load(request.cookies.get(COOKIE_NAME))
 
+    async def signed_in(self, request: Request) -> Session | None:
+        """The request's signed-in session, or ``None`` (none, anonymous, or signed out: its id was
+        revoked in the store by ``/logout``, on whichever process)."""
+        session = self.session_of(request)
+        if session is None or not session.admin:
+            return None
+        store = request.state.resources.store
+        if await store.session_revoked(session.sid, now=now_ms()):
+            return None
+        return session
+
+    async def sign_out(self, request: Request, session: Session) -> None:
+        """Revoke ``session`` in the store until its cookie would have expired anyway."""
+        now = now_ms()
+        await request.state.resources.store.revoke_session(
+            session.sid, until=now + SESSION_SECONDS * 1000, now=now
+        )
+
     def page(self, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         """A GET handler for signed-in operators; others are sent to the sign-in page (303), or get
         401 for htmx and event-stream requests."""
 
         async def endpoint(request: Request) -> Response:
-            session = self.session_of(request)
-            if session is None or not session.admin:
+            session = await self.signed_in(request)
+            if session is None:
                 if request.headers.get("hx-request") or "text/event-stream" in request.headers.get(
                     "accept", ""
                 ):
@@ -246,8 +266,8 @@ class Console:
         (nothing is done). The form is parsed before the handler runs."""
 
         async def endpoint(request: Request) -> Response:
-            session = self.session_of(request)
-            if session is None or not session.admin:
+            session = await self.signed_in(request)
+            if session is None:
                 return Response("sign in first", status_code=403, media_type="text/plain")
             try:
                 form = await read_form(request)
