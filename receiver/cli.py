@@ -199,6 +199,7 @@ def worker(ctx: click.Context, grace: float | None, metrics_port: int | None, me
     from receiver.poller import Poller
     from receiver.startup import exposure_warnings
     from receiver.submit import Submitter
+    from receiver.throttle import AuthThrottle
     from receiver.vendor_client import VendorClient
 
     settings = _settings(ctx)
@@ -241,7 +242,10 @@ def worker(ctx: click.Context, grace: float | None, metrics_port: int | None, me
                 served = []
                 if port is not None:
                     assert token is not None
-                    app = metrics_app(metrics, store, token=token, public=settings.metrics_public)
+                    throttle = AuthThrottle(settings.auth_failure_limit, settings.auth_failure_window)
+                    app = metrics_app(
+                        metrics, store, token=token, public=settings.metrics_public, throttle=throttle
+                    )
                     served.append(serve_metrics(app, metrics_host, port, stop))
                     click.echo(f"worker metrics on http://{metrics_host}:{port}/metrics", err=True)
                 mirroring = []  # copies outputs, then emits the held job.succeeded

@@ -87,16 +87,14 @@ class BodyTimeoutMiddleware:
                 return await receive()
             if expired:
                 return {"type": "http.disconnect"}
-            reading = asyncio.ensure_future(receive())
-            # a timeout of 0 still lets a message that is already there be read (the read runs first)
-            await asyncio.wait((reading,), timeout=max(deadline - loop.time(), 0.0))
-            if not reading.done():
-                reading.cancel()
+            try:  # past the deadline, a message already there is still read: receive does not wait
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
                 expired = True
                 raise BodyTimeout(
                     f"the request body did not arrive within {self.timeout:g} s (RELAY_BODY_TIMEOUT)"
-                )
-            message = reading.result()
+                ) from None
             complete = message["type"] != "http.request" or not message.get("more_body", False)
             return message
 

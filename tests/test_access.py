@@ -12,6 +12,7 @@ import re
 import signal
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -204,3 +205,15 @@ def wait_for_line(proc: RelayProcess, text: str) -> None:
         return text in proc.stderr()
 
     wait_until(said, timeout=30, message=f"{proc.name} never printed {text!r}")
+
+
+def test_store_keeps_a_revoked_session_until_its_cookie_expires(store: Any) -> None:
+    """On both engines: a revoked session id reads as revoked until ``until``, another id never, and
+    a later revocation forgets the ones that ended."""
+    store.revoke_session("sid-one", until=2_000, now=1_000)
+    assert store.session_revoked("sid-one", now=1_500) is True
+    assert store.session_revoked("sid-two", now=1_500) is False
+    assert store.session_revoked("sid-one", now=2_001) is False
+    store.revoke_session("sid-two", until=9_000, now=3_000)  # sid-one ended at 2,000: pruned
+    rows = store.conn.execute("SELECT key FROM relay_meta WHERE key LIKE 'revoked_session:%'").fetchall()
+    assert [row[0] for row in rows] == ["revoked_session:sid-two"]

@@ -1,7 +1,8 @@
 """Hostile clients against a real ``upscale-relay serve`` (receiver/server.py): thousands of connections
 that never finish their headers do not take ``/healthz`` down, a connection without complete headers is
-closed after ``RELAY_HEADER_TIMEOUT``, and a request body that never arrives does not hold SIGTERM past
-``RELAY_SHUTDOWN_GRACE``."""
+closed after ``RELAY_HEADER_TIMEOUT``, a request body that never arrives does not hold SIGTERM past
+``RELAY_SHUTDOWN_GRACE``, and 1,000 bodies trickled byte by byte get 408 and are closed after
+``RELAY_BODY_TIMEOUT`` while ``/healthz`` and vendor callbacks go on (issue 19, finding 4)."""
 
 from __future__ import annotations
 
@@ -21,10 +22,16 @@ from pathlib import Path
 
 import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from fixtures import payload
 from fixtures.harness import free_port, serve_in_thread
+from receiver.errors import HANDLERS
 from receiver.fakes import FakeConfig, create_fake_vendors, fake_state_of, source_image
+from receiver.limits import BodyTimeoutMiddleware
 from tests.procs import RelayProcess, relay_environ, wait_http_ok
 from tests.relay_env import API_TOKEN
 
@@ -316,3 +323,25 @@ def test_slow_bodies_get_408_and_are_closed_while_healthz_and_callbacks_answer(
         assert set(answers) == {b"HTTP/1.1 408 Request Timeout"}, set(answers)
         assert httpx.get(f"{base}/v1/jobs/{job['id']}", headers=auth).json()["status"] == "succeeded"
         proc.check_alive()
+
+
+def test_a_body_that_arrived_in_time_is_read_however_late_the_handler_gets_to_it() -> None:
+    """Behind BodyTimeoutMiddleware (0.2 s), a handler that works 0.5 s before reading: a body sent
+    whole with its headers is still read (200), while one that never comes is a 408 whose
+    connection the server closes."""
+
+    async def late_reader(request: Request) -> Response:
+        await asyncio.sleep(0.5)  # the handler's own slow work, past the body deadline
+        body = await request.body()
+        return Response(str(len(body)), media_type="text/plain")
+
+    app = Starlette(routes=[Route("/read", late_reader, methods=["POST"])], exception_handlers=HANDLERS)
+    wrapped = BodyTimeoutMiddleware(app, timeout=0.2)
+    with serve_in_thread(wrapped) as server, ExitStack() as stack:
+        on_time = httpx.post(f"{server.url}/read", content=b"x" * 5000, timeout=IO_DEADLINE)
+        assert (on_time.status_code, on_time.text) == (200, "5000")
+        port = int(server.url.rsplit(":", 1)[1])
+        stalled = _connect(stack, port, b"POST /read HTTP/1.1\r\nHost: relay\r\nContent-Length: 10\r\n\r\nab")
+        head = _read_response(stalled)
+        assert head.startswith(b"HTTP/1.1 408 ") and b"connection: close" in head.lower(), head
+        assert _closed_by_server(stalled, time.monotonic() + IO_DEADLINE)
