@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import re
 import signal
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -217,3 +218,39 @@ def test_store_keeps_a_revoked_session_until_its_cookie_expires(store: Any) -> N
     store.revoke_session("sid-two", until=9_000, now=3_000)  # sid-one ended at 2,000: pruned
     rows = store.conn.execute("SELECT key FROM relay_meta WHERE key LIKE 'revoked_session:%'").fetchall()
     assert [row[0] for row in rows] == ["revoked_session:sid-two"]
+
+
+CHEAP_REFUSALS = [  # a request head promising a body that never comes, and the status answered at once
+    (
+        b"POST /console/login HTTP/1.1\r\nHost: relay\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+        b"Content-Length: 1000\r\n\r\n",
+        b"403",  # no session cookie from the sign-in page
+    ),
+    (
+        b"POST /console/login HTTP/1.1\r\nHost: relay\r\nCookie: relay_console=forged\r\nContent-Length: 1000\r\n\r\n",
+        b"403",
+    ),
+    (
+        b"POST /v1/callbacks/apixo/unknown-token HTTP/1.1\r\nHost: relay\r\nContent-Length: 1000\r\n\r\n",
+        b"404",
+    ),
+    (b"POST /v1/callbacks/nosuchvendor/x HTTP/1.1\r\nHost: relay\r\nContent-Length: 1000\r\n\r\n", b"404"),
+]
+
+
+@pytest.mark.parametrize(
+    ("head", "status"),
+    CHEAP_REFUSALS,
+    ids=["login-no-cookie", "login-forged", "callback-unknown", "vendor-unknown"],
+)
+def test_sign_in_and_callbacks_refuse_before_reading_the_body(
+    env: RelayEnv, head: bytes, status: bytes
+) -> None:
+    """A sign-in without the sign-in page's session cookie and a callback to an unknown URL are
+    answered at once, without waiting for a body that never comes (RELAY_BODY_TIMEOUT is 10 s; the
+    answer must come within 5)."""
+    host, port = env.relay.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(head)
+        answer = sock.recv(200)
+    assert answer.startswith(b"HTTP/1.1 " + status), answer
