@@ -23,7 +23,7 @@ Kind = Literal["sqlite", "postgres"]
 KINDS: tuple[Kind, ...] = ("sqlite", "postgres")
 BENCH = Path(__file__).resolve().parent
 RELAY_BIN = Path(sys.executable).parent / "upscale-relay"
-API_TOKEN = "bench-admin-token"
+API_TOKEN = "bench-admin-token-0123456789"
 PG_SERVER = os.environ.get("RELAY_TEST_PG_SERVER", DEFAULT_SERVER)
 
 

@@ -123,7 +123,7 @@ async def relay_cpu(n: int, tmp: Path) -> float:
         {
             "RELAY_DATABASE_URL": f"sqlite:///{tmp / 'relay.db'}",
             "RELAY_SECRET_KEY": Fernet.generate_key().decode(),
-            "RELAY_API_TOKEN": "bench-token",
+            "RELAY_API_TOKEN": "bench-token-0123456789abcdefg",
             "RELAY_PUBLIC_URL": "http://127.0.0.1:8000",
             "RELAY_ALLOW_PRIVATE_TARGETS": "true",
             "RELAY_APIXO_API_KEY": "bench-apixo-key",

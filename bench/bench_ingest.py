@@ -33,7 +33,7 @@ from receiver.settings import load_settings
 from receiver.tokens import new_token
 
 RELAY_BIN = Path(sys.executable).parent / "upscale-relay"
-API_TOKEN = "bench-admin-token"
+API_TOKEN = "bench-admin-token-0123456789"
 
 
 # servers ----------------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ from receiver.fakes.serving import free_port, serve_in_thread
 from receiver.fakes.subscriber import Behaviour, SubscriberLog, create_subscriber
 
 RELAY_BIN = Path(sys.executable).parent / "upscale-relay"
-API_TOKEN = "bench-admin-token"
+API_TOKEN = "bench-admin-token-0123456789"
 
 
 def _run(

@@ -41,7 +41,7 @@ from _common import percentile, running_process
 from receiver.fakes.serving import free_port
 
 RELAY_BIN = Path(sys.executable).parent / "upscale-relay"
-API_TOKEN = "bench-admin-token"
+API_TOKEN = "bench-admin-token-0123456789"
 SECRET_KEY = "fTmvyZxFqbkZs6nb7ckoSPJzE6kMz2rKgoq5iqt5H3g="  # a fixed Fernet key shared by the processes
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 

@@ -44,12 +44,13 @@ from receiver.auth import AdminAuthMiddleware
 from receiver.database import open_runner
 from receiver.errors import HANDLERS
 from receiver.ingest import Ingest
-from receiver.limits import HeaderLimitMiddleware
+from receiver.limits import BodyTimeoutMiddleware, HeaderLimitMiddleware
 from receiver.metrics import RelayMetrics, metrics_route
 from receiver.mirroring import MirrorRunner, MirrorTarget
 from receiver.poller import Poller
 from receiver.settings import Settings
 from receiver.submit import Submitter
+from receiver.throttle import AuthThrottle
 from receiver.vendor_client import VendorClient
 
 
@@ -117,6 +118,8 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> Starlette:
     """
     api_token = settings.api_token.get_secret_value() if settings.api_token else secrets.token_urlsafe(32)
     metrics = RelayMetrics()  # this app's own registry: GET /metrics
+    # failed sign-ins and wrong bearer tokens, one budget per client address for the API and the console
+    throttle = AuthThrottle(settings.auth_failure_limit, settings.auth_failure_window)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Resources]]:
@@ -176,16 +179,22 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> Starlette:
         *stats.routes,
         *openapi.routes,
         metrics_route,
-        console.mount(settings, api_token),  # /console: the operator console
+        console.mount(settings, api_token, throttle),  # /console: the operator console
     ]
     app = Starlette(
         routes=routes,
         middleware=[
             Middleware(OutputHeaders),  # outermost: its headers are on the others' refusals too
+            Middleware(BodyTimeoutMiddleware, timeout=settings.body_timeout),
             Middleware(
                 HeaderLimitMiddleware, max_count=settings.max_headers, max_bytes=settings.max_header_bytes
             ),
-            Middleware(AdminAuthMiddleware, token=api_token, metrics_public=settings.metrics_public),
+            Middleware(
+                AdminAuthMiddleware,
+                token=api_token,
+                metrics_public=settings.metrics_public,
+                throttle=throttle,
+            ),
         ],
         exception_handlers=HANDLERS,
         lifespan=lifespan,

@@ -197,7 +197,9 @@ def worker(ctx: click.Context, grace: float | None, metrics_port: int | None, me
     from receiver.metrics import RelayMetrics, metrics_app, serve_metrics
     from receiver.mirroring import MirrorRunner, MirrorTarget
     from receiver.poller import Poller
+    from receiver.startup import exposure_warnings
     from receiver.submit import Submitter
+    from receiver.throttle import AuthThrottle
     from receiver.vendor_client import VendorClient
 
     settings = _settings(ctx)
@@ -235,10 +237,15 @@ def worker(ctx: click.Context, grace: float | None, metrics_port: int | None, me
                     metrics=metrics,
                 )
                 click.echo(f"worker {dispatcher.worker_id} delivering", err=True)
+                for line in exposure_warnings(settings):
+                    click.echo(line, err=True)
                 served = []
                 if port is not None:
                     assert token is not None
-                    app = metrics_app(metrics, store, token=token, public=settings.metrics_public)
+                    throttle = AuthThrottle(settings.auth_failure_limit, settings.auth_failure_window)
+                    app = metrics_app(
+                        metrics, store, token=token, public=settings.metrics_public, throttle=throttle
+                    )
                     served.append(serve_metrics(app, metrics_host, port, stop))
                     click.echo(f"worker metrics on http://{metrics_host}:{port}/metrics", err=True)
                 mirroring = []  # copies outputs, then emits the held job.succeeded

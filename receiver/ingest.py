@@ -21,6 +21,7 @@ from dispatch.errors import (
 from dispatch.model import JobUpdate
 from dispatch.store.face import Store
 from dispatch.store.records import IngestResult, Job, RawMessage, Source
+from receiver import vendor_text
 from receiver.caps import check_output_count
 from receiver.metrics import RelayMetrics, observe_result
 from receiver.poller import deadline_at, first_poll_at
@@ -83,7 +84,7 @@ class Ingest:
             raw.body, raw.headers, self.settings.vendor_credential(adapter.credential_setting)
         )
         try:
-            update = adapter.parse_callback(raw.body, raw.headers)
+            update = vendor_text.parse_callback(adapter, raw.body, raw.headers)
         except (SignatureInvalid, PayloadError):
             raise
         except Exception as exc:  # never a 500 for a vendor body: keep it, reprocess it later

@@ -40,6 +40,7 @@ from starlette.routing import Route
 from dispatch.model import EventType
 from dispatch.store.face import Store
 from dispatch.store.records import IngestResult, Job
+from receiver.throttle import AuthThrottle
 
 # Seconds: vendor calls take from tens of ms to minutes (LTX pollForResult holds up to 75 s).
 VENDOR_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
@@ -226,15 +227,18 @@ async def metrics_endpoint(request: Request) -> Response:
 metrics_route = Route("/metrics", metrics_endpoint, methods=["GET"])
 
 
-def metrics_app(metrics: RelayMetrics, store: Store, *, token: str, public: bool) -> Starlette:
+def metrics_app(
+    metrics: RelayMetrics, store: Store, *, token: str, public: bool, throttle: AuthThrottle | None = None
+) -> Starlette:
     """A Starlette app serving only ``GET /metrics`` (the worker's own), protected like the web
-    app's: ``Authorization: Bearer <token>`` unless ``public``."""
+    app's: ``Authorization: Bearer <token>`` unless ``public``, wrong tokens counted in ``throttle``
+    (:mod:`receiver.throttle`; its defaults when ``None``)."""
     from receiver.auth import AdminAuthMiddleware
     from receiver.errors import HANDLERS
 
     app = Starlette(
         routes=[metrics_route],
-        middleware=[Middleware(AdminAuthMiddleware, token=token, metrics_public=public)],
+        middleware=[Middleware(AdminAuthMiddleware, token=token, metrics_public=public, throttle=throttle)],
         exception_handlers=HANDLERS,
     )
     app.state.metrics = metrics

@@ -20,6 +20,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from dispatch.errors import ValidationFailed
 from dispatch.retry import DEFAULT_SCHEDULE
 
+MIN_API_TOKEN_LENGTH = 24
+"""``RELAY_API_TOKEN`` shorter than this is refused: a short admin token can be guessed."""
+
 
 class Settings(BaseSettings):
     """All relay settings. Durations are in seconds, sizes in bytes."""
@@ -87,6 +90,11 @@ class Settings(BaseSettings):
     limit_concurrency: int = Field(default=4096, ge=16)
     keepalive_timeout: float = Field(default=5.0, gt=0)
     header_timeout: float = Field(default=10.0, gt=0)
+    # issue 19: seconds from a request's start to its whole body (then 408); failed sign-ins and wrong
+    # bearer tokens one client address may make in a window (seconds) before it gets 429
+    body_timeout: float = Field(default=10.0, gt=0)
+    auth_failure_limit: int = Field(default=10, ge=1)
+    auth_failure_window: int = Field(default=60, ge=1, le=86_400)
     confirm_unsigned: bool = False
     poll_after: dict[str, float] = Field(default_factory=dict)
     poll_every: dict[str, float] = Field(default_factory=dict)
@@ -110,6 +118,22 @@ class Settings(BaseSettings):
         if not value.startswith(("sqlite:///", "postgresql://", "postgres://")):
             raise ValueError("must be sqlite:///PATH or postgresql://USER@HOST:PORT/DATABASE")
         return value.replace("postgres://", "postgresql://", 1) if value.startswith("postgres://") else value
+
+    @field_validator("api_token", mode="before")
+    @classmethod
+    def _api_token(cls, value: object) -> object:
+        """An empty ``RELAY_API_TOKEN=`` is unset (``serve`` generates one and prints it); a set one
+        must be at least :data:`MIN_API_TOKEN_LENGTH` characters (the token is never echoed)."""
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if text is None or text == "":
+            return None
+        if isinstance(text, str) and len(text) < MIN_API_TOKEN_LENGTH:
+            raise ValueError(
+                f"must be at least {MIN_API_TOKEN_LENGTH} characters, got {len(text)} (make one with:"
+                " python -c 'import secrets; print(secrets.token_urlsafe(32))'), or unset it to have"
+                " serve generate one"
+            )
+        return value
 
     @field_validator("mirror_url")
     @classmethod

@@ -1,6 +1,6 @@
 """What ``upscale-relay serve`` says when it starts: where its data lives, where vendors call back,
 which vendors can be used, whether it delivers, and what looks wrong (a callback URL vendors cannot
-reach or will refuse)."""
+reach or will refuse, the SSRF guard off, ``/metrics`` public; ``worker`` prints those last two too)."""
 
 from __future__ import annotations
 
@@ -48,4 +48,22 @@ def startup_summary(settings: Settings, *, port: int, worker: bool) -> list[str]
             f" would call back to port {public_port}; set RELAY_PUBLIC_URL to the address vendors can reach"
         )
     lines += [f"warning: {w}" for w in callback_url_warnings(settings)]
+    return lines + exposure_warnings(settings)
+
+
+def exposure_warnings(settings: Settings) -> list[str]:
+    """Lines ``serve`` and ``worker`` print when a setting opens the relay up: the SSRF guard off
+    (``RELAY_ALLOW_PRIVATE_TARGETS``) or ``/metrics`` without the token (``RELAY_METRICS_PUBLIC``),
+    e.g. ``["warning: RELAY_ALLOW_PRIVATE_TARGETS=true: the SSRF guard is off; ..."]``; ``[]``
+    when neither is set."""
+    lines = []
+    if settings.allow_private_targets:
+        lines.append(
+            "warning: RELAY_ALLOW_PRIVATE_TARGETS=true: the SSRF guard is off; deliveries and mirror"
+            " downloads may reach loopback, private and link-local addresses (cloud metadata included)"
+        )
+    if settings.metrics_public:
+        lines.append(
+            "warning: RELAY_METRICS_PUBLIC=true: GET /metrics answers anyone, without the admin token"
+        )
     return lines

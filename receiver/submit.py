@@ -36,6 +36,7 @@ from dispatch.errors import PayloadError, StoreUnavailable, UpstreamError, Valid
 from dispatch.model import EventType, JobError, JobState, JobUpdate, new_id
 from dispatch.store.face import Store
 from dispatch.store.records import IngestResult, Job, RawMessage
+from receiver import vendor_text
 from receiver.caps import check_output_count
 from receiver.metrics import RelayMetrics, observe_result
 from receiver.poller import deadline_at, first_poll_at
@@ -184,7 +185,9 @@ class Submitter:
         keeper = asyncio.create_task(self._keep_lease(job.id))
         try:
             response = await self.vendors.send_once(adapter, request)
-            result = adapter.parse_submit_response(response.status_code, response.content, response.headers)
+            result = vendor_text.parse_submit_response(
+                adapter, response.status_code, response.content, response.headers
+            )
             if result.vendor_job_id is not None:
                 check_job_id(adapter, result.vendor_job_id)
         except UpstreamError as exc:

@@ -16,6 +16,7 @@ import httpx
 from dispatch.errors import NotConfigured, UpstreamError
 from dispatch.model import JobUpdate
 from dispatch.retry import parse_retry_after
+from receiver import vendor_text
 from receiver.settings import Settings
 from receiver.vendors.base import VendorAdapter, VendorRequest
 
@@ -173,7 +174,7 @@ class VendorClient:
         if request is None:
             raise ValueError(f"{adapter.name} has no status endpoint")
         response = await self.send(adapter, request, safe_to_repeat=True)
-        return adapter.parse_status(response.status_code, response.content), response
+        return vendor_text.parse_status(adapter, response.status_code, response.content), response
 
 
 def backoff(attempt: int, retry_after: str | None) -> float:

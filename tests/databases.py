@@ -9,7 +9,7 @@ look at the SQLite file itself are marked :func:`sqlite_only` and skip there.
 Example::
 
     with database_url_for(tmp_path) as url:      # or the ``relay_database`` fixture (conftest.py)
-        env = relay_environ(url, api_token="t")  # tests/procs.py
+        env = relay_environ(url, api_token=API_TOKEN)  # tests/procs.py
         ...
         assert query(url, "SELECT COUNT(*) FROM jobs")[0][0] == 1
 """

@@ -3,7 +3,7 @@
 ``RelayProcess`` runs the console script with an environment built from ``os.environ`` plus
 ``RELAY_*`` values, sends its output to files (never an unread pipe), and is always reaped::
 
-    env = relay_environ(relay_database, api_token="t")   # a URL (conftest.py), or a SQLite file Path
+    env = relay_environ(relay_database, api_token=API_TOKEN)   # a URL (conftest.py), or a SQLite file Path
     with RelayProcess.start("serve", ["serve", "--port", str(port)], env, tmp_path) as proc:
         wait_http_ok(proc, f"http://127.0.0.1:{port}/healthz")
         proc.send_signal(signal.SIGTERM)

@@ -19,7 +19,7 @@ from receiver.fakes.subscriber import SubscriberLog, create_subscriber
 from receiver.settings import Settings
 from tests.databases import database_url_for
 
-API_TOKEN = "test-admin-token"
+API_TOKEN = "test-admin-token-0123456789"  # RELAY_API_TOKEN takes 24 characters or more
 TEST_SECRET_KEY = (
     "fTmvyZxFqbkZs6nb7ckoSPJzE6kMz2rKgoq5iqt5H3g="  # a fixed Fernet key: relays in a test share it
 )

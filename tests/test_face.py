@@ -57,6 +57,7 @@ READS = {
     "job_counts",
     "vendor_stats",
     "next_mirror_at",
+    "session_revoked",
 }
 
 

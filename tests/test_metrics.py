@@ -208,11 +208,11 @@ def test_worker_serves_its_own_metrics_and_logs_json(tmp_path: Path, relay_datab
     sub_app, sub_log = create_subscriber()
     port = free_port()
     url = f"http://127.0.0.1:{port}/metrics"
-    auth = {"Authorization": "Bearer worker-token"}
+    auth = {"Authorization": "Bearer worker-token-0123456789abcdef"}
     with serve_in_thread(sub_app) as subscriber:
         env = relay_environ(
             relay_database,
-            api_token="worker-token",
+            api_token="worker-token-0123456789abcdef",
             allow_private_targets=True,
             poll_interval=0.05,
             log_format="json",
@@ -244,4 +244,4 @@ def test_worker_serves_its_own_metrics_and_logs_json(tmp_path: Path, relay_datab
     lines = [json.loads(line) for line in printed.splitlines() if line.startswith("{")]
     (attempt,) = [line for line in lines if line.get("event_id") == eid and "attempt" in line]
     assert attempt["subscriber_id"] == sub.id and attempt["status_code"] == 200 and attempt["level"] == "INFO"
-    assert "worker-token" not in printed
+    assert "worker-token-0123456789abcdef" not in printed

@@ -27,11 +27,11 @@ def test_the_worker_mirrors_and_the_web_process_serves_the_copy(tmp_path: Path, 
     sub_app, log = create_subscriber()
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    auth = {"Authorization": "Bearer process-token"}
+    auth = {"Authorization": "Bearer process-token-0123456789abcdef"}
     with serve_in_thread(create_fake_vendors(FAKE)) as vendors, serve_in_thread(sub_app) as subscriber:
         env = relay_environ(
             relay_database,
-            api_token="process-token",
+            api_token="process-token-0123456789abcdef",
             allow_private_targets=True,
             poll_interval=0.05,
             public_url=base,

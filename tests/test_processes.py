@@ -71,11 +71,12 @@ def test_serve_prints_a_generated_token_once_and_guards_the_api(tmp_path: Path, 
 def test_port_environment_variable_is_honoured(tmp_path: Path, relay_database: str) -> None:
     """serve without --port listens on $PORT (and a set RELAY_API_TOKEN is used, not printed)."""
     port = free_port()
-    env = {**relay_environ(relay_database, api_token="process-token"), "PORT": str(port)}
+    env = {**relay_environ(relay_database, api_token="process-token-0123456789abcdef"), "PORT": str(port)}
     with RelayProcess.start("serve", ["serve"], env, tmp_path) as proc:
         wait_http_ok(proc, f"http://127.0.0.1:{port}/healthz")
         jobs = httpx.get(
-            f"http://127.0.0.1:{port}/v1/jobs", headers={"Authorization": "Bearer process-token"}
+            f"http://127.0.0.1:{port}/v1/jobs",
+            headers={"Authorization": "Bearer process-token-0123456789abcdef"},
         )
         assert jobs.status_code == 200, jobs.text
         assert "admin token is" not in proc.stderr()
@@ -99,8 +100,10 @@ def test_separate_worker_process_delivers_a_signed_event(
     db = relay_database
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    auth = {"Authorization": "Bearer process-token"}
-    env = relay_environ(db, api_token="process-token", allow_private_targets=True, poll_interval=0.05)
+    auth = {"Authorization": "Bearer process-token-0123456789abcdef"}
+    env = relay_environ(
+        db, api_token="process-token-0123456789abcdef", allow_private_targets=True, poll_interval=0.05
+    )
     with RelayProcess.start("serve", ["serve", "--no-worker", "--port", str(port)], env, tmp_path) as web:
         wait_http_ok(web, f"{base}/readyz")
         added = run_cli(env, "subscribers", "add", f"{server.url}/hooks/proc").stdout

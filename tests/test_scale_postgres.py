@@ -29,7 +29,7 @@ CALLBACKS = 1000
 KILL_AFTER = 400  # callbacks answered before one worker is killed
 SUBSCRIBERS = ("a", "b", "c")
 SENDERS = 16  # callbacks in flight at once
-API_TOKEN = "scale-admin-token"
+API_TOKEN = "scale-admin-token-0123456789"
 LEASE_SECONDS = 2
 
 pytestmark = pytest.mark.skipif(

@@ -633,6 +633,18 @@ class Store(Protocol):
         runner without a read connection whose write transaction cannot start)."""
         ...
 
+    # console sessions -----------------------------------------------------------------------------
+    async def revoke_session(self, sid: str, *, until: int, now: int) -> None:
+        """Keep console session ``sid`` signed out until ``until`` (unix ms, when its cookie expires
+        anyway), on every process; forgets revocations that ended before ``now``. Raises
+        :class:`StoreUnavailable`."""
+        ...
+
+    async def session_revoked(self, sid: str, *, now: int) -> bool:
+        """Whether console session ``sid`` was signed out (its revocation runs at ``now``, unix ms).
+        Raises :class:`StoreUnavailable`."""
+        ...
+
 
 SOURCE_CACHE_SIZE = 4096  # sources remembered by token per process (cleared whole when full)
 
@@ -1106,3 +1118,9 @@ class RunnerStore(Store):
 
     async def ping(self) -> bool:
         return await self._read(lambda s: s.ping())
+
+    async def revoke_session(self, sid: str, *, until: int, now: int) -> None:
+        await self._write(lambda s: s.revoke_session(sid, until=until, now=now))
+
+    async def session_revoked(self, sid: str, *, now: int) -> bool:
+        return await self._read(lambda s: s.session_revoked(sid, now=now))

@@ -34,6 +34,7 @@ from dispatch.store.deliveries import DeliveryVerbs
 from dispatch.store.jobs import JobVerbs
 from dispatch.store.mirrors import MirrorVerbs
 from dispatch.store.polls import PollVerbs
+from dispatch.store.sessions import SessionVerbs
 from dispatch.store.sql import POSTGRES, SubscriberCache
 from dispatch.store.stats import StatsVerbs
 from dispatch.store.submits import SubmitVerbs
@@ -117,7 +118,7 @@ def connect(url: str, *, connect_timeout: float = 10.0) -> psycopg.Connection[An
         raise StoreUnavailable(f"cannot connect to Postgres: {exc}".strip()) from exc
 
 
-class PostgresStore(JobVerbs, PollVerbs, DeliveryVerbs, SubmitVerbs, MirrorVerbs, StatsVerbs):
+class PostgresStore(JobVerbs, PollVerbs, DeliveryVerbs, SubmitVerbs, MirrorVerbs, StatsVerbs, SessionVerbs):
     """The relay's database on Postgres, over one connection (the CLI, or one pooled connection
     lent by :class:`PgRunner` for one verb call). Not thread-safe by itself."""
 

@@ -8,6 +8,7 @@ the engines' SQL differs, the verbs use :class:`Dialect` fragments instead of li
 from __future__ import annotations
 
 import base64
+import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -88,13 +89,23 @@ def page_key(created_at: int, row_id: str) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+_ROW_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")  # what new_id() and event_id() make
+MAX_MILLIS = 2**63 - 1  # the largest BIGINT (and SQLite INTEGER): no stored time is later
+
+
 def parse_page_key(cursor: str) -> tuple[int, str]:
     """The ``(unix ms, id)`` in a cursor from :func:`page_key`. Raises ``ValueError`` for anything
-    else (a cursor is opaque: only ever pass back what a list returned)."""
+    else (a cursor is opaque: only ever pass back what a list returned), whatever it decodes to: a
+    time that is not ASCII digits or is past :data:`MAX_MILLIS` (``2**63`` once overflowed SQLite),
+    an id that no relay id looks like (``job_19a9…``, ``evt_…``)."""
     try:
+        if len(cursor) > 200:
+            raise ValueError
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         millis, _, row_id = raw.partition(":")
-        if not row_id or not millis.isascii() or not millis.isdigit() or len(cursor) > 200:
+        if not (millis.isascii() and millis.isdigit() and len(millis) <= 19) or not _ROW_ID.fullmatch(row_id):
+            raise ValueError
+        if int(millis) > MAX_MILLIS:
             raise ValueError
         return int(millis), row_id
     except (ValueError, UnicodeDecodeError):

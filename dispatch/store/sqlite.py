@@ -24,6 +24,7 @@ from dispatch.store.jobs import JobVerbs
 from dispatch.store.mirrors import MirrorVerbs
 from dispatch.store.polls import PollVerbs
 from dispatch.store.schema import migrate
+from dispatch.store.sessions import SessionVerbs
 from dispatch.store.sql import SQLITE, SubscriberCache
 from dispatch.store.stats import StatsVerbs
 from dispatch.store.submits import SubmitVerbs
@@ -36,7 +37,7 @@ class WriteLockBusy(StoreUnavailable):
     (at once, for the runner's on-loop connection, whose busy timeout is 0); nothing was written."""
 
 
-class SQLiteStore(JobVerbs, PollVerbs, DeliveryVerbs, SubmitVerbs, MirrorVerbs, StatsVerbs):
+class SQLiteStore(JobVerbs, PollVerbs, DeliveryVerbs, SubmitVerbs, MirrorVerbs, StatsVerbs, SessionVerbs):
     """The relay's database on one SQLite file.
 
     Example::

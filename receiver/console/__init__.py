@@ -16,12 +16,16 @@ from receiver.console.routes import routes
 from receiver.console.session import Sessions
 from receiver.console.web import Console, SecurityHeaders
 from receiver.settings import Settings
+from receiver.throttle import AuthThrottle
 
 PATH = "/console"
 
 
-def mount(settings: Settings, api_token: str) -> Mount:
+def mount(settings: Settings, api_token: str, throttle: AuthThrottle | None = None) -> Mount:
     """The console mounted at :data:`PATH`, its sessions signed with a key derived from the relay's
-    secret key and ``api_token``; every response carries the console's security headers."""
-    console = Console(Sessions(settings, api_token))
+    secret key and ``api_token``, its failed sign-ins counted in ``throttle`` (shared with the API's
+    wrong bearer tokens; its own when ``None``); every response carries the console's security headers."""
+    if throttle is None:
+        throttle = AuthThrottle(settings.auth_failure_limit, settings.auth_failure_window)
+    console = Console(Sessions(settings, api_token), throttle)
     return Mount(PATH, app=SecurityHeaders(Router(routes(console))), name="console")

@@ -35,6 +35,7 @@ from receiver.console.session import Session
 from receiver.console.story import read_story
 from receiver.console.web import Console, Ctx, read_form
 from receiver.mirroring import output_entry, remirror
+from receiver.throttle import client_address
 from receiver.vendors import ADAPTERS
 
 STATIC = "static"
@@ -74,26 +75,38 @@ class Pages:
     # sign-in ---------------------------------------------------------------------------------------
     async def login_form(self, request: Request) -> Response:
         """The sign-in page; hands out an anonymous session whose CSRF token the form carries."""
-        session = self.c.session_of(request)
-        if session is not None and session.admin:
+        if await self.c.signed_in(request) is not None:
             return RedirectResponse(f"{request.scope.get('root_path', '')}/", status_code=303)
-        fresh = session or Session.new(admin=False)
+        session = self.c.session_of(request)
+        fresh = session if session is not None and not session.admin else Session.new(admin=False)
         values = {"next": _safe_next(request.query_params.get("next", "")), "message": None}
         return self.c.render(None, request, "login.html", values, session=fresh)
 
     async def login(self, request: Request) -> Response:
         """Check the CSRF token and the admin token; on success a new signed-in session (303 to
-        ``next``), else the form again with 401 (403 without a valid CSRF token)."""
+        ``next``), else the form again with 401 (403 without a valid CSRF token). Before any of the
+        body is read: without the session cookie the sign-in page hands out the answer is 403, and
+        from an address past its failed-attempt budget (:mod:`receiver.throttle`) 429 with
+        ``Retry-After``. A wrong token counts against the address's budget."""
         session = self.c.session_of(request)
+        if session is None:  # no form of ours was loaded: refused before reading a body
+            return Response("missing or wrong CSRF token: reload the page", status_code=403)
+        address = client_address(request.scope)
+        wait = self.c.throttle.retry_after(address)
+        if wait is not None:
+            refusal = self.c.throttle.refusal(wait)
+            headers = {"Retry-After": str(wait)}
+            return Response(refusal.message, status_code=429, media_type="text/plain", headers=headers)
         try:
             form = await read_form(request)
         except PayloadTooLarge as exc:
             return Response(exc.message, status_code=413, media_type="text/plain")
-        if session is None or not self.c.sessions.check_csrf(session, _first(form, "csrf_token")):
+        if not self.c.sessions.check_csrf(session, _first(form, "csrf_token")):
             return Response("missing or wrong CSRF token: reload the page", status_code=403)
         token = (_first(form, "token") or "").strip()
         target = _safe_next(_first(form, "next") or "")
         if not token or not self.c.sessions.check_token(token):
+            self.c.throttle.failed(address)
             values = {"next": target, "message": "That is not the relay's admin token."}
             return self.c.render(None, request, "login.html", values, status=401, session=session)
         base = request.scope.get("root_path", "")
@@ -102,7 +115,9 @@ class Pages:
         return response
 
     async def logout(self, ctx: Ctx) -> Response:
-        """Forget the session: the cookie is replaced by an anonymous one."""
+        """End the session on the server (its id is revoked in the store, so its cookie no longer
+        signs anyone in, on any process) and replace the cookie by an anonymous one."""
+        await self.c.sign_out(ctx.request, ctx.session)
         response = RedirectResponse(f"{ctx.base}/login", status_code=303)
         self.c.set_cookie(ctx.request, response, Session.new(admin=False))
         return response

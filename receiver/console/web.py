@@ -9,6 +9,7 @@ sign-in page) or :meth:`Console.action` (POST: signed in and the session's CSRF 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,10 +22,11 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dispatch.errors import PayloadTooLarge, RelayError
-from dispatch.model import iso_ms
+from dispatch.model import iso_ms, now_ms
 from receiver.api.common import Resources, read_body
 from receiver.console.session import COOKIE_NAME, SESSION_SECONDS, Session, Sessions
 from receiver.mirror_types import IMAGE_TYPES
+from receiver.throttle import AuthThrottle
 
 TEMPLATES = Path(__file__).parent / "templates"
 MAX_FORM_BYTES = 65_536
@@ -119,13 +121,25 @@ def _pretty(text: str | bytes | None) -> str:
         return ""
     raw = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
     try:
-        return json.dumps(json.loads(raw), indent=2, ensure_ascii=False, sort_keys=False)
+        return _escape_surrogates(json.dumps(json.loads(raw), indent=2, ensure_ascii=False, sort_keys=False))
     except (ValueError, RecursionError):
-        return raw
+        return _escape_surrogates(raw)
 
 
 def _json(value: object) -> str:
-    return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+    return _escape_surrogates(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _escape_surrogates(text: str) -> str:
+    """``text`` with each lone surrogate written as its JSON escape (``"\\ud800"``, as the vendor
+    sent it): a stored body may hold one in an escape, which decoding made a character no page can
+    be encoded with."""
+    if not _SURROGATE.search(text):
+        return text
+    return _SURROGATE.sub(lambda found: f"\\u{ord(found[0]):04x}", text)
 
 
 def make_environment() -> jinja2.Environment:
@@ -151,8 +165,9 @@ def make_environment() -> jinja2.Environment:
 class Console:
     """Renders pages and guards handlers for one relay app (its :class:`Sessions`)."""
 
-    def __init__(self, sessions: Sessions) -> None:
+    def __init__(self, sessions: Sessions, throttle: AuthThrottle | None = None) -> None:
         self.sessions = sessions
+        self.throttle = throttle if throttle is not None else AuthThrottle()
         self.env = make_environment()
 
     # rendering -------------------------------------------------------------------------------------
@@ -208,13 +223,31 @@ class Console:
         """The request's session (signed in or anonymous), or ``None``."""
         return self.sessions.load(request.cookies.get(COOKIE_NAME))
 
+    async def signed_in(self, request: Request) -> Session | None:
+        """The request's signed-in session, or ``None`` (none, anonymous, or signed out: its id was
+        revoked in the store by ``/logout``, on whichever process)."""
+        session = self.session_of(request)
+        if session is None or not session.admin:
+            return None
+        store = request.state.resources.store
+        if await store.session_revoked(session.sid, now=now_ms()):
+            return None
+        return session
+
+    async def sign_out(self, request: Request, session: Session) -> None:
+        """Revoke ``session`` in the store until its cookie would have expired anyway."""
+        now = now_ms()
+        await request.state.resources.store.revoke_session(
+            session.sid, until=now + SESSION_SECONDS * 1000, now=now
+        )
+
     def page(self, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         """A GET handler for signed-in operators; others are sent to the sign-in page (303), or get
         401 for htmx and event-stream requests."""
 
         async def endpoint(request: Request) -> Response:
-            session = self.session_of(request)
-            if session is None or not session.admin:
+            session = await self.signed_in(request)
+            if session is None:
                 if request.headers.get("hx-request") or "text/event-stream" in request.headers.get(
                     "accept", ""
                 ):
@@ -235,8 +268,8 @@ class Console:
         (nothing is done). The form is parsed before the handler runs."""
 
         async def endpoint(request: Request) -> Response:
-            session = self.session_of(request)
-            if session is None or not session.admin:
+            session = await self.signed_in(request)
+            if session is None:
                 return Response("sign in first", status_code=403, media_type="text/plain")
             try:
                 form = await read_form(request)
