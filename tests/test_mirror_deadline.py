@@ -29,7 +29,7 @@ from tests.procs import RelayProcess, relay_environ, wait_http_ok, wait_while_al
 from tests.relay_env import relay_env
 
 FAKE = FakeConfig(callback_delay=0.02, apixo_retry_scale=0.001, apixo_allow_http=True)
-TOKEN = "deadline-token"
+TOKEN = "drip-test-admin-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 STOP_DEADLINE = 15.0  # seconds SIGTERM may take, with the default RELAY_SHUTDOWN_GRACE of 10
 DELIVERY_DEADLINE = 20.0  # a plain mirrored job's job.succeeded, polled for
