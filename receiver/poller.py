@@ -5,9 +5,10 @@ Polled outcomes go through the same adapter, state machine and dedupe as callbac
 survives restarts. A job still not terminal at its deadline fails with code ``timeout``.
 
 Each adapter declares when its vendor is polled (``poll_timing``: seconds to the first poll, then between
-polls), from the vendor's documented latency and polling advice, with the source beside it (for example
-APIXO's "first poll 10-15 s after submit, then every 5-10 s": 60 s, then 10 s); a vendor without a
-status endpoint (Artnex) declares none and is not polled. Intervals grow x1.5 per poll up to 60 s.
+polls while the job is within the vendor's typical time), from the vendor's documented latency and polling
+advice, with the source beside it (for example APIXO's "first poll 10-15 s after task creation, then every
+5-10 s": 12 s, then every 10 s for a minute); a vendor without a status endpoint (Artnex) declares none and
+is not polled. Past the typical time, intervals grow x1.5 per poll up to 60 s.
 ``RELAY_POLL_AFTER`` and ``RELAY_POLL_EVERY`` (JSON objects keyed by vendor, seconds) override them;
 ``RELAY_JOB_TIMEOUT`` (seconds) bounds a job. A polled answer whose adapter says the vendor gave up calling
 back (``callback_lost``: Apiframe's ``webhookStatus: "failed"``) keeps the base interval instead of growing.
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 
 from dispatch.errors import NotConfigured, PayloadError, StoreUnavailable, UpstreamError
@@ -60,10 +62,20 @@ def deadline_at(settings: Settings, now: float) -> int:
 
 
 def next_interval(settings: Settings, vendor: str, polls_done: int) -> float:
-    """Seconds to the next poll after ``polls_done`` polls: ``every * 1.5^(polls_done-1)``, at most 60 s."""
+    """Seconds to the next poll after ``polls_done`` polls: ``every`` for the polls that fall within the
+    vendor's typical time (``poll_timing.steady_for`` seconds after the submit; at least the first poll),
+    then ``every * 1.5^n`` for the n-th poll past it, at most 60 s (or ``every`` when that is longer).
+
+    Example, APIXO (``PollTiming(12, 10, 60)``): polls at 12, 22, 32, 42, 52 s after the submit are each
+    followed by 10 s; then 15, 22.5, 33.75, 50.6, 60, 60 ... s."""
     timing = _timing(vendor)
     every = settings.poll_every.get(vendor, DEFAULT_EVERY if timing is None else timing.every)
-    return float(min(every * 1.5 ** max(polls_done - 1, 0), max(MAX_INTERVAL, every)))
+    first = settings.poll_after.get(vendor, every if timing is None else timing.first)
+    steady_for = 0.0 if timing is None else timing.steady_for
+    # the polls at first, first + every, ... that come before steady_for (at least the first one)
+    steady_polls = max(1, math.ceil(max(steady_for - first, 0.0) / every))
+    grown = min(max(polls_done - steady_polls, 0), 30)
+    return float(min(every * 1.5**grown, max(MAX_INTERVAL, every)))
 
 
 class Poller:

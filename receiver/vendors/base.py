@@ -51,12 +51,15 @@ class SubmitResult:
 @dataclass(frozen=True)
 class PollTiming:
     """When the polling fallback asks a vendor about a job: ``first`` seconds after the submit, then every
-    ``every`` seconds (growing x1.5 per poll up to 60 s; see :mod:`receiver.poller`). Both come from the
-    vendor's documented latency and polling advice; ``RELAY_POLL_AFTER``/``RELAY_POLL_EVERY`` override them.
-    Example: ``PollTiming(first=60.0, every=10.0)``."""
+    ``every`` seconds while the job is within ``steady_for`` seconds of the submit (the vendor's typical
+    time), then growing x1.5 per poll up to 60 s (see :mod:`receiver.poller`). All three come from the
+    vendor's documented latency and polling advice; ``RELAY_POLL_AFTER``/``RELAY_POLL_EVERY`` override the
+    first two. Example: ``PollTiming(first=12.0, every=10.0, steady_for=60.0)`` polls at 12, 22, ... 52 s,
+    then at 62, 77, 99.5 s ... (seconds after the submit)."""
 
     first: float
     every: float
+    steady_for: float = 0.0
 
 
 class VendorAdapter(Protocol):

@@ -15,6 +15,8 @@ Normalization (VENDORS.md §6): ``created`` → running; ``completed`` → succe
 ``failed`` → failed (code from ``error`` such as ``"fail_code: 2043"``, message ``errorDetails``);
 any other word → unknown state. Cost: ``response.forecastCost`` (seed:001; useapi's credit forecast, ``0``
 in the examples) → ``Cost(0.0, "credits")``; a non-numeric value is a :class:`PayloadError`.
+Polling: seed:001's example polls every 10 s; so does the polling fallback, 10 s after the submit and
+then every 10 s for the first minute, then backing off (``poll_timing``).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from dispatch.model import JobError, JobState, JobUpdate, Output
 from receiver.vendors import _fields as f
 from receiver.vendors._useapi import UseapiAdapter
-from receiver.vendors.base import SubmitResult, VendorAdapter
+from receiver.vendors.base import PollTiming, SubmitResult, VendorAdapter
 
 SUBMIT_PATH = "/v1/dreamina/images/upscale"
 STATUS_PATH = "/v1/dreamina/images/{job_id}"
@@ -75,6 +77,10 @@ class DreaminaAdapter(UseapiAdapter):
         "upscaleResolution": "4k",
     }
     cost_field: ClassVar[str | None] = "response.forecastCost"
+    # seed:001's own example polls ``GET /images/{jobid}`` every 10 s (``setTimeout(r, 10000)``,
+    # ``time.sleep(10)``): first poll 10 s after the submit, then every 10 s for the first minute (the
+    # published image job completes 36.7 s after ``created``), then backing off x1.5 per poll up to 60 s
+    poll_timing: ClassVar[PollTiming | None] = PollTiming(first=10.0, every=10.0, steady_for=60.0)
     submit_path: ClassVar[str] = SUBMIT_PATH
     status_path: ClassVar[str] = STATUS_PATH
     # ``j<digits><letter>-u<digits>-<region>:<address>:dreamina`` or ``...-bot:dreamina`` (VENDORS.md §2)
