@@ -86,6 +86,10 @@ class Settings(BaseSettings):
     poll_after: dict[str, float] = Field(default_factory=dict)
     poll_every: dict[str, float] = Field(default_factory=dict)
     job_timeout: float = Field(default=1800.0, gt=0)
+    # after the relay failed a job at its deadline, its vendor is still asked for a late success: first
+    # after late_poll_every seconds, slowing to hourly, until late_poll_for seconds after the deadline
+    late_poll_for: float = Field(default=86_400.0, ge=0)
+    late_poll_every: float = Field(default=300.0, gt=0)
 
     retry_schedule: tuple[float, ...] = DEFAULT_SCHEDULE
     retry_jitter: float = Field(default=0.2, ge=0, le=1)

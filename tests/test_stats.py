@@ -396,7 +396,16 @@ def test_the_submitter_and_the_poller_record_the_outcomes_the_relay_decides(rela
             )
         return JSONResponse({"code": 200, "message": "success", "data": {"taskId": "task_1"}})
 
-    vendor = Starlette(routes=[Route("/api/v1/generateTask/image-upscaler", submit, methods=["POST"])])
+    async def status(request: Request) -> JSONResponse:  # asked once more at the deadline: still running
+        task = {"taskId": request.query_params["taskId"], "state": "processing"}
+        return JSONResponse({"code": 200, "message": "success", "data": task})
+
+    vendor = Starlette(
+        routes=[
+            Route("/api/v1/generateTask/image-upscaler", submit, methods=["POST"]),
+            Route("/api/v1/statusTask/image-upscaler", status, methods=["GET"]),
+        ]
+    )
     params = {"vendor": "apixo", "params": {"input": {"image_urls": [source_image()]}}}
 
     async def main(base_url: str) -> tuple[dict[str, Any], dict[str, Any]]:

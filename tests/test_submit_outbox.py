@@ -199,6 +199,30 @@ def test_unknown_outcome_without_a_callback_fails_at_the_deadline(
         assert len(stand_in.submits) == 1
 
 
+def test_a_success_after_an_unknown_outcome_timed_out_is_delivered(
+    tmp_path: Path, vendor: tuple[Vendor, RunningServer]
+) -> None:
+    """A submit whose answer never came fails vendor_timeout at the deadline, yet the vendor may have
+    the job: its success callback afterwards is applied and delivered once, flagged after_relay_timeout."""
+    stand_in, server = vendor
+    stand_in.answers = ["hang"]
+    with relay_at(tmp_path, server, vendor_timeout=0.3, job_timeout=0.6) as env:
+        env.subscribe()
+        job = env.submit("apixo", APIXO_PARAMS)
+        failed = env.wait_status(job["id"], "failed")
+        assert failed["error"]["code"] == "vendor_timeout" and failed["vendor_job_id"] is None
+        response = apixo_callback(stand_in, "task_1", "success")
+        assert response.status_code == 200 and response.json()["verdict"] == "applied"
+        after = env.job(job["id"])
+        assert (after["status"], after["vendor_job_id"], after["error"]) == ("succeeded", "task_1", None)
+        assert "after_relay_timeout" in after["flags"]
+        succeeded = event_id(job["id"], "job.succeeded")
+        wait_until(lambda: succeeded in env.sub_log.by_event_id())
+        assert env.sub_log.by_event_id()[succeeded][0].json["data"]["after_relay_timeout"] is True
+        stand_in.release.set()
+        assert len(stand_in.submits) == 1
+
+
 # -- transient vendor failures resubmit ----------------------------------------------------------
 def test_transient_apixo_failure_resubmits_and_only_the_final_outcome_is_emitted(
     tmp_path: Path, vendor: tuple[Vendor, RunningServer]

@@ -279,10 +279,10 @@ class Store(Protocol):
         ``[Job(id="job_1", poll_at=1764480000000, ...)]``. Raises :class:`StoreUnavailable`."""
         ...
 
-    async def finish_poll(self, job_id: str, *, next_poll_at: int | None) -> Job:
+    async def finish_poll(self, job_id: str, *, next_poll_at: int | None, late: bool = False) -> Job:
         """Count one poll and plan the next (``None``: no more), releasing the lease, e.g.
-        ``Job(id="job_1", poll_attempts=3, poll_at=1764480010000, ...)``.
-        Raises :class:`NotFound`, :class:`StoreUnavailable`."""
+        ``Job(id="job_1", poll_attempts=3, poll_at=1764480010000, ...)``; with ``late``, also for a job
+        the relay failed itself (its late polls). Raises :class:`NotFound`, :class:`StoreUnavailable`."""
         ...
 
     async def poll_soon(self, job_id: str, at: int) -> None:
@@ -797,8 +797,8 @@ class RunnerStore(Store):
             lambda s: s.claim_due_polls(worker_id, now=now, limit=limit, lease_ms=lease_ms)
         )
 
-    async def finish_poll(self, job_id: str, *, next_poll_at: int | None) -> Job:
-        return await self._write(lambda s: s.finish_poll(job_id, next_poll_at=next_poll_at))
+    async def finish_poll(self, job_id: str, *, next_poll_at: int | None, late: bool = False) -> Job:
+        return await self._write(lambda s: s.finish_poll(job_id, next_poll_at=next_poll_at, late=late))
 
     async def poll_soon(self, job_id: str, at: int) -> None:
         await self._write(lambda s: s.poll_soon(job_id, at))

@@ -26,7 +26,7 @@ from dispatch.model import (
     now_ms,
 )
 from dispatch.secretbox import SecretBox
-from dispatch.state import APPLIED, transition
+from dispatch.state import AFTER_RELAY_TIMEOUT, APPLIED, failed_by_relay, transition
 from dispatch.store.records import Event, Inbound, IngestResult, Job, RawMessage, evolve
 from dispatch.store.sql import Conn, Dialect
 
@@ -349,11 +349,15 @@ class JobVerbs:
         if update is None:
             verdict = verdict or Verdict.INVALID
         else:
-            step = transition(job.status, job.progress, update)
+            error_code = job.error.code if job.error else None
+            reopenable = failed_by_relay(job.status, error_code, job.outcome_via)
+            step = transition(job.status, job.progress, update, reopenable=reopenable)
             verdict = step.verdict
             flags = list(job.flags)
             if verdict in (Verdict.CONFLICT, Verdict.UNKNOWN_STATE) and verdict not in flags:
                 flags.append(verdict)
+            if verdict == APPLIED and job.status.terminal and AFTER_RELAY_TIMEOUT not in flags:
+                flags.append(AFTER_RELAY_TIMEOUT)  # a success after the relay failed the job itself
             if update.extra.get("expired") is True and EXPIRED_FLAG not in flags:
                 flags.append(EXPIRED_FLAG)
             if flags != list(job.flags):
@@ -542,7 +546,8 @@ def _applied(
     """The job fields an applied update changes (a Job attribute → its new value), including what
     vendor analytics read (:mod:`dispatch.store.stats`): the update's cost, and for a terminal state
     ``outcome_via`` (``kind``, or what the relay decided, see :data:`RELAY_OUTCOMES`) and
-    ``turnaround_ms``."""
+    ``turnaround_ms``. A job already terminal here is one the relay failed and the vendor's success
+    reopens (:func:`dispatch.state.failed_by_relay`): it completes anew, now."""
     error = update.error if status is JobState.FAILED else None
     if status is JobState.FAILED and error is None:
         error = JobError("vendor_failed", None)
@@ -556,7 +561,8 @@ def _applied(
         changes["vendor_job_id"] = update.vendor_job_id
     if status.terminal:
         completed = int(update.completed_at.timestamp() * 1000) if update.completed_at else now
-        changes.update(completed_at=job.completed_at or completed, poll_at=None, submit_at=None)
+        completed_at = completed if job.status.terminal else (job.completed_at or completed)
+        changes.update(completed_at=completed_at, poll_at=None, submit_at=None)
         via = RELAY_OUTCOMES.get(update.raw_state or "", kind) if kind != InboundKind.CALLBACK else kind
         turnaround = max(0, now - job.submitted_at) if job.submitted_at is not None else None
         changes.update(outcome_via=via, turnaround_ms=turnaround)

@@ -74,13 +74,20 @@ class Job(Answer):
     reference: str | None
     params: dict[str, Any] = Field(description="The vendor params as validated and stored.")
     sequence: int = Field(ge=0, description="How many events the job has emitted.")
-    flags: list[str] = Field(description="e.g. `submit_outcome_unknown`, `conflict`.")
+    flags: list[str] = Field(
+        description="e.g. `submit_outcome_unknown`, `conflict`; `after_relay_timeout`: the vendor's success"
+        " came after the relay had failed the job itself (`timeout`, `vendor_timeout`, `outcome_unknown`,"
+        " `no_output`), the one move out of `failed` (a vendor's own failure stays final)."
+    )
     created_at: Time
     updated_at: Time
     submitted_at: Time | None
     completed_at: Time | None
     source_id: str | None = Field(description="The source whose callback created the job, if any.")
-    next_poll_at: Time | None
+    next_poll_at: Time | None = Field(
+        description="The next status poll; on a job the relay failed at its deadline, the next late poll"
+        " for a success the vendor may still report (until `RELAY_LATE_POLL_FOR` after the deadline)."
+    )
     polls: int = Field(ge=0)
     deadline_at: Time | None
     submit_pending: bool = Field(description="The vendor submit is still to be (re)tried.")
