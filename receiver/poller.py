@@ -39,7 +39,7 @@ from dispatch.store.submits import OUTCOME_UNKNOWN
 from receiver.metrics import RelayMetrics, observe_result
 from receiver.settings import Settings
 from receiver.tokens import scrub
-from receiver.transient import transient_failure
+from receiver.transient import resubmit_delay, transient_failure
 from receiver.vendor_client import VendorClient
 from receiver.vendors import ADAPTERS
 from receiver.vendors.base import PollTiming
@@ -200,14 +200,22 @@ class Poller:
             return "error"
         reason = transient_failure(self.settings, adapter, job, update)
         if reason is not None:
+            delay = resubmit_delay(self.settings, job.resubmits)
+            at = int((now + delay) * 1000)
             observe_result(
                 self.metrics,
                 log,
-                await self.store.resubmit(job.id, "poll", raw, reason),
+                await self.store.resubmit(job.id, "poll", raw, reason, at=at),
                 via="poll",
                 before=job,
             )
-            log.warning("%s job %s failed transiently (%s): submitting it again", job.vendor, job.id, reason)
+            log.warning(
+                "%s job %s failed transiently (%s): submitting it again in %.0f s",
+                job.vendor,
+                job.id,
+                reason,
+                delay,
+            )
             self.on_resubmit()
             return "resubmitted"
         await self._record(job, raw, update, None)

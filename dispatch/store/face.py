@@ -578,10 +578,12 @@ class Store(Protocol):
         Raises :class:`NotFound`, :class:`StoreUnavailable`."""
         ...
 
-    async def resubmit(self, job_id: str, kind: str, raw: RawMessage, reason: str) -> IngestResult:
-        """Store a vendor message that failed the job transiently and plan a new submit instead of
-        failing it, e.g. ``IngestResult("in_…", "resubmitted", Job(status=queued, resubmits=1, ...),
-        ())``. Raises :class:`NotFound`, :class:`StoreUnavailable`."""
+    async def resubmit(
+        self, job_id: str, kind: str, raw: RawMessage, reason: str, *, at: int | None = None
+    ) -> IngestResult:
+        """Store a vendor message that failed the job transiently and plan a new submit at ``at``
+        (unix ms; now when ``None``) instead of failing it, e.g. ``IngestResult("in_…", "resubmitted",
+        Job(status=queued, resubmits=1, ...), ())``. Raises :class:`NotFound`, :class:`StoreUnavailable`."""
         ...
 
     async def callback_token(self, job_id: str) -> str | None:
@@ -1064,8 +1066,10 @@ class RunnerStore(Store):
             lambda s: s.end_submit(job_id, outcome_unknown=outcome_unknown, poll_at=poll_at)
         )
 
-    async def resubmit(self, job_id: str, kind: str, raw: RawMessage, reason: str) -> IngestResult:
-        return await self._write(lambda s: s.resubmit(job_id, kind, raw, reason))
+    async def resubmit(
+        self, job_id: str, kind: str, raw: RawMessage, reason: str, *, at: int | None = None
+    ) -> IngestResult:
+        return await self._write(lambda s: s.resubmit(job_id, kind, raw, reason, at=at))
 
     async def callback_token(self, job_id: str) -> str | None:
         return await self._read(lambda s: s.callback_token(job_id))

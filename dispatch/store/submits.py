@@ -181,14 +181,17 @@ class SubmitVerbs:
             )
             return self.get_job(job_id)
 
-    def resubmit(self, job_id: str, kind: str, raw: RawMessage, reason: str) -> IngestResult:
+    def resubmit(
+        self, job_id: str, kind: str, raw: RawMessage, reason: str, *, at: int | None = None
+    ) -> IngestResult:
         """Store a vendor message that failed the job for a reason the vendor calls transient, and
-        plan a new submit of the same job instead of failing it: the vendor job id moves to
-        ``previous_vendor_job_ids``, polls stop until the new submit is accepted, nothing is emitted.
+        plan a new submit of the same job at ``at`` (unix ms; now when ``None``) instead of failing
+        it: the vendor job id moves to ``previous_vendor_job_ids``, polls stop until the new submit is
+        accepted, nothing is emitted.
 
-        Example: ``resubmit("job_1", "callback", raw, "Timeout: upstream did not finish")`` →
-        ``IngestResult("in_…", "resubmitted", <Job queued, resubmits=1>, ())``. Raises
-        :class:`NotFound`, :class:`StoreUnavailable`.
+        Example: ``resubmit("job_1", "callback", raw, "Timeout: upstream did not finish",
+        at=1764480030000)`` → ``IngestResult("in_…", "resubmitted", <Job queued, resubmits=1>, ())``.
+        Raises :class:`NotFound`, :class:`StoreUnavailable`.
         """
         now = now_ms()
         inbound_id = new_id("in")
@@ -199,7 +202,7 @@ class SubmitVerbs:
                 "UPDATE jobs SET vendor_job_id = NULL, previous_vendor_job_ids = ?, resubmits = resubmits + 1,"
                 " submit_at = ?, submit_lease_until = NULL, submit_error = ?, poll_at = NULL, updated_at = ?"
                 " WHERE id = ?",
-                (json.dumps(previous), now, reason[:500], now, job_id),
+                (json.dumps(previous), now if at is None else at, reason[:500], now, job_id),
             )
             insert_inbound(conn, inbound_id, job_id, job.vendor, kind, now, raw, "resubmitted", reason)
             return IngestResult(inbound_id, "resubmitted", self.get_job(job_id), ())

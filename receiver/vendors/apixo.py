@@ -4,7 +4,11 @@ Source: the APIXO "Image Upscaler" model page (VENDORS.md §4, seed:003), with
 https://apixo.ai/docs/api-reference/webhooks, https://apixo.ai/docs/api-reference/status-task and
 https://apixo.ai/docs/api-reference/response-format.
 
-- Auth: ``Authorization: Bearer <key>``. No idempotency key: a re-sent submit starts a second task.
+- Auth: ``Authorization: Bearer <key>``. No idempotency key: a re-sent submit starts a second task, yet
+  the page says to retry a submit answered 429, 500, 502 or 504 with backoff, so the relay does (through
+  its submit outbox; ``submit_retry_statuses``); other 5xx stay ambiguous and are not re-sent.
+- Transient failures: ``failCode`` ``RateLimited``, ``Timeout`` and ``Unknown error`` ("Retry with
+  backoff", "Retry or use callback mode") resubmit the job after a backoff (``transient_fail_codes``).
 - Submit ``{"request_type": "callback", "callback_url": "https://…", "input": {"image_urls": [URL],
   "resolution": "4k", "output_format": "jpg"}}`` → ``{"code": 200, "message": "success",
   "data": {"taskId": "task_12345678"}}``.
@@ -246,8 +250,12 @@ class ApixoAdapter(AdapterBase):
     reserved_fields: ClassVar[frozenset[str]] = frozenset({"request_type", "callback_url"})
     credential_setting: ClassVar[str] = "apixo_api_key"
     base_url_setting: ClassVar[str] = "apixo_base_url"
-    # failCodes seed 003 answers with "Retry with backoff" / "Retry or use callback mode"
+    # failCodes seed 003 answers with "Retry with backoff" / "Retry or use callback mode" (resubmitted
+    # after RELAY_RESUBMIT_BACKOFF, doubling; the relay already uses callback mode)
     transient_fail_codes: ClassVar[frozenset[str]] = frozenset({"RateLimited", "Timeout", "Unknown error"})
+    # seed 003 "HTTP errors": 500 "Retry with backoff", 502 "Retry with backoff", 504 "Retry or use
+    # callback mode" (429 "Retry with exponential backoff" is retried for every vendor)
+    submit_retry_statuses: ClassVar[frozenset[int]] = frozenset({500, 502, 504})
     # ``task_<id>`` ("taskId": "task_12345678") [VENDORS.md §4, seed 003]
     job_id_pattern: ClassVar[re.Pattern[str]] = re.compile(r"task_[A-Za-z0-9_\-]{1,128}")
     # seed:003 "Latency and polling": "Normal workloads | 10s-15s after task creation | 5s-10s", "8k or

@@ -78,8 +78,12 @@ class VendorAdapter(Protocol):
         default_base_url: the vendor's base URL when ``base_url_setting`` is not a ``Settings``
             field and ``RELAY_<BASE_URL_SETTING>`` is unset (``None`` for the built-in vendors).
         transient_fail_codes: failure codes the vendor documents as worth retrying (APIXO's
-            ``RateLimited``, ``Timeout``, ``Unknown error``): the relay submits the job anew instead
-            of failing it, up to ``RELAY_RESUBMIT_MAX`` times.
+            ``RateLimited``, ``Timeout``, ``Unknown error``): the relay submits the job anew after a
+            backoff (``RELAY_RESUBMIT_BACKOFF``, doubling) instead of failing it, up to
+            ``RELAY_RESUBMIT_MAX`` times.
+        submit_retry_statuses: HTTP statuses of a submit answer the vendor's page says to retry
+            (APIXO's 500, 502, 504: "Retry with backoff"): sent again from the outbox with backoff
+            like a 429, although the vendor has no idempotency key. Other 5xx stay ambiguous.
         job_id_pattern: the documented shape of the vendor's job id (full match); an id of any other
             shape is refused before it is stored or put into a status URL (:func:`check_job_id`).
         poll_timing: when the polling fallback asks about a job (:class:`PollTiming`), or ``None`` for a
@@ -100,6 +104,7 @@ class VendorAdapter(Protocol):
     default_base_url: ClassVar[str | None]
     job_id_pattern: ClassVar[re.Pattern[str]]
     transient_fail_codes: ClassVar[frozenset[str]]
+    submit_retry_statuses: ClassVar[frozenset[int]]
     poll_timing: ClassVar[PollTiming | None]
     cost_field: ClassVar[str | None]
     params_example: ClassVar[dict[str, Any]]
@@ -148,10 +153,10 @@ class VendorAdapter(Protocol):
 
 class AdapterBase:
     """Defaults for the parts of :class:`VendorAdapter` most vendors share: Bearer auth, unsigned
-    callbacks, no reserved fields, not synchronous, no idempotency key, no transient failure codes, no
-    status endpoint (``poll_timing = None``), no cost report. A vendor module subclasses it and sets
-    ``name``, ``params_model``, ``params_example``, ``credential_setting``, ``base_url_setting``,
-    ``job_id_pattern`` and whatever differs from these defaults."""
+    callbacks, no reserved fields, not synchronous, no idempotency key, no transient failure codes or
+    retryable submit statuses, no status endpoint (``poll_timing = None``), no cost report. A vendor
+    module subclasses it and sets ``name``, ``params_model``, ``params_example``, ``credential_setting``,
+    ``base_url_setting``, ``job_id_pattern`` and whatever differs from these defaults."""
 
     name: ClassVar[str]
     params_model: ClassVar[type[BaseModel]]
@@ -167,6 +172,7 @@ class AdapterBase:
     idempotent_submit: ClassVar[bool] = False
     signs_callbacks: ClassVar[bool] = False
     transient_fail_codes: ClassVar[frozenset[str]] = frozenset()
+    submit_retry_statuses: ClassVar[frozenset[int]] = frozenset()
     poll_timing: ClassVar[PollTiming | None] = None
     cost_field: ClassVar[str | None] = None
 
