@@ -122,8 +122,15 @@ class Ingest:
             if update.vendor_job_id is not None and update.vendor_job_id in job.previous_vendor_job_ids:
                 note = f"about vendor job {update.vendor_job_id!r}, replaced by a resubmit; nothing applied"
                 cap = self.settings.max_inbound_per_job
-                return await self.store.record_message(
-                    job.id, kind, stored, None, verdict="superseded", error=note, max_callbacks=cap
+                return await self.store.record_message(  # what the replaced vendor job cost still counts
+                    job.id,
+                    kind,
+                    stored,
+                    None,
+                    verdict="superseded",
+                    error=note,
+                    max_callbacks=cap,
+                    reported=update,
                 )
             mismatch(job, update)
         except (SignatureInvalid, PayloadError) as exc:
@@ -209,7 +216,7 @@ class Ingest:
         if reason is not None:
             delay = resubmit_delay(self.settings, job.resubmits)
             at = int((time.time() + delay) * 1000)
-            result = await self.store.resubmit(job.id, kind, raw, reason, at=at)
+            result = await self.store.resubmit(job.id, kind, raw, reason, at=at, reported=update)
             log.warning(
                 "%s job %s failed transiently (%s): submitting it again in %.0f s",
                 adapter.name,

@@ -205,7 +205,7 @@ class Poller:
             observe_result(
                 self.metrics,
                 log,
-                await self.store.resubmit(job.id, "poll", raw, reason, at=at),
+                await self.store.resubmit(job.id, "poll", raw, reason, at=at, reported=update),
                 via="poll",
                 before=job,
             )

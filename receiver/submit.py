@@ -279,8 +279,9 @@ class Submitter:
         poll_at = first_poll_at(self.settings, job.vendor, now) if result.vendor_job_id else None
         deadline = deadline_at(self.settings, now)
         before = job
+        price = ADAPTERS[job.vendor].price  # what the vendor bills per accepted submit, if fixed
         job = await self.store.mark_submitted(
-            job.id, result.vendor_job_id, poll_at=poll_at, deadline_at=deadline
+            job.id, result.vendor_job_id, poll_at=poll_at, deadline_at=deadline, cost=price
         )
         if before.sequence == 0 and job.sequence > 0 and job.status is JobState.QUEUED:
             self.metrics.emitted([EventType.QUEUED])  # mark_submitted's job.queued

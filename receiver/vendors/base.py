@@ -20,7 +20,7 @@ from urllib.parse import quote, urlsplit
 from pydantic import BaseModel
 
 from dispatch.errors import PayloadError, UpstreamError
-from dispatch.model import JobUpdate
+from dispatch.model import Cost, JobUpdate
 from dispatch.retry import parse_retry_after
 
 _Params = TypeVar("_Params", bound=BaseModel)
@@ -88,8 +88,12 @@ class VendorAdapter(Protocol):
             shape is refused before it is stored or put into a status URL (:func:`check_job_id`).
         poll_timing: when the polling fallback asks about a job (:class:`PollTiming`), or ``None`` for a
             vendor without a status endpoint (Artnex). The polled vendors are those with a timing.
-        cost_field: dotted path of the vendor's own cost report in its bodies (``"data.costTime"``), or
-            ``None`` when it documents none; the parsed value is :attr:`JobUpdate.cost`.
+        cost_field: dotted path of the vendor's own report of what it bills in its bodies
+            (``"creditCost"``), or ``None`` when it documents none; the parsed value is
+            :attr:`JobUpdate.cost` (a forecast such as Dreamina's ``forecastCost`` has ``estimate``).
+        price: what the vendor bills per accepted submit when its page states a fixed price and its
+            bodies report none (APIXO: ``Cost(0.01, "usd")``, "billed per submitted image", seed 003),
+            else ``None``; every message about one of its vendor jobs carries it as its cost.
         params_example: a valid ``params`` object, from the vendor's documentation page.
     """
 
@@ -107,6 +111,7 @@ class VendorAdapter(Protocol):
     submit_retry_statuses: ClassVar[frozenset[int]]
     poll_timing: ClassVar[PollTiming | None]
     cost_field: ClassVar[str | None]
+    price: ClassVar[Cost | None]
     params_example: ClassVar[dict[str, Any]]
 
     def auth_headers(self, credential: str) -> dict[str, str]:
@@ -154,7 +159,7 @@ class VendorAdapter(Protocol):
 class AdapterBase:
     """Defaults for the parts of :class:`VendorAdapter` most vendors share: Bearer auth, unsigned
     callbacks, no reserved fields, not synchronous, no idempotency key, no transient failure codes or
-    retryable submit statuses, no status endpoint (``poll_timing = None``), no cost report. A vendor
+    retryable submit statuses, no status endpoint (``poll_timing = None``), no cost report or price. A vendor
     module subclasses it and sets ``name``, ``params_model``, ``params_example``, ``credential_setting``,
     ``base_url_setting``, ``job_id_pattern`` and whatever differs from these defaults."""
 
@@ -175,6 +180,7 @@ class AdapterBase:
     submit_retry_statuses: ClassVar[frozenset[int]] = frozenset()
     poll_timing: ClassVar[PollTiming | None] = None
     cost_field: ClassVar[str | None] = None
+    price: ClassVar[Cost | None] = None
 
     def auth_headers(self, credential: str) -> dict[str, str]:
         """``{"Authorization": "Bearer <credential>"}``, sent whole and unencoded."""
