@@ -477,5 +477,6 @@ def test_a_resubmit_waits_for_its_backoff(tmp_path: Path) -> None:
         ((submit_at, updated_at),) = query(
             env.database_url, "SELECT submit_at, updated_at FROM jobs WHERE id = ?", (job["id"],)
         )
+        assert submit_at is not None, "the new submit was not left waiting"
         assert 3_590_000 <= submit_at - updated_at <= 5_400_000  # the backoff x1-1.5, less a few ms
         assert len(env.fake.submits("apixo")) == 1
