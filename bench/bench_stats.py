@@ -47,7 +47,8 @@ from dispatch.store.stats import StatsReport
 DAY_MS = 86_400_000
 NOW = 1_764_480_000_000  # 2025-11-30T05:20:00Z: the seeded window ends here
 VENDORS = ("apixo", "apiframe", "artnex", "dreamina", "ltxstudio")
-COST_UNITS = {"apixo": "compute_seconds", "apiframe": "credits", "artnex": "credits", "dreamina": "credits"}
+# what each vendor bills in (Dreamina's forecastCost is an estimate, not a bill)
+COST_UNITS = {"apixo": "usd", "apiframe": "credits", "artnex": "credits"}
 FAILURES = ("ImageFormatIncorrect", "content_policy", "vendor_failed", "InternalError", "nsfw", "quota")
 JOB_COLUMNS = (
     "id, vendor, vendor_job_id, status, progress, outputs, error, params, sequence, flags, created_at,"

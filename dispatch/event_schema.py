@@ -87,6 +87,13 @@ class EventData(BaseModel):
     reference: str | None = Field(description="The caller's `reference` from `POST /v1/jobs`.")
     submitted_at: AwareDatetime | None
     completed_at: AwareDatetime | None
+    after_relay_timeout: bool = Field(
+        default=False,
+        description="Present (`true`) only on the `job.succeeded` of a job the relay had failed itself"
+        " (`timeout`, `vendor_timeout`, `outcome_unknown`, `no_output`) before the vendor's success"
+        " arrived: the one move out of a failed state. The relay stopped waiting, not the vendor, which"
+        " bills for the result; so the late result is delivered, once. A vendor's own failure stays final.",
+    )
 
 
 class EventPayload(BaseModel):

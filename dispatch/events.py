@@ -7,6 +7,7 @@ import json
 import orjson
 
 from dispatch.model import iso_ms
+from dispatch.state import AFTER_RELAY_TIMEOUT
 from dispatch.store.records import Job
 
 
@@ -25,27 +26,27 @@ def event_body(
     "2026-11-22T10:00:32.123Z","data":{"job_id":"job_…","vendor":"apixo",...,"sequence":2}}'``.
 
     The body shows ``job``'s own ``sequence`` and ``progress``; given ``sequence``, it shows that
-    sequence and ``progress`` instead (the values after this event: no copy of the job needed)."""
+    sequence and ``progress`` instead (the values after this event: no copy of the job needed).
+    ``data.after_relay_timeout: true`` is there only for a job whose success came after the relay had
+    failed it (flag ``after_relay_timeout``, :mod:`dispatch.state`)."""
     if sequence is None:
         sequence, progress = job.sequence, job.progress
-    body = {
-        "id": eid,
-        "type": event_type,
-        "timestamp": iso_ms(created_at),
-        "data": {
-            "job_id": job.id,
-            "vendor": job.vendor,
-            "vendor_job_id": job.vendor_job_id,
-            "status": job.status.value,
-            "progress": progress,
-            "sequence": sequence,
-            "outputs": [o.to_json() for o in job.outputs],
-            "error": job.error.to_json() if job.error else None,
-            "reference": job.reference,
-            "submitted_at": iso_ms(job.submitted_at),
-            "completed_at": iso_ms(job.completed_at),
-        },
+    data: dict[str, object] = {
+        "job_id": job.id,
+        "vendor": job.vendor,
+        "vendor_job_id": job.vendor_job_id,
+        "status": job.status.value,
+        "progress": progress,
+        "sequence": sequence,
+        "outputs": [o.to_json() for o in job.outputs],
+        "error": job.error.to_json() if job.error else None,
+        "reference": job.reference,
+        "submitted_at": iso_ms(job.submitted_at),
+        "completed_at": iso_ms(job.completed_at),
     }
+    if AFTER_RELAY_TIMEOUT in job.flags:  # the vendor's success came after the relay failed the job
+        data["after_relay_timeout"] = True
+    body = {"id": eid, "type": event_type, "timestamp": iso_ms(created_at), "data": data}
     try:  # compact, UTF-8 unescaped: json.dumps(separators=(",", ":"), ensure_ascii=False) byte for
         return orjson.dumps(body).decode()  # byte, several times faster
     except orjson.JSONEncodeError:  # a lone surrogate in a text, which only json writes

@@ -178,12 +178,14 @@ class JobError:
 
 @dataclass(frozen=True)
 class Cost:
-    """What the vendor says a job cost, in the vendor's own unit: ``credits`` (Apiframe ``creditCost``,
-    Dreamina ``response.forecastCost``, Artnex ``credits_used``) or ``compute_seconds`` (APIXO
-    ``costTime``). Example: ``Cost(10.0, "credits")``."""
+    """What the vendor bills for the vendor job a message is about, in the vendor's own unit: ``credits``
+    (Apiframe ``creditCost``, Artnex ``credits_used``) or ``usd`` (APIXO's price, $0.01 per submitted
+    image, seed 003). ``estimate`` marks a forecast, not a bill (Dreamina ``response.forecastCost``).
+    Example: ``Cost(10.0, "credits")``, ``Cost(0.0, "credits", estimate=True)``."""
 
     amount: float
     unit: str
+    estimate: bool = False
 
 
 @dataclass(frozen=True)
@@ -208,6 +210,7 @@ class JobUpdate:
     completed_at: datetime | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     cost: Cost | None = None
+    compute_ms: int | None = None  # how long the vendor computed, when it says (APIXO ``costTime``)
 
 
 def utcnow() -> datetime:

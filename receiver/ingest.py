@@ -27,7 +27,7 @@ from receiver.metrics import RelayMetrics, observe_result
 from receiver.poller import deadline_at, first_poll_at
 from receiver.settings import Settings
 from receiver.tokens import scrub
-from receiver.transient import transient_failure
+from receiver.transient import resubmit_delay, transient_failure
 from receiver.vendor_client import VendorClient
 from receiver.vendors.base import VendorAdapter, check_job_id
 
@@ -126,8 +126,15 @@ class Ingest:
             if update.vendor_job_id is not None and update.vendor_job_id in job.previous_vendor_job_ids:
                 note = f"about vendor job {update.vendor_job_id!r}, replaced by a resubmit; nothing applied"
                 cap = self.settings.max_inbound_per_job
-                return await self.store.record_message(
-                    job.id, kind, stored, None, verdict="superseded", error=note, max_callbacks=cap
+                return await self.store.record_message(  # what the replaced vendor job cost still counts
+                    job.id,
+                    kind,
+                    stored,
+                    None,
+                    verdict="superseded",
+                    error=note,
+                    max_callbacks=cap,
+                    reported=update,
                 )
             mismatch(job, update)
         except (SignatureInvalid, PayloadError) as exc:
@@ -211,9 +218,15 @@ class Ingest:
         cap = self.settings.max_inbound_per_job
         reason = transient_failure(self.settings, adapter, job, update)
         if reason is not None:
-            result = await self.store.resubmit(job.id, kind, raw, reason)
+            delay = resubmit_delay(self.settings, job.resubmits)
+            at = int((time.time() + delay) * 1000)
+            result = await self.store.resubmit(job.id, kind, raw, reason, at=at, reported=update)
             log.warning(
-                "%s job %s failed transiently (%s): submitting it again", adapter.name, job.id, reason
+                "%s job %s failed transiently (%s): submitting it again in %.0f s",
+                adapter.name,
+                job.id,
+                reason,
+                delay,
             )
             self.on_resubmit()
             return result

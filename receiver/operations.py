@@ -171,9 +171,10 @@ async def vendor_stats(
     rate, top 10 failure codes, submit-to-terminal p50/p95/p99 in seconds, how outcomes arrived
     (callback, poll, the submit's ``response``, or the relay's own ``submit`` failure or
     ``timeout``) and the share of lost callbacks, duplicate/stale callbacks, signature rejections,
-    submit errors by code, and cost per unit as the vendors report it (Apiframe ``creditCost``,
-    Dreamina ``forecastCost``, Artnex ``credits_used`` in ``credits``; APIXO ``costTime`` in
-    ``compute_seconds``).
+    submit errors by code, submit attempts and resubmits, and spend per unit as the vendors bill it
+    (APIXO $0.01 per submitted image in ``usd``, Artnex ``credits_used`` and Apiframe ``creditCost``
+    in ``credits``) with what of it went to resubmits and to results nobody received, and Dreamina's
+    ``forecastCost`` apart as an estimate (:mod:`dispatch.costs`).
 
     ``report.to_json()`` is what ``GET /v1/stats`` answers and ``upscale-relay stats --json`` prints:
     ``{"since": "2026-11-01T00:00:00.000Z" | null, "until": ... | null, "vendors": [{"vendor":

@@ -76,11 +76,14 @@ class Settings(BaseSettings):
     max_header_bytes: int = Field(default=32_768, ge=1024)
     vendor_timeout: float = Field(default=60.0, gt=0)
     # submits: how long POST /v1/jobs waits for the first attempt; how long 429s, 408s, unreachable
-    # vendors (and 5xx for idempotent vendors) are retried; the first backoff (doubling, jittered, <= 300 s)
+    # vendors (and 5xx for idempotent vendors, APIXO's 500/502/504) are retried; the first backoff
+    # (doubling, jittered x1-1.5, <= 300 s; seed 003: "Retry with exponential backoff")
     submit_inline_wait: float = Field(default=10.0, ge=0)
     submit_retry_for: float = Field(default=3600.0, gt=0)
-    submit_backoff: float = Field(default=2.0, gt=0)
-    resubmit_max: int = Field(default=2, ge=0)  # new submits after a failure the vendor calls transient
+    submit_backoff: float = Field(default=10.0, gt=0)
+    # new submits after a failure the vendor calls transient, and the wait before the first (doubling)
+    resubmit_max: int = Field(default=2, ge=0)
+    resubmit_backoff: float = Field(default=30.0, gt=0)
     max_inbound_per_job: int = Field(default=200, ge=1)  # stored vendor messages per job; beyond: 429
     source_max_jobs_per_hour: int = Field(
         default=1000, ge=1
@@ -99,6 +102,10 @@ class Settings(BaseSettings):
     poll_after: dict[str, float] = Field(default_factory=dict)
     poll_every: dict[str, float] = Field(default_factory=dict)
     job_timeout: float = Field(default=1800.0, gt=0)
+    # after the relay failed a job at its deadline, its vendor is still asked for a late success: first
+    # after late_poll_every seconds, slowing to hourly, until late_poll_for seconds after the deadline
+    late_poll_for: float = Field(default=86_400.0, ge=0)
+    late_poll_every: float = Field(default=300.0, gt=0)
 
     retry_schedule: tuple[float, ...] = DEFAULT_SCHEDULE
     retry_jitter: float = Field(default=0.2, ge=0, le=1)

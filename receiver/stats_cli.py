@@ -29,7 +29,7 @@ def stats(
     ctx: click.Context, since: str | None, until: str | None, vendor: str | None, as_json: bool
 ) -> None:
     """Vendors compared by numbers: jobs by state, success rate, seconds to a result, lost callbacks,
-    failures, submit errors and cost.
+    failures, submit errors, submits, and spend (on resubmits, on results not received) and estimates.
 
     Example: upscale-relay stats --since 2026-11-01T00:00:00Z --vendor apixo
     """
@@ -47,7 +47,7 @@ def stats(
 
 def render(report: StatsReport) -> None:
     """Two tables: the figures, a column per vendor and a row per figure (five vendors fit 80
-    columns); then each vendor's failure codes, submit errors and costs, a row each."""
+    columns); then each vendor's failure codes, submit errors, spend and estimates, a row each."""
     data = report.to_json()
     vendors = data["vendors"]
     table = Table(
@@ -59,7 +59,7 @@ def render(report: StatsReport) -> None:
     for label, path, shown in FIGURES:
         table.add_row(label, *(_cell(shown(_dig(v, path))) for v in vendors))
     console.print(table)
-    details = Table(title="failure codes (top 10), submit errors and cost")
+    details = Table(title="failure codes (top 10), submit errors, spend and estimates")
     for column in ("vendor", "what", "code or unit"):
         details.add_column(column)
     details.add_column("count or total", justify="right")
@@ -69,7 +69,15 @@ def render(report: StatsReport) -> None:
         for code in v["submit_errors"]:
             details.add_row(v["vendor"], "submit error", code["code"], str(code["count"]))
         for cost in v["cost"]:
-            details.add_row(v["vendor"], f"cost of {cost['jobs']} jobs", cost["unit"], f"{cost['total']:g}")
+            details.add_row(v["vendor"], f"spent on {cost['jobs']} jobs", cost["unit"], f"{cost['total']:g}")
+            details.add_row(v["vendor"], "  of it on resubmits", cost["unit"], f"{cost['resubmits']:g}")
+            details.add_row(
+                v["vendor"], "  of it on results not received", cost["unit"], f"{cost['unreceived']:g}"
+            )
+        for guess in v["cost_estimate"]:
+            details.add_row(
+                v["vendor"], f"estimated for {guess['jobs']} jobs", guess["unit"], f"{guess['total']:g}"
+            )
     if details.rows:
         console.print(details)
 
@@ -102,5 +110,7 @@ FIGURES: list[tuple[str, tuple[str, ...], Callable[[Any], Any]]] = [
     ("duplicate callbacks", ("duplicate_callbacks",), _same),
     ("stale callbacks", ("stale_callbacks",), _same),
     ("signature rejections", ("signature_rejections",), _same),
+    ("submit attempts", ("submits", "attempts"), _same),
+    ("resubmits", ("submits", "resubmits"), _same),
 ]
 """The first table's rows: label, where the value is in a vendor's JSON, and how it is shown."""

@@ -6,11 +6,13 @@ What an answer means (issue 9; VENDORS.md and the seeds for each vendor's guidan
 - accepted: the vendor job id is stored (``job.queued``), as is any state the answer carries;
 - refused (a 4xx other than 408/429, or a 429 the vendor says cannot pass, Artnex's daily quota):
   the job fails with the vendor's code, once and for good;
-- not taken (429, 408, no connection): sent again after ``Retry-After`` or an exponential, jittered
-  backoff (``RELAY_SUBMIT_BACKOFF`` doubling up to 300 s) until ``RELAY_SUBMIT_RETRY_FOR`` seconds
-  after the job was created, then the job fails with the last code;
-- ambiguous (timeout, connection lost after sending, 5xx, an unreadable 2xx): the vendor may have
-  the job. Idempotent vendors (Apiframe's ``Idempotency-Key``) get the same request again; others
+- not taken (429, 408, no connection), or a status the vendor's page says to retry (APIXO's 500, 502
+  and 504, seed 003: "Retry with backoff"; ``adapter.submit_retry_statuses``): sent again after
+  ``Retry-After`` or an exponential, jittered backoff (``RELAY_SUBMIT_BACKOFF``, 10 s, doubling up to
+  300 s) until ``RELAY_SUBMIT_RETRY_FOR`` seconds after the job was created, then the job fails with the
+  last code. Every attempt is counted (``submit_attempts``);
+- ambiguous (timeout, connection lost after sending, any other 5xx, an unreadable 2xx): the vendor may
+  have the job. Idempotent vendors (Apiframe's ``Idempotency-Key``) get the same request again; others
   are never re-sent (that could charge twice): the job keeps waiting, flagged
   ``submit_outcome_unknown``, for a callback on its URL (the token proves it is this job's) until
   ``RELAY_JOB_TIMEOUT`` fails it with ``vendor_timeout``. Artnex answers synchronously, so there is
@@ -281,8 +283,9 @@ class Submitter:
         poll_at = first_poll_at(self.settings, job.vendor, now) if result.vendor_job_id else None
         deadline = deadline_at(self.settings, now)
         before = job
+        price = ADAPTERS[job.vendor].price  # what the vendor bills per accepted submit, if fixed
         job = await self.store.mark_submitted(
-            job.id, result.vendor_job_id, poll_at=poll_at, deadline_at=deadline
+            job.id, result.vendor_job_id, poll_at=poll_at, deadline_at=deadline, cost=price
         )
         if before.sequence == 0 and job.sequence > 0 and job.status is JobState.QUEUED:
             self.metrics.emitted([EventType.QUEUED])  # mark_submitted's job.queued
@@ -356,15 +359,17 @@ class Submitter:
 
 
 def submit_outcome(adapter: VendorAdapter, exc: UpstreamError) -> str:
-    """What a vendor error means for a submit (the module docstring): ``retry`` (not taken, or
-    ambiguous at a vendor with an idempotency key), ``unknown`` (ambiguous: never re-sent) or
-    ``refused``."""
+    """What a vendor error means for a submit (the module docstring): ``retry`` (not taken, a status
+    the vendor says to retry, or ambiguous at a vendor with an idempotency key), ``unknown``
+    (ambiguous: never re-sent) or ``refused``. Example: APIXO's 502 → ``retry`` (seed 003: "Retry with
+    backoff"); Dreamina's 502 → ``unknown``; APIXO's 400 → ``refused``."""
     status = exc.http_status
     not_taken = exc.code == "vendor_unreachable" or status in (408, 429)
     if status == 429 and not exc.retryable:  # e.g. Artnex's daily quota: waiting cannot help
         not_taken = False
+    documented = status is not None and status in adapter.submit_retry_statuses
     ambiguous = exc.code in AMBIGUOUS or (status is not None and status >= 500)
-    if not_taken or (ambiguous and adapter.idempotent_submit):
+    if not_taken or documented or (ambiguous and adapter.idempotent_submit):
         return "retry"
     return "unknown" if ambiguous else "refused"
 
@@ -376,14 +381,16 @@ def _fields(job: Job, code: str, outcome: str) -> dict[str, Any]:
 
 def submit_backoff(base: float, attempts: int, retry_after: float | None) -> float:
     """Seconds before the next submit attempt: the vendor's ``Retry-After`` when given (at most
-    300 s), else ``min(300, base * 2^(attempts-1))`` times a jitter factor in [0.5, 1.5).
+    300 s), else ``min(300, base * 2^(attempts-1) * j)`` with a jitter factor ``j`` in [1, 1.5), so
+    the first delay is never shorter than ``base`` (``RELAY_SUBMIT_BACKOFF``, 10 s).
 
-    Example: ``submit_backoff(2.0, 3, None)`` → about 8 s (4 to 12); ``submit_backoff(2.0, 1, 30.0)``
-    → 30.0. Seed 003: "429 | Rate limit or concurrency limit reached | Retry with exponential backoff".
+    Example: ``submit_backoff(10.0, 1, None)`` → 10 to 15 s; ``submit_backoff(10.0, 3, None)`` → 40
+    to 60 s; ``submit_backoff(10.0, 1, 30.0)`` → 30.0. Seed 003: "429 | Rate limit or concurrency limit
+    reached | Retry with exponential backoff", "500 | ... | Retry with backoff".
     """
     if retry_after is not None and retry_after >= 0:
         return min(float(retry_after), MAX_BACKOFF)
-    return min(MAX_BACKOFF, base * 2.0 ** min(max(attempts - 1, 0), 30) * random.uniform(0.5, 1.5))
+    return min(MAX_BACKOFF, base * 2.0 ** min(max(attempts - 1, 0), 30) * random.uniform(1.0, 1.5))
 
 
 def check_callback_url(settings: Settings, adapter: VendorAdapter) -> None:

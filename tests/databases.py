@@ -66,6 +66,22 @@ def query(url: str, sql: str, parameters: Sequence[Any] = ()) -> list[tuple[Any,
         return [tuple(row) for row in lite.execute(sql, tuple(parameters)).fetchall()]
 
 
+def sqlite_migrated_to(path: Path, count: int) -> sqlite3.Connection:
+    """A new SQLite database at ``path`` as an older relay left it: only its first ``count`` migrations
+    applied and recorded. Returns an open autocommit connection to fill it (the caller closes it)."""
+    from sqlite_utils import Database
+
+    from dispatch.store import schema
+
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+    db = Database(conn)
+    for name, step in schema.MIGRATIONS[:count]:
+        step(db)
+        conn.execute("INSERT INTO _migrations VALUES (?, datetime('now'))", (name,))
+    return conn
+
+
 def _with_database(server: str, name: str) -> str:
     base, _, _ = server.rpartition("/")
     return f"{base}/{name}"

@@ -8,6 +8,7 @@ not know fails with ``vendor_not_found``; stored poll times survive a relay rest
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 import uuid
@@ -33,6 +34,8 @@ from receiver.fakes import (
     source_image,
 )
 from receiver.fakes.subscriber import Delivery, SubscriberLog, create_subscriber
+from receiver.poller import first_poll_at, next_interval
+from receiver.settings import Settings
 from tests.databases import database_url_for, query
 from tests.relay_env import API_TOKEN, RelayEnv, relay_env, relay_settings
 
@@ -119,6 +122,45 @@ def poll_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelayEnv]:
     with relay_env(tmp_path_factory.mktemp("poll"), fake=FAKE, **fast_polls(0.2)) as env:
         env.subscribe(HOOK, event_types=list(EVENT_TYPES))
         yield env
+
+
+# -- cadence -------------------------------------------------------------------------------------
+def poll_times(settings: Settings, vendor: str, count: int) -> list[float]:
+    """Seconds after the submit of a job's first ``count`` polls when no answer ends it."""
+    at = (first_poll_at(settings, vendor, 0.0) or 0) / 1000
+    times = [at]
+    for done in range(1, count):
+        at += next_interval(settings, vendor, done)
+        times.append(round(at, 3))
+    return times
+
+
+def test_apixo_is_polled_at_its_seeds_cadence() -> None:
+    """APIXO (seed 003): first poll 10-15 s after task creation, then every 5-10 s (10 s or longer for
+    8k) while the job runs its typical time, then backing off, never beyond a minute apart."""
+    times = poll_times(Settings(), "apixo", 14)
+    assert 10 <= times[0] <= 15
+    steps = [b - a for a, b in itertools.pairwise(times)]
+    running = [step for at, step in zip(times, steps, strict=False) if at < 60]
+    assert len(running) >= 4 and all(step == 10 for step in running)  # 5-10 s, and >= 10 s for 8k
+    assert steps[len(running)] > 10 and max(steps) == 60 and steps == sorted(steps)
+
+
+def test_dreamina_is_polled_every_ten_seconds_as_its_seed_does() -> None:
+    """Dreamina (seed 001's example: ``setTimeout(r, 10000)``): polled 10 s after the submit and every
+    10 s while the job runs its typical time, then backing off up to a minute."""
+    times = poll_times(Settings(), "dreamina", 12)
+    assert times[:6] == [10, 20, 30, 40, 50, 60]
+    steps = [b - a for a, b in itertools.pairwise(times)]
+    assert steps[5] > 10 and max(steps) == 60
+
+
+def test_poll_cadence_is_overridable_per_vendor() -> None:
+    """RELAY_POLL_AFTER / RELAY_POLL_EVERY replace one vendor's first poll and interval, not another's."""
+    settings = Settings(poll_after={"apixo": 30}, poll_every={"apixo": 20})
+    times = poll_times(settings, "apixo", 3)
+    assert times == [30, 50, 70]
+    assert poll_times(settings, "dreamina", 2) == [10, 20]
 
 
 # -- lost callbacks ------------------------------------------------------------------------------

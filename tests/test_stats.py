@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -20,7 +19,6 @@ import pytest
 from click.testing import CliRunner
 from cryptography.fernet import Fernet
 from pydantic import SecretStr
-from sqlite_utils import Database
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -29,7 +27,6 @@ from starlette.types import Receive, Scope, Send
 
 from dispatch.model import Cost, JobError, JobState, JobUpdate, now_ms
 from dispatch.secretbox import SecretBox
-from dispatch.store import schema
 from dispatch.store.records import RawMessage
 from dispatch.store.sqlite import SQLiteStore
 from fixtures.harness import serve_in_thread
@@ -41,6 +38,7 @@ from receiver.fakes import source_image
 from receiver.poller import Poller
 from receiver.settings import Settings
 from receiver.vendor_client import VendorClient
+from tests.databases import sqlite_migrated_to
 from tests.relay_env import API_TOKEN, TEST_SECRET_KEY
 
 RAW = RawMessage({"content-type": "application/json"}, b"{}", "203.0.113.7:443")
@@ -60,11 +58,10 @@ def _seed(store: Any) -> dict[str, str]:
     """APIXO: 5 succeeded (4 by callback, 1 by poll), 3 failed (callback, timeout, submit refused), 1
     running, 2 queued (one retrying its submit, one with an unknown submit outcome); 2 duplicate, 1
     stale and 1 rejected callback, and a poll repeating a state. Artnex: 3 answered by the submit."""
-    ok = JobUpdate(JobState.SUCCEEDED, "success", cost=Cost(2.5, "compute_seconds"))
+    ok = JobUpdate(JobState.SUCCEEDED, "success", cost=Cost(2.5, "usd"))
     ids = {f"ok{n}": _finished(store, "apixo", "callback", ok) for n in range(4)}
-    ids["polled"] = _finished(
-        store, "apixo", "poll", JobUpdate(JobState.SUCCEEDED, "success", cost=Cost(1.5, "compute_seconds"))
-    )
+    polled = JobUpdate(JobState.SUCCEEDED, "success", cost=Cost(1.5, "usd"))
+    ids["polled"] = _finished(store, "apixo", "poll", polled)
     ids["bad"] = _finished(
         store, "apixo", "callback", JobUpdate(JobState.FAILED, "fail", error=JobError("ImageFormatIncorrect"))
     )
@@ -86,7 +83,9 @@ def _seed(store: Any) -> dict[str, str]:
     store.end_submit(unknown.id, outcome_unknown=True)
     for key in ("ok0", "ok1"):
         assert store.record_message(ids[key], "callback", RAW, ok).verdict == "duplicate"
-    assert store.record_message(ids["polled"], "poll", RAW, ok).verdict == "duplicate"  # a poll: not counted
+    assert (
+        store.record_message(ids["polled"], "poll", RAW, polled).verdict == "duplicate"
+    )  # a poll: not counted
     stale = JobUpdate(JobState.RUNNING, "running")
     assert store.record_message(ids["ok2"], "callback", RAW, stale).verdict == "stale"
     store.record_message(ids["ok3"], "callback", RAW, None, verdict="rejected", error="bad signature")
@@ -146,14 +145,17 @@ def test_each_vendor_gets_exact_counts_outcome_paths_errors_and_cost(store: Any)
         {"code": "rate_limited", "count": 1},
         {"code": "vendor_rejected", "count": 1},
     ]
-    assert apixo["cost"] == [{"unit": "compute_seconds", "total": 11.5, "jobs": 5}]
+    assert apixo["cost"] == [{"unit": "usd", "total": 11.5, "jobs": 5, "resubmits": 0.0, "unreceived": 0.0}]
+    assert apixo["cost_estimate"] == [] and apixo["submits"] == {"attempts": 0, "resubmits": 0}
     assert all(apixo["time_to_terminal_seconds"][p] is not None for p in ("p50", "p95", "p99"))
     artnex = figures["artnex"]
     assert artnex["jobs"] == {"queued": 0, "running": 0, "succeeded": 2, "failed": 1, "total": 3}
     assert artnex["outcome_via"]["response"] == 3 and artnex["lost_callback_share"] is None
     assert artnex["failure_codes"] == [{"code": "content_policy", "count": 1}]
     assert artnex["submit_errors"] == [] and artnex["duplicate_callbacks"] == 0
-    assert artnex["cost"] == [{"unit": "credits", "total": 9.0, "jobs": 2}]
+    assert artnex["cost"] == [
+        {"unit": "credits", "total": 9.0, "jobs": 2, "resubmits": 0.0, "unreceived": 0.0}
+    ]
 
 
 def test_an_applied_terminal_update_records_cost_path_and_turnaround(store: Any) -> None:
@@ -161,9 +163,9 @@ def test_an_applied_terminal_update_records_cost_path_and_turnaround(store: Any)
     the job's API shape shows the cost and the path."""
     ids = _seed(store)
     job = store.get_job(ids["ok0"])
-    assert (job.cost_amount, job.cost_unit, job.outcome_via) == (2.5, "compute_seconds", "callback")
+    assert (job.cost_amount, job.cost_unit, job.outcome_via) == (2.5, "usd", "callback")
     assert job.turnaround_ms is not None and 0 <= job.turnaround_ms <= now_ms() - job.submitted_at
-    assert job.to_json()["cost"] == {"amount": 2.5, "unit": "compute_seconds"}
+    assert job.to_json()["cost"] == {"amount": 2.5, "unit": "usd"}
     assert job.to_json()["outcome_via"] == "callback"
     refused = store.get_job(ids["refused"])
     assert (refused.outcome_via, refused.turnaround_ms, refused.cost_amount) == ("submit", None, None)
@@ -240,12 +242,7 @@ def test_migration_008_fills_in_jobs_that_ended_before_it(tmp_path: Path) -> Non
     """A database at migration 007 with a job finished by a poll gets its outcome path and turnaround
     (from completed_at) when migrated."""
     path = tmp_path / "old.db"
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
-    db = Database(conn)
-    for name, step in schema.MIGRATIONS[:7]:
-        step(db)
-        conn.execute("INSERT INTO _migrations VALUES (?, datetime('now'))", (name,))
+    conn = sqlite_migrated_to(path, 7)
     conn.execute(
         "INSERT INTO jobs (id, vendor, status, params, created_at, updated_at, submitted_at, completed_at)"
         " VALUES ('job_1', 'apixo', 'succeeded', '{}', 1000, 9000, 2000, 9000)"
@@ -374,7 +371,7 @@ def test_the_cli_prints_the_same_report_as_json_and_as_tables(seeded: str) -> No
     assert [v["vendor"] for v in json.loads(one.output)["vendors"]] == ["artnex"]
     table = runner.invoke(cli, ["--database", seeded, "stats"], env=env, terminal_width=240)
     assert table.exit_code == 0, table.output
-    for text in ("ltxstudio", "62.5%", "16.7%", "lost callbacks", "rate_limited", "cost of 5 jobs", "11.5"):
+    for text in ("ltxstudio", "62.5%", "16.7%", "lost callbacks", "rate_limited", "spent on 5 jobs", "11.5"):
         assert text in table.output, text
     bad = runner.invoke(cli, ["--database", seeded, "stats", "--since", "yesterday"], env=env)
     assert bad.exit_code != 0 and "not an ISO-8601 time" in bad.output
@@ -396,7 +393,16 @@ def test_the_submitter_and_the_poller_record_the_outcomes_the_relay_decides(rela
             )
         return JSONResponse({"code": 200, "message": "success", "data": {"taskId": "task_1"}})
 
-    vendor = Starlette(routes=[Route("/api/v1/generateTask/image-upscaler", submit, methods=["POST"])])
+    async def status(request: Request) -> JSONResponse:  # asked once more at the deadline: still running
+        task = {"taskId": request.query_params["taskId"], "state": "processing"}
+        return JSONResponse({"code": 200, "message": "success", "data": task})
+
+    vendor = Starlette(
+        routes=[
+            Route("/api/v1/generateTask/image-upscaler", submit, methods=["POST"]),
+            Route("/api/v1/statusTask/image-upscaler", status, methods=["GET"]),
+        ]
+    )
     params = {"vendor": "apixo", "params": {"input": {"image_urls": [source_image()]}}}
 
     async def main(base_url: str) -> tuple[dict[str, Any], dict[str, Any]]:

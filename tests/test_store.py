@@ -54,6 +54,7 @@ def test_migrations_are_recorded_and_wal_is_on(store: SQLiteStore) -> None:
         "009_mirrors",
         "010_source_counts_claim_index",
         "011_partial_job_indexes",
+        "012_costs_as_billed",
     ]
     if store.sql.name == "sqlite":
         assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

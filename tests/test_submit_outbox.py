@@ -9,6 +9,7 @@ import asyncio
 import json
 import signal
 import threading
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,10 +26,12 @@ from starlette.routing import Route
 from dispatch.model import event_id
 from fixtures import payload
 from fixtures.harness import RunningServer, free_port, serve_in_thread, wait_until
-from receiver.fakes import FakeConfig, ltx_source_job, source_image
+from receiver.fakes import FakeConfig, dreamina_source_job, ltx_source_job, source_image
 from receiver.settings import Settings
 from receiver.submit import callback_url_warnings, check_callback_url, submit_backoff
+from receiver.transient import resubmit_delay
 from receiver.vendors import ADAPTERS
+from tests.databases import query
 from tests.procs import RelayProcess, open_test_store, relay_environ, wait_http_ok
 from tests.relay_env import API_TOKEN, relay_env
 
@@ -86,6 +89,7 @@ def relay_at(tmp_path: Path, server: RunningServer, **overrides: Any) -> Any:
         "apixo_base_url": server.url,
         "apiframe_base_url": server.url,
         "submit_backoff": 0.01,
+        "resubmit_backoff": 0.01,
         **overrides,
     }
     return relay_env(tmp_path, **values)
@@ -163,12 +167,13 @@ def test_apiframe_5xx_is_resent_with_the_same_idempotency_key(
         assert "submit_outcome_unknown" not in env.job(job["id"])["flags"]
 
 
-@pytest.mark.parametrize("answer", ["500", "hang"])
+@pytest.mark.parametrize("answer", ["503", "hang"])
 def test_ambiguous_apixo_submit_is_never_resent_and_its_callback_is_applied(
     tmp_path: Path, vendor: tuple[Vendor, RunningServer], answer: str
 ) -> None:
-    """A 5xx or no answer at all: APIXO has no idempotency key, so the job waits, flagged, and the
-    vendor's later callback on the job's URL (the token is proof) is applied."""
+    """A 5xx its page gives no retry advice for (503, from the older error page) or no answer at all:
+    APIXO has no idempotency key, so the job waits, flagged, and the vendor's later callback on the
+    job's URL (the token is proof) is applied."""
     stand_in, server = vendor
     stand_in.answers = [answer]
     with relay_at(tmp_path, server, vendor_timeout=0.3) as env:
@@ -190,13 +195,54 @@ def test_unknown_outcome_without_a_callback_fails_at_the_deadline(
 ) -> None:
     """Only RELAY_JOB_TIMEOUT ends a job whose submit outcome is unknown: vendor_timeout."""
     stand_in, server = vendor
-    stand_in.answers = ["502"]
+    stand_in.answers = ["503"]
     with relay_at(tmp_path, server, job_timeout=0.5) as env:
         job = env.submit("apixo", APIXO_PARAMS)
         assert job["status"] == "queued"
         wait_until(lambda: env.job(job["id"])["status"] == "failed")
         assert env.job(job["id"])["error"]["code"] == "vendor_timeout"
         assert len(stand_in.submits) == 1
+
+
+def test_a_success_after_an_unknown_outcome_timed_out_is_delivered(
+    tmp_path: Path, vendor: tuple[Vendor, RunningServer]
+) -> None:
+    """A submit whose answer never came fails vendor_timeout at the deadline, yet the vendor may have
+    the job: its success callback afterwards is applied and delivered once, flagged after_relay_timeout."""
+    stand_in, server = vendor
+    stand_in.answers = ["hang"]
+    with relay_at(tmp_path, server, vendor_timeout=0.3, job_timeout=0.6) as env:
+        env.subscribe()
+        job = env.submit("apixo", APIXO_PARAMS)
+        failed = env.wait_status(job["id"], "failed")
+        assert failed["error"]["code"] == "vendor_timeout" and failed["vendor_job_id"] is None
+        response = apixo_callback(stand_in, "task_1", "success")
+        assert response.status_code == 200 and response.json()["verdict"] == "applied"
+        after = env.job(job["id"])
+        assert (after["status"], after["vendor_job_id"], after["error"]) == ("succeeded", "task_1", None)
+        assert "after_relay_timeout" in after["flags"]
+        succeeded = event_id(job["id"], "job.succeeded")
+        wait_until(lambda: succeeded in env.sub_log.by_event_id())
+        assert env.sub_log.by_event_id()[succeeded][0].json["data"]["after_relay_timeout"] is True
+        stand_in.release.set()
+        assert len(stand_in.submits) == 1
+
+
+@pytest.mark.parametrize("status", ["500", "502", "504"])
+def test_apixo_5xx_its_page_says_to_retry_is_sent_again_from_the_outbox(
+    tmp_path: Path, vendor: tuple[Vendor, RunningServer], status: str
+) -> None:
+    """Seed 003: 500 and 502 "Retry with backoff", 504 "Retry or use callback mode": APIXO's submit is
+    sent again with backoff until it is taken, every attempt counted, and the job is not left waiting
+    as an unknown outcome."""
+    stand_in, server = vendor
+    stand_in.answers = [status, status]
+    with relay_at(tmp_path, server, submit_inline_wait=0.5) as env:
+        job = env.submit("apixo", APIXO_PARAMS)
+        wait_until(lambda: env.job(job["id"])["vendor_job_id"] is not None, timeout=30)
+        after = env.job(job["id"])
+        assert (after["vendor_job_id"], after["status"], after["submit_attempts"]) == ("task_3", "queued", 3)
+        assert "submit_outcome_unknown" not in after["flags"] and len(stand_in.submits) == 3
 
 
 # -- transient vendor failures resubmit ----------------------------------------------------------
@@ -359,8 +405,78 @@ def test_apixo_http_refusal_through_the_api_stores_nothing(tmp_path: Path) -> No
 
 
 def test_submit_backoff_honours_retry_after_and_grows() -> None:
-    """Retry-After wins (capped at 300 s); otherwise base x 2^(n-1), jittered x0.5-1.5, capped."""
+    """Retry-After wins (capped at 300 s); otherwise base x 2^(n-1), jittered x1-1.5, capped."""
     assert submit_backoff(2.0, 5, 30.0) == 30.0
     assert submit_backoff(2.0, 1, 9999.0) == 300.0
-    assert 4.0 <= submit_backoff(2.0, 3, None) <= 12.0
+    assert 8.0 <= submit_backoff(2.0, 3, None) <= 12.0
     assert submit_backoff(2.0, 40, None) <= 300.0
+
+
+def test_default_backoffs_follow_seed_003() -> None:
+    """By default a retried submit waits at least 10 s, doubling ("Retry with exponential backoff"),
+    and a resubmit after a transient failCode at least 30 s, doubling: never at once."""
+    settings = Settings()
+    firsts = [submit_backoff(settings.submit_backoff, 1, None) for _ in range(200)]
+    assert min(firsts) >= 10 and max(firsts) < 15
+    assert min(submit_backoff(settings.submit_backoff, 2, None) for _ in range(200)) >= 20
+    resubmits = [[resubmit_delay(settings, done) for _ in range(200)] for done in (0, 1, 2)]
+    assert [min(delays) >= 30 * 2**done for done, delays in enumerate(resubmits)] == [True, True, True]
+    assert max(resubmits[0]) < 45 and max(resubmit_delay(settings, 40) for _ in range(20)) <= 3600
+
+
+# -- APIXO retried as its page says, against the fake vendors (issue 20) -------------------------
+@pytest.mark.parametrize("marker", ["submit429", "submit500", "flaky502", "flaky504"])
+def test_apixo_submit_error_then_success_ends_with_the_image(tmp_path: Path, marker: str) -> None:
+    """The fake APIXO answers the first submit with 429, 500, 502 or 504 and takes the second: the job
+    is sent again and succeeds, with two submits counted."""
+    with relay_env(tmp_path, submit_backoff=0.01, submit_inline_wait=0.5) as env:
+        image = source_image(f"{marker}-{uuid.uuid4().hex[:8]}")
+        job = env.submit("apixo", {"input": {"image_urls": [image]}})
+        done = env.wait_status(job["id"], "succeeded", timeout=30)
+        sent = [r for r in env.fake.submits("apixo") if r.body["input"]["image_urls"] == [image]]
+        assert [r.status for r in sent] == [int(marker[-3:]), 200]
+        assert done["submit_attempts"] == 2 and done["outputs"]
+
+
+@pytest.mark.parametrize("vendor", ["ltxstudio", "dreamina"])
+def test_other_vendors_never_resend_a_submit_answered_500(tmp_path: Path, vendor: str) -> None:
+    """Issue 9's rule stays for vendors without an idempotency key whose page says nothing of retries:
+    a 500 may have made the job, so it is not sent again; the job waits for its callback."""
+    with relay_env(tmp_path, submit_backoff=0.01) as env:
+        source = ltx_source_job("submit500") if vendor == "ltxstudio" else dreamina_source_job("submit500")
+        job = env.submit(vendor, {"jobId": source} if vendor == "ltxstudio" else {"jobid": source})
+        assert "submit_outcome_unknown" in job["flags"] and job["status"] == "queued"
+        assert len(env.fake.submits("ltx" if vendor == "ltxstudio" else "dreamina")) == 1
+
+
+@pytest.mark.parametrize("marker", ["flakyRateLimited", "flakyTimeout", "flakyUnknown"])
+def test_a_transient_failcode_resubmits_and_the_second_task_delivers(tmp_path: Path, marker: str) -> None:
+    """The fake APIXO fails the first task with RateLimited, Timeout or "Unknown error" (seed 003: retry)
+    and completes the second: the job is resubmitted once, after the backoff, and succeeds."""
+    with relay_env(tmp_path, resubmit_backoff=0.05) as env:
+        env.subscribe(event_types=["job.queued", "job.succeeded", "job.failed"])
+        image = source_image(f"{marker}-{uuid.uuid4().hex[:8]}")
+        job = env.submit("apixo", {"input": {"image_urls": [image]}})
+        done = env.wait_status(job["id"], "succeeded", timeout=30)
+        assert done["resubmits"] == 1 and done["previous_vendor_job_ids"] == [job["vendor_job_id"]]
+        resubmitted = [i for i in done["inbound"] if i["verdict"] == "resubmitted"]
+        assert len(resubmitted) == 1 and resubmitted[0]["error"].startswith(f"{marker.removeprefix('flaky')}")
+        assert [e["type"] for e in done["events"]] == ["job.queued", "job.succeeded"]
+        assert len([r for r in env.fake.submits("apixo") if r.body["input"]["image_urls"] == [image]]) == 2
+
+
+def test_a_resubmit_waits_for_its_backoff(tmp_path: Path) -> None:
+    """A transient failCode does not resubmit at once: the new submit is planned RELAY_RESUBMIT_BACKOFF
+    later (the stored decision), and nothing is sent meanwhile."""
+    with relay_env(tmp_path, resubmit_backoff=3600.0) as env:
+        image = source_image(f"flakyTimeout-{uuid.uuid4().hex[:8]}")
+        job = env.submit("apixo", {"input": {"image_urls": [image]}})
+        wait_until(lambda: env.job(job["id"])["resubmits"] == 1, message="never resubmitted")
+        after = env.job(job["id"])
+        assert (after["status"], after["submit_pending"], after["vendor_job_id"]) == ("queued", True, None)
+        ((submit_at, updated_at),) = query(
+            env.database_url, "SELECT submit_at, updated_at FROM jobs WHERE id = ?", (job["id"],)
+        )
+        assert submit_at is not None, "the new submit was not left waiting"
+        assert 3_590_000 <= submit_at - updated_at <= 5_400_000  # the backoff x1-1.5, less a few ms
+        assert len(env.fake.submits("apixo")) == 1

@@ -11,10 +11,11 @@ from hypothesis import given, settings, strategies as st
 from pydantic import BaseModel, ValidationError
 
 from dispatch.errors import PayloadError, UpstreamError, ValidationFailed
-from dispatch.model import Cost, JobError, JobState, JobUpdate, Output
+from dispatch.model import JobError, JobState, JobUpdate, Output
 from fixtures import payload, payload_names
 from receiver.submit import validate_params
 from receiver.vendors import apixo
+from receiver.vendors.apixo import PRICE
 from receiver.vendors.base import SubmitResult
 from tests.properties import JSON_VALUES, check_parsers, check_submit_response
 
@@ -400,6 +401,7 @@ def test_status_processing() -> None:
         raw_state="processing",
         vendor_job_id="task_12345678",
         created_at=STATUS_CREATED,
+        cost=PRICE,
     )
 
 
@@ -416,7 +418,8 @@ def test_status_success() -> None:
         created_at=STATUS_CREATED,
         completed_at=STATUS_DONE,
         extra={"costTime": 41388},
-        cost=Cost(41.388, "compute_seconds"),
+        cost=PRICE,
+        compute_ms=41388,
     )
 
 
@@ -429,6 +432,7 @@ def test_status_failed_keeps_the_fail_code_with_its_space() -> None:
         error=JobError("Unknown error", "Unknown error."),
         created_at=STATUS_CREATED,
         completed_at=datetime(2026, 1, 9, 13, 33, 40, 132000, tzinfo=UTC),
+        cost=PRICE,
     )
 
 
@@ -449,7 +453,8 @@ def test_callback_success() -> None:
         created_at=CALLBACK_CREATED,
         completed_at=datetime(2024, 1, 1, 0, 0, 12, 500000, tzinfo=UTC),
         extra={"costTime": 12500},
-        cost=Cost(12.5, "compute_seconds"),
+        cost=PRICE,
+        compute_ms=12500,
     )
 
 
@@ -462,19 +467,20 @@ def test_callback_failed() -> None:
         error=JobError("CONTENT_VIOLATION", "Content violates usage policy"),
         created_at=CALLBACK_CREATED,
         completed_at=datetime(2024, 1, 1, 0, 0, 5, tzinfo=UTC),
+        cost=PRICE,
     )
 
 
 def test_pending_is_queued() -> None:
     """``pending`` is queued."""
     update = ADAPTER.parse_callback(envelope(state="pending"), {})
-    assert update == JobUpdate(state=JobState.QUEUED, raw_state="pending", vendor_job_id="task_1")
+    assert update == JobUpdate(state=JobState.QUEUED, raw_state="pending", vendor_job_id="task_1", cost=PRICE)
 
 
 def test_unknown_state_keeps_raw_state_and_no_state() -> None:
     """A state word the adapter does not know gives state ``None`` and keeps the word."""
     update = ADAPTER.parse_callback(envelope(state="SUCCESS"), {})
-    assert update == JobUpdate(state=None, raw_state="SUCCESS", vendor_job_id="task_1")
+    assert update == JobUpdate(state=None, raw_state="SUCCESS", vendor_job_id="task_1", cost=PRICE)
 
 
 @pytest.mark.parametrize("fail_code", [None, ""])

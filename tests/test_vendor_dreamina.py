@@ -224,7 +224,7 @@ def test_submit_ok_gives_the_job_id_and_a_running_update() -> None:
             vendor_job_id=UPSCALE_ID,
             created_at=UPSCALE_CREATED,
             extra={"type": "upscale"},
-            cost=Cost(0.0, "credits"),
+            cost=Cost(0.0, "credits", estimate=True),
         ),
     )
 
@@ -256,7 +256,7 @@ def test_status_created_generation_job_is_running() -> None:
         vendor_job_id=SOURCE_ID,
         created_at=datetime(2026, 3, 2, 14, 5, 30, 123000, tzinfo=UTC),
         extra={"type": "image"},
-        cost=Cost(0.0, "credits"),
+        cost=Cost(0.0, "credits", estimate=True),
     )
 
 
@@ -300,7 +300,7 @@ def test_callback_upscale_created_is_running() -> None:
         vendor_job_id=UPSCALE_ID,
         created_at=UPSCALE_CREATED,
         extra={"type": "upscale", "replyRef": REPLY_REF},
-        cost=Cost(0.0, "credits"),
+        cost=Cost(0.0, "credits", estimate=True),
     )
 
 

@@ -303,6 +303,43 @@ def analytics_sql(engine: Engine) -> tuple[str, ...]:
     )
 
 
+def costs_sql(engine: Engine) -> tuple[str, ...]:
+    """Migration 012 (costs as billed, :mod:`dispatch.costs`) on ``engine``: per job its ``charges``
+    (JSON, one per vendor job and kind), what of its billed ``cost_amount`` went to resubmits
+    (``cost_resubmits``) and to vendor jobs a resubmit replaced (``cost_superseded``), its estimated
+    cost (``estimate_amount`` in ``estimate_unit``) and the vendor's compute time (``compute_ms``).
+    Jobs recorded before it are corrected: APIXO's ``costTime`` was booked as a cost in
+    ``compute_seconds`` and is a duration (``compute_ms``); Dreamina's ``forecastCost`` was booked as
+    the cost and is an estimate; any other cost (Apiframe's and Artnex's credits, as reported) becomes
+    the job's one billed charge. APIXO's price per submit is not known for them (it was never stored)."""
+    real = "REAL" if engine == "sqlite" else "DOUBLE PRECISION"
+    charge = (
+        "json_array(json_object('vendor_job_id', vendor_job_id, 'submit', resubmits + 1, 'kind', {kind},"
+        " 'amount', {amount}, 'unit', {unit}))"
+        if engine == "sqlite"
+        else "json_build_array(json_build_object('vendor_job_id', vendor_job_id, 'submit', resubmits + 1,"
+        " 'kind', {kind}, 'amount', {amount}, 'unit', {unit}))::text"
+    )
+    return (
+        "ALTER TABLE jobs ADD COLUMN charges TEXT NOT NULL DEFAULT '[]'",
+        f"ALTER TABLE jobs ADD COLUMN cost_resubmits {real}",
+        f"ALTER TABLE jobs ADD COLUMN cost_superseded {real}",
+        f"ALTER TABLE jobs ADD COLUMN estimate_amount {real}",
+        "ALTER TABLE jobs ADD COLUMN estimate_unit TEXT",
+        f"ALTER TABLE jobs ADD COLUMN compute_ms {_TYPES[engine]['int']}",
+        "UPDATE jobs SET compute_ms = CAST(ROUND(cost_amount * 1000) AS BIGINT), cost_amount = NULL,"
+        " cost_unit = NULL WHERE cost_unit = 'compute_seconds'",
+        "UPDATE jobs SET estimate_amount = cost_amount, estimate_unit = cost_unit, cost_amount = NULL,"
+        " cost_unit = NULL, charges = "
+        + charge.format(kind="'estimate'", amount="cost_amount", unit="cost_unit")
+        + " WHERE vendor = 'dreamina' AND cost_amount IS NOT NULL",
+        "UPDATE jobs SET cost_resubmits = CASE WHEN resubmits > 0 THEN cost_amount ELSE 0 END,"
+        " cost_superseded = 0, charges = "
+        + charge.format(kind="'billed'", amount="cost_amount", unit="cost_unit")
+        + " WHERE cost_amount IS NOT NULL",
+    )
+
+
 ERROR_CODE_SQL: dict[Engine, str] = {
     "sqlite": "json_extract(error, '$.code')",
     "postgres": "(error::jsonb ->> 'code')",

@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from dispatch.model import DEFAULT_EVENT_TYPES, JobUpdate, Output
+from dispatch.model import DEFAULT_EVENT_TYPES, Cost, JobUpdate, Output
 from dispatch.store.mirrors import MirrorTask
 from dispatch.store.records import (
     Attempt,
@@ -182,10 +182,12 @@ class Store(Protocol):
         *,
         poll_at: int | None = None,
         deadline_at: int | None = None,
+        cost: Cost | None = None,
     ) -> Job:
         """Record that the vendor accepted the job (its id), emitting ``job.queued`` once;
         ``poll_at`` plans the first status poll, ``deadline_at`` is when a job still not terminal
-        fails with ``timeout``. Example: ``await mark_submitted("job_1", "task_1")`` →
+        fails with ``timeout``, ``cost`` what the vendor bills for the accepted submit when its page
+        says (APIXO's $0.01). Example: ``await mark_submitted("job_1", "task_1")`` →
         ``Job(id="job_1", vendor_job_id="task_1", sequence=1, ...)``.
         Raises :class:`NotFound`, :class:`StoreUnavailable`."""
         ...
@@ -201,12 +203,15 @@ class Store(Protocol):
         verdict: str | None = None,
         error: str | None = None,
         max_callbacks: int | None = None,
+        reported: JobUpdate | None = None,
     ) -> IngestResult:
         """Store a raw vendor message (``kind``: ``callback``, ``response``, ``poll``, ``reprocess``)
         and apply its parsed ``update`` through the state machine; new events and their deliveries
         are written in the same transaction. With ``update=None`` the message is kept with
-        ``verdict`` (default ``invalid``) and ``error`` only. With ``max_callbacks`` a job that
-        already has that many stored callbacks takes no more.
+        ``verdict`` (default ``invalid``) and ``error`` only, and the cost of ``reported`` (a parsed
+        message not applied: ``superseded``) is recorded. Whatever the verdict, a message's cost is
+        recorded against its vendor job. With ``max_callbacks`` a job that already has that many
+        stored callbacks takes no more.
 
         Example: ``await record_message("job_1", "callback", raw, update)`` →
         ``IngestResult("in_…", "applied", Job(status=succeeded, ...), ("evt_…",))``.
@@ -279,10 +284,10 @@ class Store(Protocol):
         ``[Job(id="job_1", poll_at=1764480000000, ...)]``. Raises :class:`StoreUnavailable`."""
         ...
 
-    async def finish_poll(self, job_id: str, *, next_poll_at: int | None) -> Job:
+    async def finish_poll(self, job_id: str, *, next_poll_at: int | None, late: bool = False) -> Job:
         """Count one poll and plan the next (``None``: no more), releasing the lease, e.g.
-        ``Job(id="job_1", poll_attempts=3, poll_at=1764480010000, ...)``.
-        Raises :class:`NotFound`, :class:`StoreUnavailable`."""
+        ``Job(id="job_1", poll_attempts=3, poll_at=1764480010000, ...)``; with ``late``, also for a job
+        the relay failed itself (its late polls). Raises :class:`NotFound`, :class:`StoreUnavailable`."""
         ...
 
     async def poll_soon(self, job_id: str, at: int) -> None:
@@ -578,8 +583,18 @@ class Store(Protocol):
         Raises :class:`NotFound`, :class:`StoreUnavailable`."""
         ...
 
-    async def resubmit(self, job_id: str, kind: str, raw: RawMessage, reason: str) -> IngestResult:
-        """Store a vendor message that failed the job transiently and plan a new submit instead of
+    async def resubmit(
+        self,
+        job_id: str,
+        kind: str,
+        raw: RawMessage,
+        reason: str,
+        *,
+        at: int | None = None,
+        reported: JobUpdate | None = None,
+    ) -> IngestResult:
+        """Store a vendor message that failed the job transiently (``reported``: its parsed update,
+        whose cost is recorded) and plan a new submit at ``at`` (unix ms; now when ``None``) instead of
         failing it, e.g. ``IngestResult("in_…", "resubmitted", Job(status=queued, resubmits=1, ...),
         ())``. Raises :class:`NotFound`, :class:`StoreUnavailable`."""
         ...
@@ -737,9 +752,12 @@ class RunnerStore(Store):
         *,
         poll_at: int | None = None,
         deadline_at: int | None = None,
+        cost: Cost | None = None,
     ) -> Job:
         return await self._write(
-            lambda s: s.mark_submitted(job_id, vendor_job_id, poll_at=poll_at, deadline_at=deadline_at)
+            lambda s: s.mark_submitted(
+                job_id, vendor_job_id, poll_at=poll_at, deadline_at=deadline_at, cost=cost
+            )
         )
 
     # inbound and events
@@ -753,10 +771,18 @@ class RunnerStore(Store):
         verdict: str | None = None,
         error: str | None = None,
         max_callbacks: int | None = None,
+        reported: JobUpdate | None = None,
     ) -> IngestResult:
         return await self._write_hot(
             lambda s: s.record_message(
-                job_id, kind, raw, update, verdict=verdict, error=error, max_callbacks=max_callbacks
+                job_id,
+                kind,
+                raw,
+                update,
+                verdict=verdict,
+                error=error,
+                max_callbacks=max_callbacks,
+                reported=reported,
             )
         )
 
@@ -819,8 +845,8 @@ class RunnerStore(Store):
             lambda s: s.claim_due_polls(worker_id, now=now, limit=limit, lease_ms=lease_ms)
         )
 
-    async def finish_poll(self, job_id: str, *, next_poll_at: int | None) -> Job:
-        return await self._write(lambda s: s.finish_poll(job_id, next_poll_at=next_poll_at))
+    async def finish_poll(self, job_id: str, *, next_poll_at: int | None, late: bool = False) -> Job:
+        return await self._write(lambda s: s.finish_poll(job_id, next_poll_at=next_poll_at, late=late))
 
     async def poll_soon(self, job_id: str, at: int) -> None:
         await self._write(lambda s: s.poll_soon(job_id, at))
@@ -1086,8 +1112,17 @@ class RunnerStore(Store):
             lambda s: s.end_submit(job_id, outcome_unknown=outcome_unknown, poll_at=poll_at)
         )
 
-    async def resubmit(self, job_id: str, kind: str, raw: RawMessage, reason: str) -> IngestResult:
-        return await self._write(lambda s: s.resubmit(job_id, kind, raw, reason))
+    async def resubmit(
+        self,
+        job_id: str,
+        kind: str,
+        raw: RawMessage,
+        reason: str,
+        *,
+        at: int | None = None,
+        reported: JobUpdate | None = None,
+    ) -> IngestResult:
+        return await self._write(lambda s: s.resubmit(job_id, kind, raw, reason, at=at, reported=reported))
 
     async def callback_token(self, job_id: str) -> str | None:
         return await self._read(lambda s: s.callback_token(job_id))

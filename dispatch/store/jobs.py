@@ -11,9 +11,11 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from dispatch.costs import Charge, charge_of, submit_number, totals, with_charge
 from dispatch.errors import NotFound, TooManyRequests
 from dispatch.events import event_body
 from dispatch.model import (
+    Cost,
     EventType,
     InboundKind,
     JobError,
@@ -26,7 +28,7 @@ from dispatch.model import (
     now_ms,
 )
 from dispatch.secretbox import SecretBox
-from dispatch.state import APPLIED, transition
+from dispatch.state import AFTER_RELAY_TIMEOUT, APPLIED, failed_by_relay, transition
 from dispatch.store.records import Event, Inbound, IngestResult, Job, RawMessage, evolve
 from dispatch.store.sql import Conn, Dialect
 
@@ -34,7 +36,8 @@ _JOB_COLUMNS = (
     "id, vendor, vendor_job_id, status, progress, outputs, error, reference, params, sequence, flags,"
     " created_at, updated_at, submitted_at, completed_at, source_id, poll_at, poll_attempts, deadline_at,"
     " callback_count, submit_at, submit_attempts, submit_error, resubmits, previous_vendor_job_ids,"
-    " idempotency_key, cost_amount, cost_unit, outcome_via, turnaround_ms"
+    " idempotency_key, cost_amount, cost_unit, outcome_via, turnaround_ms, charges, cost_resubmits,"
+    " cost_superseded, estimate_amount, estimate_unit, compute_ms"
 )
 
 _JOB_COLUMN_NAMES = tuple(name.strip() for name in _JOB_COLUMNS.split(","))
@@ -75,6 +78,12 @@ def _job(row: Any) -> Job:
         cost_unit=row["cost_unit"],
         outcome_via=row["outcome_via"],
         turnaround_ms=row["turnaround_ms"],
+        charges=tuple(Charge.from_json(c) for c in json.loads(row["charges"] or "[]")),
+        cost_resubmits=row["cost_resubmits"],
+        cost_superseded=row["cost_superseded"],
+        estimate_amount=row["estimate_amount"],
+        estimate_unit=row["estimate_unit"],
+        compute_ms=row["compute_ms"],
     )
 
 
@@ -251,11 +260,13 @@ class JobVerbs:
         *,
         poll_at: int | None = None,
         deadline_at: int | None = None,
+        cost: Cost | None = None,
     ) -> Job:
         """Record that the vendor accepted the job (its id), emitting ``job.queued`` once.
 
         ``poll_at`` (unix ms) plans the first status poll in case no callback comes; ``deadline_at``
-        (unix ms) is when a job still not terminal fails with ``timeout``.
+        (unix ms) is when a job still not terminal fails with ``timeout``; ``cost`` is what the vendor
+        bills for the accepted submit, when its page says (APIXO: ``Cost(0.01, "usd")``).
         """
         now = now_ms()
         with self.transaction() as conn:
@@ -267,6 +278,11 @@ class JobVerbs:
                 (vendor_job_id, now, now, poll_at, deadline_at, job_id),
             )
             job = self.get_job(job_id)
+            if cost is not None and job.vendor_job_id is not None:
+                billed = charged(job, cost, job.vendor_job_id, job.vendor_job_id)
+                if billed:
+                    self._update_job(job_id, billed)
+                    job = evolve(job, **billed)
             if job.sequence == 0 and job.status is JobState.QUEUED:
                 _ids, sequence = self._emit(job, ((EventType.QUEUED, None),), now, version)
                 if sequence != job.sequence:
@@ -285,12 +301,16 @@ class JobVerbs:
         verdict: str | None = None,
         error: str | None = None,
         max_callbacks: int | None = None,
+        reported: JobUpdate | None = None,
     ) -> IngestResult:
         """Store a raw vendor message and apply its parsed ``update`` to the job, in one transaction.
 
         ``kind`` is ``callback``, ``response`` or ``poll``. With ``update=None`` the message is kept
-        with ``verdict`` (default ``invalid``) and ``error``, and nothing else changes. Otherwise the
-        state machine decides; new events and their deliveries are written in the same transaction.
+        with ``verdict`` (default ``invalid``) and ``error``, and nothing else changes but the cost of
+        ``reported``, the parsed message when it is not applied (about a vendor job a resubmit replaced:
+        verdict ``superseded``). Otherwise the state machine decides; new events and their deliveries are
+        written in the same transaction. Whatever the verdict, the cost the message reports is recorded
+        against its vendor job (:mod:`dispatch.costs`).
         With ``max_callbacks``, a job that already has that many stored callbacks takes no more.
 
         The write path is lean: an applied terminal callback with one subscriber runs five statements
@@ -305,7 +325,15 @@ class JobVerbs:
         with self.transaction():
             job, version = self._load_job_for_write(job_id)
             return self._record(
-                job, version, kind, raw, update, verdict=verdict, error=error, max_callbacks=max_callbacks
+                job,
+                version,
+                kind,
+                raw,
+                update,
+                verdict=verdict,
+                error=error,
+                max_callbacks=max_callbacks,
+                reported=reported,
             )
 
     def _load_job_for_write(self, job_id: str) -> tuple[Job, int]:
@@ -332,6 +360,7 @@ class JobVerbs:
         error: str | None,
         max_callbacks: int | None,
         insert: bool = False,
+        reported: JobUpdate | None = None,
     ) -> IngestResult:
         """:meth:`record_message` inside its transaction, for a job already read (and locked), or
         with ``insert`` for a job first seen in this message and not yet stored: its row is then
@@ -349,11 +378,15 @@ class JobVerbs:
         if update is None:
             verdict = verdict or Verdict.INVALID
         else:
-            step = transition(job.status, job.progress, update)
+            error_code = job.error.code if job.error else None
+            reopenable = failed_by_relay(job.status, error_code, job.outcome_via)
+            step = transition(job.status, job.progress, update, reopenable=reopenable)
             verdict = step.verdict
             flags = list(job.flags)
             if verdict in (Verdict.CONFLICT, Verdict.UNKNOWN_STATE) and verdict not in flags:
                 flags.append(verdict)
+            if verdict == APPLIED and job.status.terminal and AFTER_RELAY_TIMEOUT not in flags:
+                flags.append(AFTER_RELAY_TIMEOUT)  # a success after the relay failed the job itself
             if update.extra.get("expired") is True and EXPIRED_FLAG not in flags:
                 flags.append(EXPIRED_FLAG)
             if flags != list(job.flags):
@@ -361,6 +394,11 @@ class JobVerbs:
             if verdict == APPLIED:
                 changes.update(_applied(job, step.status, step.progress, update, now, kind))
                 events = step.events
+        costed = update if update is not None else reported  # whatever its verdict, its cost counts
+        if costed is not None and (costed.cost is not None or costed.compute_ms is not None):
+            current = changes.get("vendor_job_id", job.vendor_job_id)
+            vendor_job_id = costed.vendor_job_id or current
+            changes.update(charged(job, costed.cost, vendor_job_id, current, compute_ms=costed.compute_ms))
         job = evolve(job, **changes)
         events = self._hold_succeeded(job, events, now)  # mirroring: emitted once copied (store.mirrors)
         if insert:  # a new job's events are all new: its sequence afterwards is known now
@@ -542,7 +580,8 @@ def _applied(
     """The job fields an applied update changes (a Job attribute → its new value), including what
     vendor analytics read (:mod:`dispatch.store.stats`): the update's cost, and for a terminal state
     ``outcome_via`` (``kind``, or what the relay decided, see :data:`RELAY_OUTCOMES`) and
-    ``turnaround_ms``."""
+    ``turnaround_ms``. A job already terminal here is one the relay failed and the vendor's success
+    reopens (:func:`dispatch.state.failed_by_relay`): it completes anew, now."""
     error = update.error if status is JobState.FAILED else None
     if status is JobState.FAILED and error is None:
         error = JobError("vendor_failed", None)
@@ -556,12 +595,35 @@ def _applied(
         changes["vendor_job_id"] = update.vendor_job_id
     if status.terminal:
         completed = int(update.completed_at.timestamp() * 1000) if update.completed_at else now
-        changes.update(completed_at=job.completed_at or completed, poll_at=None, submit_at=None)
+        completed_at = completed if job.status.terminal else (job.completed_at or completed)
+        changes.update(completed_at=completed_at, poll_at=None, submit_at=None)
         via = RELAY_OUTCOMES.get(update.raw_state or "", kind) if kind != InboundKind.CALLBACK else kind
         turnaround = max(0, now - job.submitted_at) if job.submitted_at is not None else None
         changes.update(outcome_via=via, turnaround_ms=turnaround)
-    if update.cost is not None:
-        changes.update(cost_amount=update.cost.amount, cost_unit=update.cost.unit)
+    return changes
+
+
+def charged(
+    job: Job,
+    cost: Cost | None,
+    vendor_job_id: str | None,
+    current: str | None,
+    *,
+    compute_ms: int | None = None,
+) -> dict[str, Any]:
+    """The job fields a vendor's report of what ``vendor_job_id`` cost changes: its :class:`Charge`
+    among the job's ``charges`` and the totals (:func:`dispatch.costs.totals`); and ``compute_ms``
+    when the report is about the job's ``current`` vendor job. ``{}`` when nothing changes (the same
+    report again). Example: ``charged(job, Cost(0.01, "usd"), "task_2", "task_2")`` →
+    ``{"charges": (..., Charge("task_2", 2, "billed", 0.01, "usd")), "cost_amount": 0.02, ...}``."""
+    changes: dict[str, Any] = {}
+    if cost is not None:
+        submit = submit_number(vendor_job_id, current, job.previous_vendor_job_ids, job.resubmits)
+        charges = with_charge(job.charges, charge_of(cost, vendor_job_id, submit))
+        if charges is not None:
+            changes.update(charges=charges, **totals(charges, job.resubmits))
+    if compute_ms is not None and vendor_job_id == current and compute_ms != job.compute_ms:
+        changes["compute_ms"] = compute_ms
     return changes
 
 
@@ -587,6 +649,7 @@ _COLUMN_CONVERSIONS: dict[str, Callable[[Any], Any]] = {
     "error": lambda error: _json_text(error.to_json()) if error else None,
     "flags": lambda flags: _json_text(list(flags)),
     "previous_vendor_job_ids": lambda ids: _json_text(list(ids)),
+    "charges": lambda charges: _json_text([c.to_json() for c in charges]),
     "params": json.dumps,  # a client's JSON: integers of any size, which orjson refuses
 }
 _JOB_CONVERSIONS = tuple(

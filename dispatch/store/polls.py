@@ -60,11 +60,13 @@ class PollVerbs:
 
     # polls ---------------------------------------------------------------------------------------
     def claim_due_polls(self, worker_id: str, *, now: int, limit: int, lease_ms: int) -> list[Job]:
-        """Lease up to ``limit`` unfinished jobs whose ``poll_at`` (unix ms) has come."""
+        """Lease up to ``limit`` jobs whose ``poll_at`` (unix ms) has come: unfinished ones, and failed
+        ones the relay failed itself and still asks about (a late poll, see :meth:`finish_poll`)."""
         with self.transaction() as conn:
             rows = conn.execute(
                 "UPDATE jobs SET poll_lease_until = ? WHERE id IN ("
-                " SELECT id FROM jobs WHERE poll_at IS NOT NULL AND poll_at <= ? AND status IN ('queued', 'running')"
+                " SELECT id FROM jobs WHERE poll_at IS NOT NULL AND poll_at <= ?"
+                " AND status IN ('queued', 'running', 'failed')"
                 " AND (vendor_job_id IS NOT NULL OR poll_at >= deadline_at)"
                 " AND (poll_lease_until IS NULL OR poll_lease_until < ?)"
                 f" ORDER BY poll_at LIMIT ?{self.sql.skip_locked}) RETURNING id",
@@ -73,13 +75,17 @@ class PollVerbs:
             del worker_id  # leases on polls are anonymous: a poll is read-only at the vendor
             return [self.get_job(r["id"]) for r in rows]
 
-    def finish_poll(self, job_id: str, *, next_poll_at: int | None) -> Job:
-        """Count one poll and plan the next (``None``: no more polls), releasing the lease."""
+    def finish_poll(self, job_id: str, *, next_poll_at: int | None, late: bool = False) -> Job:
+        """Count one poll and plan the next (``None``: no more polls), releasing the lease. A terminal
+        job gets no next poll, except with ``late``: a job the relay failed itself is still asked
+        about at ``next_poll_at`` while it stays ``failed`` (a vendor success may come late,
+        :mod:`dispatch.state`). Raises :class:`StoreUnavailable`."""
         with self.transaction() as conn:
             conn.execute(
                 "UPDATE jobs SET poll_attempts = poll_attempts + 1, poll_lease_until = NULL,"
-                " poll_at = CASE WHEN status IN ('queued', 'running') THEN CAST(? AS BIGINT) END WHERE id = ?",
-                (next_poll_at, job_id),
+                " poll_at = CASE WHEN status IN ('queued', 'running') OR (status = 'failed' AND ?)"
+                " THEN CAST(? AS BIGINT) END WHERE id = ?",
+                (late, next_poll_at, job_id),
             )
             return self.get_job(job_id)
 

@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from dispatch.costs import Charge
 from dispatch.model import DeliveryStatus, JobError, JobState, Output, iso_ms
 
 
@@ -40,10 +41,16 @@ class Job:
     resubmits: int = 0
     previous_vendor_job_ids: tuple[str, ...] = ()
     idempotency_key: str | None = None
-    cost_amount: float | None = None  # what the vendor says the job cost, in ``cost_unit``
-    cost_unit: str | None = None  # ``credits`` or ``compute_seconds`` (dispatch.model.Cost)
+    cost_amount: float | None = None  # what the vendor billed for the job, in ``cost_unit`` (dispatch.costs)
+    cost_unit: str | None = None  # ``usd`` or ``credits``
     outcome_via: str | None = None  # how the terminal state arrived (callback, poll, response, ...)
     turnaround_ms: int | None = None  # from submitted_at to the terminal state being recorded
+    charges: tuple[Charge, ...] = ()  # what each of its vendor jobs cost (dispatch.costs)
+    cost_resubmits: float | None = None  # of cost_amount: billed for submits after the first
+    cost_superseded: float | None = None  # of cost_amount: billed for vendor jobs a resubmit replaced
+    estimate_amount: float | None = None  # a forecast cost (Dreamina), in ``estimate_unit``
+    estimate_unit: str | None = None
+    compute_ms: int | None = None  # how long the vendor computed, when it says (APIXO ``costTime``)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -75,6 +82,11 @@ class Job:
             "cost": None
             if self.cost_amount is None
             else {"amount": self.cost_amount, "unit": self.cost_unit},
+            "cost_estimate": None
+            if self.estimate_amount is None
+            else {"amount": self.estimate_amount, "unit": self.estimate_unit},
+            "charges": [c.to_json() for c in self.charges],
+            "compute_ms": self.compute_ms,
             "outcome_via": self.outcome_via,
         }
 

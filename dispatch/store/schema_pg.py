@@ -24,6 +24,7 @@ from dispatch.store.ddl import (
     SOURCE_COUNTS_SQL,
     TABLES,
     analytics_sql,
+    costs_sql,
     create_indexes_sql,
     create_table_sql,
     mirrors_sql,
@@ -75,6 +76,12 @@ def _m011_partial_job_indexes(conn: psycopg.Connection[Any]) -> None:
         conn.execute(sql)
 
 
+def _m012_costs_as_billed(conn: psycopg.Connection[Any]) -> None:
+    # costs per vendor job as the vendor bills them, estimates apart, compute time apart (dispatch.costs)
+    for sql in costs_sql("postgres"):
+        conn.execute(sql)
+
+
 MIGRATIONS: list[tuple[str, Callable[[psycopg.Connection[Any]], None]]] = [
     ("001_initial", _m001_initial),
     ("002_polling_sources_recovery", _included_in_001),
@@ -87,6 +94,7 @@ MIGRATIONS: list[tuple[str, Callable[[psycopg.Connection[Any]], None]]] = [
     ("009_mirrors", _m009_mirrors),
     ("010_source_counts_claim_index", _m010_source_counts_claim_index),
     ("011_partial_job_indexes", _m011_partial_job_indexes),
+    ("012_costs_as_billed", _m012_costs_as_billed),
 ]
 
 

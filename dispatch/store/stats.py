@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dispatch.model import JobState, iso_ms
+from dispatch.state import RELAY_DECIDED_VIA, RELAY_FAILURES
 from dispatch.store.ddl import ERROR_CODE_SQL, NOTABLE_VERDICTS_SQL
 from dispatch.store.sql import Conn, Dialect
 
@@ -46,15 +47,40 @@ _SUBMIT_CODE = {  # the code before ": " in jobs.submit_error ("rate_limited: HT
 
 @dataclass(frozen=True)
 class CostTotal:
-    """What a vendor's jobs cost in one unit: ``CostTotal("credits", 1250.0, 125)`` (``jobs``: how many
-    jobs reported a cost in that unit)."""
+    """What a vendor billed for its jobs in one unit (:mod:`dispatch.costs`): ``CostTotal("usd", 0.12,
+    10, 0.02, 0.03)``. ``jobs``: how many jobs were billed in that unit; ``resubmits``: of ``total``,
+    what submits after a job's first cost; ``unreceived``: of ``total``, what was spent on results nobody
+    received: vendor jobs a resubmit replaced, and every vendor job of a job the relay failed itself
+    (``timeout``, ``vendor_timeout``, ``outcome_unknown``, ``no_output``) whose success never came."""
+
+    unit: str
+    total: float
+    jobs: int
+    resubmits: float = 0.0
+    unreceived: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"unit": "usd", "total": 0.12, "jobs": 10, "resubmits": 0.02, "unreceived": 0.03}``."""
+        return {
+            "unit": self.unit,
+            "total": round(self.total, 6),
+            "jobs": self.jobs,
+            "resubmits": round(self.resubmits, 6),
+            "unreceived": round(self.unreceived, 6),
+        }
+
+
+@dataclass(frozen=True)
+class EstimateTotal:
+    """What a vendor forecast its jobs would cost in one unit (Dreamina's ``forecastCost``), never added
+    to what was billed: ``EstimateTotal("credits", 0.0, 3)``."""
 
     unit: str
     total: float
     jobs: int
 
     def to_json(self) -> dict[str, Any]:
-        """``{"unit": "credits", "total": 1250.0, "jobs": 125}``."""
+        """``{"unit": "credits", "total": 0.0, "jobs": 3}``."""
         return {"unit": self.unit, "total": round(self.total, 6), "jobs": self.jobs}
 
 
@@ -71,7 +97,9 @@ class VendorStats:
     window with verdict ``duplicate``, ``stale``, ``rejected``; ``submit_errors``: ``(code, count)`` of
     jobs whose submit failed for good (the job's error code), whose outcome is unknown
     (``outcome_unknown``) or that are waiting to retry a failed submit (the last attempt's code);
-    ``cost``: totals per unit the vendor reports.
+    ``cost``: what the vendor billed, per unit, with what of it went to resubmits and to results
+    nobody received (:class:`CostTotal`); ``cost_estimate``: its forecasts per unit; ``submits``: submit
+    attempts sent (``attempts``, every retry counted) and jobs submitted anew (``resubmits``).
     """
 
     vendor: str
@@ -84,6 +112,8 @@ class VendorStats:
     signature_rejections: int = 0
     submit_errors: tuple[tuple[str, int], ...] = ()
     cost: tuple[CostTotal, ...] = ()
+    cost_estimate: tuple[EstimateTotal, ...] = ()
+    submits: dict[str, int] = field(default_factory=lambda: {"attempts": 0, "resubmits": 0})
 
     @property
     def total(self) -> int:
@@ -110,8 +140,9 @@ class VendorStats:
         "count": 1}], "time_to_terminal_seconds": {"p50": 31.2, "p95": 58.0, "p99": 59.9},
         "outcome_via": {"callback": 8, "poll": 2, "response": 0, "submit": 0, "timeout": 0},
         "lost_callback_share": 0.2, "duplicate_callbacks": 3, "stale_callbacks": 0,
-        "signature_rejections": 0, "submit_errors": [], "cost": [{"unit": "compute_seconds",
-        "total": 301.5, "jobs": 10}]}``."""
+        "signature_rejections": 0, "submit_errors": [], "cost": [{"unit": "usd", "total": 0.12, "jobs":
+        10, "resubmits": 0.02, "unreceived": 0.03}], "cost_estimate": [], "submits": {"attempts": 13,
+        "resubmits": 2}}``."""
         return {
             "vendor": self.vendor,
             "jobs": {**self.jobs, "total": self.total},
@@ -125,6 +156,8 @@ class VendorStats:
             "signature_rejections": self.signature_rejections,
             "submit_errors": [{"code": code, "count": n} for code, n in self.submit_errors],
             "cost": [c.to_json() for c in self.cost],
+            "cost_estimate": [e.to_json() for e in self.cost_estimate],
+            "submits": dict(self.submits),
         }
 
 
@@ -157,8 +190,9 @@ class StatsVerbs:
     def vendor_stats(self, *, since: int | None, until: int | None, vendor: str | None) -> StatsReport:
         """Per-vendor figures (see :class:`VendorStats`) for jobs created in [``since``, ``until``)
         (unix ms, either ``None``: unbounded) and inbound messages received in it, for one ``vendor``
-        or every vendor that has any: four aggregate queries over indexes of migration 008, then the
-        percentiles (three index reads per vendor, or one ranking of a small window's rows).
+        or every vendor that has any: four aggregate queries over indexes of migration 008 and one
+        over the window's jobs (spend, :meth:`_spend`), then the percentiles (three index reads per
+        vendor, or one ranking of a small window's rows).
 
         Example: ``vendor_stats(since=None, until=None, vendor="apixo")`` →
         ``StatsReport(None, None, (VendorStats("apixo", jobs={"queued": 0, ...}, ...),))``.
@@ -171,11 +205,9 @@ class StatsVerbs:
 
         where, args = _window("created_at", since, until, vendor)
         timed: dict[str, int] = {}
-        costs: dict[str, dict[str, list[float]]] = {}
         for row in self.conn.execute(
-            "SELECT vendor, status, outcome_via, cost_unit, COUNT(*) AS n, COUNT(cost_amount) AS costed,"
-            f" SUM(cost_amount) AS cost, COUNT(turnaround_ms) AS timed FROM jobs {where}"
-            " GROUP BY vendor, status, outcome_via, cost_unit",
+            "SELECT vendor, status, outcome_via, COUNT(*) AS n, COUNT(turnaround_ms) AS timed FROM jobs"
+            f" {where} GROUP BY vendor, status, outcome_via",
             args,
         ).fetchall():
             e, n = entry(row["vendor"]), int(row["n"])
@@ -184,14 +216,9 @@ class StatsVerbs:
             if row["status"] in (JobState.SUCCEEDED, JobState.FAILED) and row["outcome_via"] is not None:
                 via = "callback" if row["outcome_via"] == "reprocess" else row["outcome_via"]
                 e["outcome_via"][via] = e["outcome_via"].get(via, 0) + n
-            if row["cost_unit"] is not None and row["costed"]:
-                total = costs.setdefault(row["vendor"], {}).setdefault(row["cost_unit"], [0.0, 0])
-                total[0] += float(row["cost"] or 0.0)
-                total[1] += int(row["costed"])
-        for name, units in costs.items():
-            entry(name)["cost"] = tuple(CostTotal(unit, t, int(n)) for unit, (t, n) in sorted(units.items()))
-
         code = ERROR_CODE_SQL["sqlite" if self.sql.name == "sqlite" else "postgres"]
+        self._spend(where, args, code, entry)
+
         failures: dict[str, dict[str, int]] = {}
         submits: dict[str, dict[str, int]] = {}
         failed = f"{where} AND status = 'failed'" if where else "WHERE status = 'failed'"
@@ -239,6 +266,48 @@ class StatsVerbs:
             entry(name)["turnaround_seconds"] = seconds
         vendors = tuple(VendorStats(name, **found[name]) for name in sorted(found))
         return StatsReport(since, until, vendors)
+
+    def _spend(self, where: str, args: Sequence[Any], code: str, entry: Any) -> None:
+        """Each vendor's ``cost``, ``cost_estimate`` and ``submits`` (see :class:`VendorStats`) into
+        ``entry(vendor)``, from one aggregate over the window's jobs: what was billed (``cost_amount``),
+        of it on resubmits (``cost_resubmits``) and on results nobody received (``cost_superseded``, or
+        all of a job the relay failed itself, :func:`dispatch.state.failed_by_relay`), the estimates,
+        the submit attempts and resubmits."""
+        failures = ", ".join("?" for _ in RELAY_FAILURES)
+        decided = ", ".join("?" for _ in RELAY_DECIDED_VIA)
+        relay_failed = f"status = 'failed' AND outcome_via IN ({decided}) AND {code} IN ({failures})"
+        spend: dict[str, dict[str, list[float]]] = {}
+        estimates: dict[str, dict[str, list[float]]] = {}
+        for row in self.conn.execute(
+            "SELECT vendor, cost_unit, estimate_unit, SUM(submit_attempts) AS attempts,"
+            " SUM(resubmits) AS resubmits, SUM(cost_amount) AS cost, COUNT(cost_amount) AS costed,"
+            " SUM(COALESCE(cost_resubmits, 0)) AS on_resubmits,"
+            f" SUM(CASE WHEN {relay_failed} THEN COALESCE(cost_amount, 0) ELSE COALESCE(cost_superseded, 0)"
+            " END) AS unreceived, SUM(estimate_amount) AS estimate, COUNT(estimate_amount) AS estimated"
+            f" FROM jobs {where} GROUP BY vendor, cost_unit, estimate_unit",
+            (*RELAY_DECIDED_VIA, *sorted(RELAY_FAILURES), *args),
+        ).fetchall():
+            e = entry(row["vendor"])
+            e["submits"]["attempts"] += int(row["attempts"] or 0)
+            e["submits"]["resubmits"] += int(row["resubmits"] or 0)
+            if row["cost_unit"] is not None and row["costed"]:
+                total = spend.setdefault(row["vendor"], {}).setdefault(row["cost_unit"], [0.0, 0, 0.0, 0.0])
+                for index, value in enumerate(
+                    (row["cost"], row["costed"], row["on_resubmits"], row["unreceived"])
+                ):
+                    total[index] += float(value or 0)
+            if row["estimate_unit"] is not None and row["estimated"]:
+                guess = estimates.setdefault(row["vendor"], {}).setdefault(row["estimate_unit"], [0.0, 0])
+                guess[0] += float(row["estimate"] or 0)
+                guess[1] += int(row["estimated"])
+        for name, units in spend.items():
+            entry(name)["cost"] = tuple(
+                CostTotal(unit, t, int(n), r, u) for unit, (t, n, r, u) in sorted(units.items())
+            )
+        for name, units in estimates.items():
+            entry(name)["cost_estimate"] = tuple(
+                EstimateTotal(unit, t, int(n)) for unit, (t, n) in sorted(units.items())
+            )
 
     def _percentiles(
         self, where: str, args: Sequence[Any], counts: dict[str, int], vendor: str | None
@@ -319,6 +388,7 @@ def _blank() -> dict[str, Any]:
         "duplicate_callbacks": 0,
         "stale_callbacks": 0,
         "signature_rejections": 0,
+        "submits": {"attempts": 0, "resubmits": 0},
     }
 
 

@@ -8,11 +8,12 @@ import json
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
+from dispatch.costs import totals
 from dispatch.errors import NotFound, ValidationFailed
-from dispatch.model import new_id, now_ms
+from dispatch.model import JobUpdate, new_id, now_ms
 from dispatch.secretbox import SecretBox
-from dispatch.store.jobs import insert_inbound
-from dispatch.store.records import IngestResult, Job, RawMessage
+from dispatch.store.jobs import charged, insert_inbound
+from dispatch.store.records import IngestResult, Job, RawMessage, evolve
 from dispatch.store.sql import Conn, Dialect
 
 OUTCOME_UNKNOWN = "submit_outcome_unknown"
@@ -50,6 +51,8 @@ class SubmitVerbs:
         ) -> Job: ...
 
         def _load_job(self, job_id: str, *, for_update: bool = False) -> Job: ...
+
+        def _update_job(self, job_id: str, changes: dict[str, Any]) -> None: ...
 
     def create_idempotent_job(
         self,
@@ -181,25 +184,42 @@ class SubmitVerbs:
             )
             return self.get_job(job_id)
 
-    def resubmit(self, job_id: str, kind: str, raw: RawMessage, reason: str) -> IngestResult:
+    def resubmit(
+        self,
+        job_id: str,
+        kind: str,
+        raw: RawMessage,
+        reason: str,
+        *,
+        at: int | None = None,
+        reported: JobUpdate | None = None,
+    ) -> IngestResult:
         """Store a vendor message that failed the job for a reason the vendor calls transient, and
-        plan a new submit of the same job instead of failing it: the vendor job id moves to
+        plan a new submit of the same job at ``at`` (unix ms; now when ``None``) instead of failing
+        it: the vendor job id (or, while unknown, the one ``reported`` names) moves to
         ``previous_vendor_job_ids``, polls stop until the new submit is accepted, nothing is emitted.
+        What ``reported`` (the message's parsed update) says the vendor job cost is recorded, and
+        what the job was billed for it counts as superseded from now on (:mod:`dispatch.costs`).
 
-        Example: ``resubmit("job_1", "callback", raw, "Timeout: upstream did not finish")`` →
-        ``IngestResult("in_…", "resubmitted", <Job queued, resubmits=1>, ())``. Raises
-        :class:`NotFound`, :class:`StoreUnavailable`.
+        Example: ``resubmit("job_1", "callback", raw, "Timeout: upstream did not finish",
+        at=1764480030000)`` → ``IngestResult("in_…", "resubmitted", <Job queued, resubmits=1>, ())``.
+        Raises :class:`NotFound`, :class:`StoreUnavailable`.
         """
         now = now_ms()
         inbound_id = new_id("in")
         with self.transaction() as conn:
             job = self._load_job(job_id, for_update=True)
-            previous = [*job.previous_vendor_job_ids, *([job.vendor_job_id] if job.vendor_job_id else [])]
+            current = job.vendor_job_id or (reported.vendor_job_id if reported else None)
+            previous = [*job.previous_vendor_job_ids, *([current] if current else [])]
+            if reported is not None:
+                job = evolve(job, **charged(job, reported.cost, current, current))
+            if job.charges:  # the replaced vendor job's charges are superseded now
+                self._update_job(job_id, {"charges": job.charges, **totals(job.charges, job.resubmits + 1)})
             conn.execute(
                 "UPDATE jobs SET vendor_job_id = NULL, previous_vendor_job_ids = ?, resubmits = resubmits + 1,"
                 " submit_at = ?, submit_lease_until = NULL, submit_error = ?, poll_at = NULL, updated_at = ?"
                 " WHERE id = ?",
-                (json.dumps(previous), now, reason[:500], now, job_id),
+                (json.dumps(previous), now if at is None else at, reason[:500], now, job_id),
             )
             insert_inbound(conn, inbound_id, job_id, job.vendor, kind, now, raw, "resubmitted", reason)
             return IngestResult(inbound_id, "resubmitted", self.get_job(job_id), ())

@@ -297,7 +297,11 @@ def openapi_document(routes: Iterable[BaseRoute]) -> dict[str, Any]:
             "version": _version(),
             "description": "Webhook receiver and signed event fan-out for AI image-upscale vendors. Everything"
             " under `/v1` except `/v1/callbacks/*` needs `Authorization: Bearer <RELAY_API_TOKEN>`; errors are"
-            ' `{"error": {"code", "message", "details"}}`.',
+            ' `{"error": {"code", "message", "details"}}`. Delivered events follow `GET /v1/schemas/event.json`:'
+            " a job's states only move forward, with one exception: a job the relay failed itself (`timeout`,"
+            " `vendor_timeout`, `outcome_unknown`, `no_output`) moves to `succeeded` when the vendor's success"
+            " arrives later, and `job.succeeded` is delivered once with `data.after_relay_timeout: true` (the"
+            " vendor finished and billed the result); a vendor's own failure stays final.",
         },
         "paths": paths,
         "components": {

@@ -74,13 +74,20 @@ class Job(Answer):
     reference: str | None
     params: dict[str, Any] = Field(description="The vendor params as validated and stored.")
     sequence: int = Field(ge=0, description="How many events the job has emitted.")
-    flags: list[str] = Field(description="e.g. `submit_outcome_unknown`, `conflict`.")
+    flags: list[str] = Field(
+        description="e.g. `submit_outcome_unknown`, `conflict`; `after_relay_timeout`: the vendor's success"
+        " came after the relay had failed the job itself (`timeout`, `vendor_timeout`, `outcome_unknown`,"
+        " `no_output`), the one move out of `failed` (a vendor's own failure stays final)."
+    )
     created_at: Time
     updated_at: Time
     submitted_at: Time | None
     completed_at: Time | None
     source_id: str | None = Field(description="The source whose callback created the job, if any.")
-    next_poll_at: Time | None
+    next_poll_at: Time | None = Field(
+        description="The next status poll; on a job the relay failed at its deadline, the next late poll"
+        " for a success the vendor may still report (until `RELAY_LATE_POLL_FOR` after the deadline)."
+    )
     polls: int = Field(ge=0)
     deadline_at: Time | None
     submit_pending: bool = Field(description="The vendor submit is still to be (re)tried.")
@@ -89,7 +96,17 @@ class Job(Answer):
     resubmits: int = Field(ge=0)
     previous_vendor_job_ids: list[str]
     idempotency_key: str | None = Field(description="The `Idempotency-Key` the job was submitted with.")
-    cost: JobCost | None = Field(description="What the vendor says the job cost, when it says.")
+    cost: JobCost | None = Field(
+        description="What the vendor billed for the job, every submit included (APIXO: $0.01 per"
+        " submitted image, `usd`; Artnex, Apiframe: the credits they report); null when nothing says."
+    )
+    cost_estimate: JobCost | None = Field(
+        description="A forecast cost (Dreamina's `forecastCost`), never added to `cost`."
+    )
+    charges: list[Charge] = Field(description="What each vendor job of the job cost, oldest submit first.")
+    compute_ms: int | None = Field(
+        ge=0, description="How long the vendor computed, in milliseconds, when it says (APIXO `costTime`)."
+    )
     outcome_via: OutcomeVia | None = Field(
         description="How the terminal state arrived: `callback`, `poll`, the submit's `response`, the"
         " relay's own `submit` failure or `timeout` (`reprocess`: an operator re-ran a callback)."
@@ -97,8 +114,20 @@ class Job(Answer):
 
 
 class JobCost(Answer):
-    """A vendor-reported cost in the vendor's unit (``credits``; APIXO's ``compute_seconds``)."""
+    """An amount in the vendor's unit (``usd``, ``credits``)."""
 
+    amount: float
+    unit: str
+
+
+class Charge(Answer):
+    """What one vendor job of a job cost: ``submit`` 1 is the job's first accepted submit, 2 and on its
+    resubmits; ``kind`` is ``billed`` or ``estimate`` (a forecast). The vendor's latest report counts,
+    also from a late or superseded callback."""
+
+    vendor_job_id: str | None
+    submit: int = Field(ge=1)
+    kind: Literal["billed", "estimate"]
     amount: float
     unit: str
 
@@ -309,12 +338,31 @@ class StatsOutcomeVia(Answer):
 
 
 class StatsCost(Answer):
-    """What a vendor's jobs cost in one unit (``credits``, ``compute_seconds``): the sum and how many
-    jobs reported one."""
+    """What a vendor billed for its jobs in one unit (``usd``, ``credits``): the sum, how many jobs were
+    billed, and of the sum what submits after a job's first cost (``resubmits``) and what bought results
+    nobody received (``unreceived``: vendor jobs a resubmit replaced, and jobs the relay failed itself,
+    `timeout`, `vendor_timeout`, `outcome_unknown`, `no_output`, whose success never came)."""
 
     unit: str
     total: float
     jobs: int = Field(ge=1)
+    resubmits: float = Field(ge=0)
+    unreceived: float = Field(ge=0)
+
+
+class StatsEstimate(Answer):
+    """What a vendor forecast its jobs would cost in one unit (Dreamina's ``forecastCost``)."""
+
+    unit: str
+    total: float
+    jobs: int = Field(ge=1)
+
+
+class StatsSubmits(Answer):
+    """Submit attempts sent (every retry counted) and jobs submitted anew after a transient failure."""
+
+    attempts: int = Field(ge=0)
+    resubmits: int = Field(ge=0)
 
 
 class VendorStats(Answer):
@@ -337,6 +385,8 @@ class VendorStats(Answer):
         " unknown (`outcome_unknown`), or that wait to retry one (the last attempt's code)."
     )
     cost: list[StatsCost]
+    cost_estimate: list[StatsEstimate]
+    submits: StatsSubmits
 
 
 class StatsReport(Answer):

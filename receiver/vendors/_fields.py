@@ -224,8 +224,8 @@ def epoch_ms_text(obj: Mapping[str, Any], key: str, *, at: str = "") -> datetime
 
 
 def cost(amount: float | None, unit: str, *, per: float = 1.0) -> Cost | None:
-    """The vendor's reported cost as a :class:`Cost` in ``unit`` (``amount / per``: APIXO's ``costTime``
-    milliseconds with ``per=1000`` → ``Cost(41.388, "compute_seconds")``), or ``None`` when not reported.
+    """The vendor's reported cost as a :class:`Cost` in ``unit`` (``amount / per``: Artnex's
+    ``credits_used: 100`` → ``Cost(100.0, "credits")``), or ``None`` when not reported.
     Read ``amount`` with :func:`integer` or :func:`number`, so a non-numeric cost is a
     :class:`PayloadError` naming the field."""
     return None if amount is None else Cost(amount / per, unit)

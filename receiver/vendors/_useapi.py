@@ -70,8 +70,8 @@ class UseapiAdapter(AdapterBase):
     reserved_fields: ClassVar[frozenset[str]] = RESERVED_FIELDS
     credential_setting: ClassVar[str] = "useapi_token"
     base_url_setting: ClassVar[str] = "useapi_base_url"
-    # LTX: useapi polls every 3 s with ``pollForResult`` and jobs take minutes; Dreamina: useapi's own
-    # sample polls every 10 s (seed:001). First poll after 120 s, then every 10 s.
+    # LTX: useapi polls every 3 s with ``pollForResult`` and jobs take minutes (seed:000): first poll after
+    # 120 s, then every 10 s. Dreamina overrides this with its own seed's cadence (receiver.vendors.dreamina).
     poll_timing: ClassVar[PollTiming | None] = PollTiming(first=120.0, every=10.0)
     submit_path: ClassVar[str]
     status_path: ClassVar[str]

@@ -4,7 +4,11 @@ Source: the APIXO "Image Upscaler" model page (VENDORS.md §4, seed:003), with
 https://apixo.ai/docs/api-reference/webhooks, https://apixo.ai/docs/api-reference/status-task and
 https://apixo.ai/docs/api-reference/response-format.
 
-- Auth: ``Authorization: Bearer <key>``. No idempotency key: a re-sent submit starts a second task.
+- Auth: ``Authorization: Bearer <key>``. No idempotency key: a re-sent submit starts a second task, yet
+  the page says to retry a submit answered 429, 500, 502 or 504 with backoff, so the relay does (through
+  its submit outbox; ``submit_retry_statuses``); other 5xx stay ambiguous and are not re-sent.
+- Transient failures: ``failCode`` ``RateLimited``, ``Timeout`` and ``Unknown error`` ("Retry with
+  backoff", "Retry or use callback mode") resubmit the job after a backoff (``transient_fail_codes``).
 - Submit ``{"request_type": "callback", "callback_url": "https://…", "input": {"image_urls": [URL],
   "resolution": "4k", "output_format": "jpg"}}`` → ``{"code": 200, "message": "success",
   "data": {"taskId": "task_12345678"}}``.
@@ -14,10 +18,15 @@ https://apixo.ai/docs/api-reference/response-format.
   *string* ``'{"resultUrls": [URL]}'``; times are epoch **milliseconds**; result URLs expire 24 h after
   completion. ``pending → queued``, ``processing → running``, ``success → succeeded``,
   ``failed → failed`` (code ``failCode``, opaque and possibly with spaces such as ``"Unknown error"``).
-- Cost: ``costTime`` is the task's compute time in **milliseconds** (seed:003: ``41388`` between
-  ``createTime`` ``1767965610929`` and ``completeTime`` ``1767965652317``) → ``Cost(41.388,
-  "compute_seconds")``; a non-integer is a :class:`PayloadError`.
+- Cost: "Image Upscaler is billed per submitted image at ``$0.01 / image``" whatever the options
+  (seed:003 "Billing"), and no body reports a price: every task costs :data:`PRICE`, ``Cost(0.01,
+  "usd")``, a resubmitted job once per task. ``costTime`` is not a cost but the task's compute time in
+  **milliseconds** (seed:003: ``41388`` between ``createTime`` ``1767965610929`` and ``completeTime``
+  ``1767965652317``) → ``JobUpdate.compute_ms``.
 - Callbacks are not signed; the relay's per-job callback token authenticates them.
+- Polling (seed:003 "Latency and polling": first poll 10-15 s after task creation, then every 5-10 s;
+  10 s or longer for 8k): the polling fallback asks 12 s after the submit, then every 10 s for the first
+  minute, then backs off (``poll_timing``).
 """
 
 from __future__ import annotations
@@ -32,7 +41,7 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BaseModel, ConfigDict, field_validator
 
 from dispatch.errors import PayloadError, UpstreamError
-from dispatch.model import JobError, JobState, JobUpdate, Output
+from dispatch.model import Cost, JobError, JobState, JobUpdate, Output
 from receiver.vendors import _fields as f
 from receiver.vendors.base import (
     AdapterBase,
@@ -53,6 +62,8 @@ SUBMIT_PATH = f"/api/v1/generateTask/{MODEL_ID}"
 STATUS_PATH = f"/api/v1/statusTask/{MODEL_ID}"
 #: Result URLs stop working 24 h after ``completeTime`` (https://apixo.ai/docs/api-reference/response-format).
 RESULT_TTL = timedelta(hours=24)
+#: What each submitted image is billed: "billed per submitted image at $0.01 / image" (seed:003 "Billing").
+PRICE = Cost(0.01, "usd")
 
 _STRICT = ConfigDict(extra="forbid", strict=True)
 _RESOLUTIONS = ("2k", "4k", "8k")
@@ -163,9 +174,9 @@ def _result_urls(data: dict[str, Any]) -> list[str]:
 
 
 def _job_update(obj: dict[str, Any]) -> JobUpdate:
-    """One normalized update from a status answer or callback body (same envelope). ``costTime`` (the
-    task's compute time in **milliseconds**, seed:003) is kept in ``extra`` as sent and reported as
-    ``cost`` in ``compute_seconds`` (``41388`` → ``Cost(41.388, "compute_seconds")``)."""
+    """One normalized update from a status answer or callback body (same envelope). ``cost`` is the
+    task's :data:`PRICE` (it was submitted, so it is billed); ``costTime`` (the task's compute time in
+    **milliseconds**, seed:003) is kept in ``extra`` as sent and is ``compute_ms`` (``41388``)."""
     data = f.obj(obj, "data", required=True)
     task_id = f.text(data, "taskId", at="data", required=True)
     raw_state = f.text(data, "state", at="data", required=True)
@@ -201,7 +212,8 @@ def _job_update(obj: dict[str, Any]) -> JobUpdate:
         created_at=created_at,
         completed_at=completed_at,
         extra=extra,
-        cost=f.cost(cost_ms, "compute_seconds", per=1000),
+        cost=PRICE,
+        compute_ms=cost_ms,
     )
 
 
@@ -243,13 +255,20 @@ class ApixoAdapter(AdapterBase):
     reserved_fields: ClassVar[frozenset[str]] = frozenset({"request_type", "callback_url"})
     credential_setting: ClassVar[str] = "apixo_api_key"
     base_url_setting: ClassVar[str] = "apixo_base_url"
-    # failCodes seed 003 answers with "Retry with backoff" / "Retry or use callback mode"
+    # failCodes seed 003 answers with "Retry with backoff" / "Retry or use callback mode" (resubmitted
+    # after RELAY_RESUBMIT_BACKOFF, doubling; the relay already uses callback mode)
     transient_fail_codes: ClassVar[frozenset[str]] = frozenset({"RateLimited", "Timeout", "Unknown error"})
+    # seed 003 "HTTP errors": 500 "Retry with backoff", 502 "Retry with backoff", 504 "Retry or use
+    # callback mode" (429 "Retry with exponential backoff" is retried for every vendor)
+    submit_retry_statuses: ClassVar[frozenset[int]] = frozenset({500, 502, 504})
     # ``task_<id>`` ("taskId": "task_12345678") [VENDORS.md §4, seed 003]
     job_id_pattern: ClassVar[re.Pattern[str]] = re.compile(r"task_[A-Za-z0-9_\-]{1,128}")
-    # seed:003 "first poll 10-15 s after submit, then every 5-10 s; >=10 s for 8k": 60 s, then 10 s
-    poll_timing: ClassVar[PollTiming | None] = PollTiming(first=60.0, every=10.0)
-    cost_field: ClassVar[str | None] = "data.costTime"
+    # seed:003 "Latency and polling": "Normal workloads | 10s-15s after task creation | 5s-10s", "8k or
+    # high-concurrency workloads | ... | If polling, use 10s or longer": first poll 12 s after the task is
+    # created, then every 10 s (both rows at once) for the first minute (the seed's example task completes
+    # 41.4 s after its createTime), then backing off x1.5 per poll up to 60 s
+    poll_timing: ClassVar[PollTiming | None] = PollTiming(first=12.0, every=10.0, steady_for=60.0)
+    price: ClassVar[Cost | None] = PRICE
 
     def submit_request(self, params: BaseModel, *, callback_url: str | None, job_id: str) -> VendorRequest:
         """``POST /api/v1/generateTask/image-upscaler`` with ``{"request_type": "callback",

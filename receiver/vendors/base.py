@@ -20,7 +20,7 @@ from urllib.parse import quote, urlsplit
 from pydantic import BaseModel
 
 from dispatch.errors import PayloadError, UpstreamError
-from dispatch.model import JobUpdate
+from dispatch.model import Cost, JobUpdate
 from dispatch.retry import parse_retry_after
 
 _Params = TypeVar("_Params", bound=BaseModel)
@@ -51,12 +51,15 @@ class SubmitResult:
 @dataclass(frozen=True)
 class PollTiming:
     """When the polling fallback asks a vendor about a job: ``first`` seconds after the submit, then every
-    ``every`` seconds (growing x1.5 per poll up to 60 s; see :mod:`receiver.poller`). Both come from the
-    vendor's documented latency and polling advice; ``RELAY_POLL_AFTER``/``RELAY_POLL_EVERY`` override them.
-    Example: ``PollTiming(first=60.0, every=10.0)``."""
+    ``every`` seconds while the job is within ``steady_for`` seconds of the submit (the vendor's typical
+    time), then growing x1.5 per poll up to 60 s (see :mod:`receiver.poller`). All three come from the
+    vendor's documented latency and polling advice; ``RELAY_POLL_AFTER``/``RELAY_POLL_EVERY`` override the
+    first two. Example: ``PollTiming(first=12.0, every=10.0, steady_for=60.0)`` polls at 12, 22, ... 52 s,
+    then at 62, 77, 99.5 s ... (seconds after the submit)."""
 
     first: float
     every: float
+    steady_for: float = 0.0
 
 
 class VendorAdapter(Protocol):
@@ -75,14 +78,22 @@ class VendorAdapter(Protocol):
         default_base_url: the vendor's base URL when ``base_url_setting`` is not a ``Settings``
             field and ``RELAY_<BASE_URL_SETTING>`` is unset (``None`` for the built-in vendors).
         transient_fail_codes: failure codes the vendor documents as worth retrying (APIXO's
-            ``RateLimited``, ``Timeout``, ``Unknown error``): the relay submits the job anew instead
-            of failing it, up to ``RELAY_RESUBMIT_MAX`` times.
+            ``RateLimited``, ``Timeout``, ``Unknown error``): the relay submits the job anew after a
+            backoff (``RELAY_RESUBMIT_BACKOFF``, doubling) instead of failing it, up to
+            ``RELAY_RESUBMIT_MAX`` times.
+        submit_retry_statuses: HTTP statuses of a submit answer the vendor's page says to retry
+            (APIXO's 500, 502, 504: "Retry with backoff"): sent again from the outbox with backoff
+            like a 429, although the vendor has no idempotency key. Other 5xx stay ambiguous.
         job_id_pattern: the documented shape of the vendor's job id (full match); an id of any other
             shape is refused before it is stored or put into a status URL (:func:`check_job_id`).
         poll_timing: when the polling fallback asks about a job (:class:`PollTiming`), or ``None`` for a
             vendor without a status endpoint (Artnex). The polled vendors are those with a timing.
-        cost_field: dotted path of the vendor's own cost report in its bodies (``"data.costTime"``), or
-            ``None`` when it documents none; the parsed value is :attr:`JobUpdate.cost`.
+        cost_field: dotted path of the vendor's own report of what it bills in its bodies
+            (``"creditCost"``), or ``None`` when it documents none; the parsed value is
+            :attr:`JobUpdate.cost` (a forecast such as Dreamina's ``forecastCost`` has ``estimate``).
+        price: what the vendor bills per accepted submit when its page states a fixed price and its
+            bodies report none (APIXO: ``Cost(0.01, "usd")``, "billed per submitted image", seed 003),
+            else ``None``; every message about one of its vendor jobs carries it as its cost.
         params_example: a valid ``params`` object, from the vendor's documentation page.
     """
 
@@ -97,8 +108,10 @@ class VendorAdapter(Protocol):
     default_base_url: ClassVar[str | None]
     job_id_pattern: ClassVar[re.Pattern[str]]
     transient_fail_codes: ClassVar[frozenset[str]]
+    submit_retry_statuses: ClassVar[frozenset[int]]
     poll_timing: ClassVar[PollTiming | None]
     cost_field: ClassVar[str | None]
+    price: ClassVar[Cost | None]
     params_example: ClassVar[dict[str, Any]]
 
     def auth_headers(self, credential: str) -> dict[str, str]:
@@ -145,10 +158,10 @@ class VendorAdapter(Protocol):
 
 class AdapterBase:
     """Defaults for the parts of :class:`VendorAdapter` most vendors share: Bearer auth, unsigned
-    callbacks, no reserved fields, not synchronous, no idempotency key, no transient failure codes, no
-    status endpoint (``poll_timing = None``), no cost report. A vendor module subclasses it and sets
-    ``name``, ``params_model``, ``params_example``, ``credential_setting``, ``base_url_setting``,
-    ``job_id_pattern`` and whatever differs from these defaults."""
+    callbacks, no reserved fields, not synchronous, no idempotency key, no transient failure codes or
+    retryable submit statuses, no status endpoint (``poll_timing = None``), no cost report or price. A vendor
+    module subclasses it and sets ``name``, ``params_model``, ``params_example``, ``credential_setting``,
+    ``base_url_setting``, ``job_id_pattern`` and whatever differs from these defaults."""
 
     name: ClassVar[str]
     params_model: ClassVar[type[BaseModel]]
@@ -164,8 +177,10 @@ class AdapterBase:
     idempotent_submit: ClassVar[bool] = False
     signs_callbacks: ClassVar[bool] = False
     transient_fail_codes: ClassVar[frozenset[str]] = frozenset()
+    submit_retry_statuses: ClassVar[frozenset[int]] = frozenset()
     poll_timing: ClassVar[PollTiming | None] = None
     cost_field: ClassVar[str | None] = None
+    price: ClassVar[Cost | None] = None
 
     def auth_headers(self, credential: str) -> dict[str, str]:
         """``{"Authorization": "Bearer <credential>"}``, sent whole and unencoded."""

@@ -13,8 +13,11 @@ all carry the job record::
 Normalization (VENDORS.md §6): ``created`` → running; ``completed`` → succeeded with one output per
 ``response.images`` entry (one for an ``upscale`` job, up to four for an ``image`` generation job);
 ``failed`` → failed (code from ``error`` such as ``"fail_code: 2043"``, message ``errorDetails``);
-any other word → unknown state. Cost: ``response.forecastCost`` (seed:001; useapi's credit forecast, ``0``
-in the examples) → ``Cost(0.0, "credits")``; a non-numeric value is a :class:`PayloadError`.
+any other word → unknown state. Cost: ``response.forecastCost`` (seed:001) is useapi's credit *forecast*
+(``0`` in the examples), not a bill → ``Cost(0.0, "credits", estimate=True)``; no body says what was
+billed. A non-numeric value is a :class:`PayloadError`.
+Polling: seed:001's example polls every 10 s; so does the polling fallback, 10 s after the submit and
+then every 10 s for the first minute, then backing off (``poll_timing``).
 """
 
 from __future__ import annotations
@@ -25,10 +28,10 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from dispatch.model import JobError, JobState, JobUpdate, Output
+from dispatch.model import Cost, JobError, JobState, JobUpdate, Output
 from receiver.vendors import _fields as f
 from receiver.vendors._useapi import UseapiAdapter
-from receiver.vendors.base import SubmitResult, VendorAdapter
+from receiver.vendors.base import PollTiming, SubmitResult, VendorAdapter
 
 SUBMIT_PATH = "/v1/dreamina/images/upscale"
 STATUS_PATH = "/v1/dreamina/images/{job_id}"
@@ -75,6 +78,10 @@ class DreaminaAdapter(UseapiAdapter):
         "upscaleResolution": "4k",
     }
     cost_field: ClassVar[str | None] = "response.forecastCost"
+    # seed:001's own example polls ``GET /images/{jobid}`` every 10 s (``setTimeout(r, 10000)``,
+    # ``time.sleep(10)``): first poll 10 s after the submit, then every 10 s for the first minute (the
+    # published image job completes 36.7 s after ``created``), then backing off x1.5 per poll up to 60 s
+    poll_timing: ClassVar[PollTiming | None] = PollTiming(first=10.0, every=10.0, steady_for=60.0)
     submit_path: ClassVar[str] = SUBMIT_PATH
     status_path: ClassVar[str] = STATUS_PATH
     # ``j<digits><letter>-u<digits>-<region>:<address>:dreamina`` or ``...-bot:dreamina`` (VENDORS.md §2)
@@ -101,7 +108,8 @@ def parse_job(data: Mapping[str, Any]) -> JobUpdate:
     ``response.forecastCost``, ``error`` and ``errorDetails`` are optional but must have their documented
     types. ``created_at`` is ``created``; ``completed_at`` is ``updated`` once the job is terminal. A
     ``completed`` record without any image stays running (like LTX's out-of-sync ``completed``). ``cost``
-    is ``response.forecastCost`` in credits (useapi's forecast, seed:001), whatever the state. ``extra``
+    is ``response.forecastCost`` in credits as an ``estimate`` (useapi's forecast, seed:001), whatever
+    the state. ``extra``
     keeps ``type`` and ``replyRef`` when present. Raises :class:`PayloadError` naming the field, e.g.
     ``response.images[0].width: expected an integer, got string``.
     """
@@ -111,7 +119,8 @@ def parse_job(data: Mapping[str, Any]) -> JobUpdate:
     updated_at = f.iso_time(data, "updated")
     response = f.obj(data, "response")
     outputs = () if response is None else _outputs(response)
-    cost = None if response is None else f.cost(f.number(response, "forecastCost", at="response"), "credits")
+    forecast = None if response is None else f.number(response, "forecastCost", at="response")
+    cost = None if forecast is None else Cost(forecast, "credits", estimate=True)  # a forecast, not a bill
     error_text = f.text(data, "error")
     error_details = f.text(data, "errorDetails")
     extra = {key: value for key in ("type", "replyRef") if (value := f.text(data, key)) is not None}
