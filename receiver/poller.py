@@ -171,7 +171,8 @@ class Poller:
             self.on_resubmit()
             return
         await self._record(job, raw, update, None)
-        await self._finish(job, now, soon=adapter.callback_lost(update))  # no callback coming: keep looking
+        # no callback coming, or a success still without its URL: keep looking at the base interval
+        await self._finish(job, now, soon=adapter.callback_lost(update) or update.awaiting_output)
 
     async def _record(
         self,

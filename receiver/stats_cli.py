@@ -70,6 +70,8 @@ def render(report: StatsReport) -> None:
             details.add_row(v["vendor"], "submit error", code["code"], str(code["count"]))
         for cost in v["cost"]:
             details.add_row(v["vendor"], f"cost of {cost['jobs']} jobs", cost["unit"], f"{cost['total']:g}")
+        for anomaly in v["payload_anomalies"]:
+            details.add_row(v["vendor"], "payload anomaly (jobs)", anomaly["field"], str(anomaly["count"]))
     if details.rows:
         console.print(details)
 

@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from dispatch.model import DeliveryStatus, JobError, JobState, Output, iso_ms
+from dispatch.model import Anomaly, DeliveryStatus, JobError, JobState, Output, iso_ms
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,8 @@ class Job:
     cost_unit: str | None = None  # ``credits`` or ``compute_seconds`` (dispatch.model.Cost)
     outcome_via: str | None = None  # how the terminal state arrived (callback, poll, response, ...)
     turnaround_ms: int | None = None  # from submitted_at to the terminal state being recorded
+    # auxiliary vendor fields that deviated and were left out, oldest first, at most MAX_ANOMALIES
+    anomalies: tuple[Anomaly, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -76,6 +78,7 @@ class Job:
             if self.cost_amount is None
             else {"amount": self.cost_amount, "unit": self.cost_unit},
             "outcome_via": self.outcome_via,
+            "anomalies": [a.to_json() for a in self.anomalies],
         }
 
 

@@ -13,6 +13,7 @@ from sqlite_utils import Database
 
 from dispatch.model import now_ms
 from dispatch.store.ddl import (
+    ANOMALIES_SQL,
     CLAIM_INDEX_SQL,
     IDEMPOTENCY_SQL,
     PARTIAL_INDEX_SQL,
@@ -238,6 +239,12 @@ def _m011_partial_job_indexes(db: Database) -> None:
         db.execute(sql)
 
 
+def _m012_payload_anomalies(db: Database) -> None:
+    # vendor fields left out of a job's messages (dispatch.model.Anomaly), counted by vendor analytics
+    for sql in ANOMALIES_SQL:
+        db.execute(sql)
+
+
 MIGRATIONS: list[tuple[str, Callable[[Database], None]]] = [
     ("001_initial", _m001_initial),
     ("002_polling_sources_recovery", _m002_polling_sources_recovery),
@@ -250,6 +257,7 @@ MIGRATIONS: list[tuple[str, Callable[[Database], None]]] = [
     ("009_mirrors", _m009_mirrors),
     ("010_source_counts_claim_index", _m010_source_counts_claim_index),
     ("011_partial_job_indexes", _m011_partial_job_indexes),
+    ("012_payload_anomalies", _m012_payload_anomalies),
 ]
 
 

@@ -16,6 +16,7 @@ import psycopg
 
 from dispatch.model import now_ms
 from dispatch.store.ddl import (
+    ANOMALIES_SQL,
     CLAIM_INDEX_SQL,
     IDEMPOTENCY_SQL,
     PARTIAL_INDEX_SQL,
@@ -75,6 +76,12 @@ def _m011_partial_job_indexes(conn: psycopg.Connection[Any]) -> None:
         conn.execute(sql)
 
 
+def _m012_payload_anomalies(conn: psycopg.Connection[Any]) -> None:
+    # vendor fields left out of a job's messages (dispatch.model.Anomaly), counted by vendor analytics
+    for sql in ANOMALIES_SQL:
+        conn.execute(sql)
+
+
 MIGRATIONS: list[tuple[str, Callable[[psycopg.Connection[Any]], None]]] = [
     ("001_initial", _m001_initial),
     ("002_polling_sources_recovery", _included_in_001),
@@ -87,6 +94,7 @@ MIGRATIONS: list[tuple[str, Callable[[psycopg.Connection[Any]], None]]] = [
     ("009_mirrors", _m009_mirrors),
     ("010_source_counts_claim_index", _m010_source_counts_claim_index),
     ("011_partial_job_indexes", _m011_partial_job_indexes),
+    ("012_payload_anomalies", _m012_payload_anomalies),
 ]
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dispatch.model import JobState, iso_ms
-from dispatch.store.ddl import ERROR_CODE_SQL, NOTABLE_VERDICTS_SQL
+from dispatch.store.ddl import ANOMALY_FIELDS_SQL, ERROR_CODE_SQL, NOTABLE_VERDICTS_SQL
 from dispatch.store.sql import Conn, Dialect
 
 PERCENTILES = (("p50", 50), ("p95", 95), ("p99", 99))
@@ -71,7 +71,8 @@ class VendorStats:
     window with verdict ``duplicate``, ``stale``, ``rejected``; ``submit_errors``: ``(code, count)`` of
     jobs whose submit failed for good (the job's error code), whose outcome is unknown
     (``outcome_unknown``) or that are waiting to retry a failed submit (the last attempt's code);
-    ``cost``: totals per unit the vendor reports.
+    ``cost``: totals per unit the vendor reports; ``payload_anomalies``: ``(field, jobs)`` of the
+    vendor fields its messages had to leave out (:class:`dispatch.model.Anomaly`), most jobs first.
     """
 
     vendor: str
@@ -84,6 +85,7 @@ class VendorStats:
     signature_rejections: int = 0
     submit_errors: tuple[tuple[str, int], ...] = ()
     cost: tuple[CostTotal, ...] = ()
+    payload_anomalies: tuple[tuple[str, int], ...] = ()
 
     @property
     def total(self) -> int:
@@ -111,7 +113,7 @@ class VendorStats:
         "outcome_via": {"callback": 8, "poll": 2, "response": 0, "submit": 0, "timeout": 0},
         "lost_callback_share": 0.2, "duplicate_callbacks": 3, "stale_callbacks": 0,
         "signature_rejections": 0, "submit_errors": [], "cost": [{"unit": "compute_seconds",
-        "total": 301.5, "jobs": 10}]}``."""
+        "total": 301.5, "jobs": 10}], "payload_anomalies": [{"field": "data.costTime", "count": 2}]}``."""
         return {
             "vendor": self.vendor,
             "jobs": {**self.jobs, "total": self.total},
@@ -125,6 +127,7 @@ class VendorStats:
             "signature_rejections": self.signature_rejections,
             "submit_errors": [{"code": code, "count": n} for code, n in self.submit_errors],
             "cost": [c.to_json() for c in self.cost],
+            "payload_anomalies": [{"field": name, "count": n} for name, n in self.payload_anomalies],
         }
 
 
@@ -158,7 +161,8 @@ class StatsVerbs:
         """Per-vendor figures (see :class:`VendorStats`) for jobs created in [``since``, ``until``)
         (unix ms, either ``None``: unbounded) and inbound messages received in it, for one ``vendor``
         or every vendor that has any: four aggregate queries over indexes of migration 008, then the
-        percentiles (three index reads per vendor, or one ranking of a small window's rows).
+        percentiles (three index reads per vendor, or one ranking of a small window's rows), and the
+        anomalous fields of the few jobs that have any (their partial index, migration 012).
 
         Example: ``vendor_stats(since=None, until=None, vendor="apixo")`` →
         ``StatsReport(None, None, (VendorStats("apixo", jobs={"queued": 0, ...}, ...),))``.
@@ -229,6 +233,14 @@ class StatsVerbs:
                     row["verdict"], "signature_rejections"
                 )
                 e[key] += n
+
+        anomalous = f"{where} AND anomalies IS NOT NULL" if where else "WHERE anomalies IS NOT NULL"
+        anomalies: dict[str, dict[str, int]] = {}
+        listed = ANOMALY_FIELDS_SQL["sqlite" if self.sql.name == "sqlite" else "postgres"]
+        for row in self.conn.execute(listed.format(where=anomalous), args).fetchall():
+            _add(anomalies, row["vendor"], row["field"] or "", int(row["n"]))
+        for name, fields in anomalies.items():
+            entry(name)["payload_anomalies"] = _top(fields)
 
         for name, codes in failures.items():
             entry(name)["failure_codes"] = _top(codes)[:TOP_FAILURE_CODES]
