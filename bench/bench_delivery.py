@@ -25,7 +25,7 @@ import aiohttp
 import httpx
 from _common import percentile, running_process
 
-from dispatch.model import JobState, JobUpdate
+from dispatch.model import JobState, JobUpdate, Output
 from dispatch.signing import delivery_headers
 from dispatch.store.face import RunnerStore
 from dispatch.store.records import RawMessage
@@ -78,7 +78,9 @@ def seed_deliveries(
             for n in range(events):
                 job = store.create_job("apixo", {"input": {}}, reference=f"bench-{n}", token_hash=None)
                 store.mark_submitted(job.id, f"task_bench{n:06d}")
-                update = JobUpdate(JobState.SUCCEEDED, "success")
+                update = JobUpdate(
+                    JobState.SUCCEEDED, "success", outputs=(Output("https://cdn.example.com/a.png"),)
+                )
                 event_ids.extend(
                     store.record_message(job.id, "callback", RawMessage({}, b"{}"), update).event_ids
                 )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -188,6 +189,40 @@ class Cost:
     estimate: bool = False
 
 
+MAX_SEEN_CHARS = 120
+"""How much of a deviating value an :class:`Anomaly` keeps (characters of its JSON text)."""
+
+
+@dataclass(frozen=True)
+class Anomaly:
+    """One auxiliary field of a vendor message that deviated from the vendor's page and could not be
+    used, so it was left out instead of failing the message (issue 20: "what carries the outcome is
+    required; everything else is read best-effort").
+
+    ``path`` is the field's dotted path in the body (``"credits_used"``, ``"result.images[1]"``,
+    ``"status.artifact.expirationDateString"``); ``seen`` what was there, as compact JSON text cut at
+    :data:`MAX_SEEN_CHARS` characters (``'"lots"'``, ``'{"a":1}'``, ``'"javascript:alert(1)"'``).
+    Example: ``Anomaly.of("credits_used", "lots") == Anomaly("credits_used", '"lots"')``."""
+
+    path: str
+    seen: str
+
+    @classmethod
+    def of(cls, path: str, value: Any) -> Anomaly:
+        """The anomaly for ``value`` (any decoded JSON value) at ``path``; never raises."""
+        try:
+            text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=True)
+        except (TypeError, ValueError, RecursionError):
+            text = repr(value)
+        if len(text) > MAX_SEEN_CHARS:
+            text = text[: MAX_SEEN_CHARS - 1] + "…"
+        return cls(path[:200], text)
+
+    def to_json(self) -> dict[str, str]:
+        """``{"path": "credits_used", "seen": "\"lots\""}``."""
+        return {"path": self.path, "seen": self.seen}
+
+
 @dataclass(frozen=True)
 class JobUpdate:
     """What one vendor message says about a job, in relay terms.
@@ -195,6 +230,9 @@ class JobUpdate:
     ``state`` is ``None`` when the vendor sent a state the adapter does not know; ``raw_state`` always
     keeps the vendor's own word (``"PROCESSING"``, ``"created"``). ``progress`` is 0-100 or ``None``.
     Times are timezone-aware UTC datetimes or ``None``; unknown values are ``None``, never guessed.
+    ``anomalies`` lists the auxiliary fields that deviated from the vendor's page and were left out
+    (:class:`Anomaly`). A ``succeeded`` update without ``outputs`` is a vendor success that carried no
+    usable output URL: the store keeps such a job running (:attr:`awaiting_output`).
 
     Example: ``JobUpdate(state=JobState.SUCCEEDED, raw_state="success", vendor_job_id="task_1",
     progress=100, outputs=(Output("https://file.apixo.ai/a.jpg", "image/jpeg"),))``
@@ -211,6 +249,13 @@ class JobUpdate:
     extra: dict[str, Any] = field(default_factory=dict)
     cost: Cost | None = None
     compute_ms: int | None = None  # how long the vendor computed, when it says (APIXO ``costTime``)
+    anomalies: tuple[Anomaly, ...] = ()
+
+    @property
+    def awaiting_output(self) -> bool:
+        """True for a vendor success without any output URL: not a success yet (the job stays running,
+        flagged ``success_without_output``, and is polled again soon for the URL)."""
+        return self.state is JobState.SUCCEEDED and not self.outputs
 
 
 def utcnow() -> datetime:

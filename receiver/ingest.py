@@ -24,7 +24,7 @@ from dispatch.store.records import IngestResult, Job, RawMessage, Source
 from receiver import vendor_text
 from receiver.caps import check_output_count
 from receiver.metrics import RelayMetrics, observe_result
-from receiver.poller import deadline_at, first_poll_at
+from receiver.poller import deadline_at, first_poll_at, next_interval
 from receiver.settings import Settings
 from receiver.tokens import scrub
 from receiver.transient import resubmit_delay, transient_failure
@@ -200,6 +200,7 @@ class Ingest:
         )
         if result.event_ids:
             self.on_event()
+        await self._poll_for_output(adapter, result, update)
         return result
 
     def _needs_confirmation(self, adapter: VendorAdapter, update: JobUpdate) -> bool:
@@ -242,7 +243,18 @@ class Ingest:
         result = await self.store.record_message(job.id, kind, raw, update, error=note, max_callbacks=cap)
         if result.event_ids:
             self.on_event()
+        await self._poll_for_output(adapter, result, update)
         return result
+
+    async def _poll_for_output(self, adapter: VendorAdapter, result: IngestResult, update: JobUpdate) -> None:
+        """After a vendor success without an output URL (flag ``success_without_output``: the job stays
+        running), bring the job's next poll forward to one base interval from now, so the URL is asked
+        for soon instead of after a grown interval (nothing for a vendor without a status endpoint)."""
+        job = result.job
+        if not update.awaiting_output or job is None or job.status.terminal or adapter.poll_timing is None:
+            return
+        at = time.time() + next_interval(self.settings, adapter.name, 1)
+        await self.store.poll_soon(job.id, int(at * 1000))
 
     async def _confirm(
         self, adapter: VendorAdapter, job: Job, update: JobUpdate

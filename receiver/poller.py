@@ -34,6 +34,7 @@ from dispatch.errors import NotConfigured, PayloadError, StoreUnavailable, Upstr
 from dispatch.model import JobError, JobState, JobUpdate
 from dispatch.state import failed_by_relay
 from dispatch.store.face import Store
+from dispatch.store.jobs import SUCCESS_WITHOUT_OUTPUT_FLAG
 from dispatch.store.records import Job, RawMessage
 from dispatch.store.submits import OUTCOME_UNKNOWN
 from receiver.caps import check_output_count
@@ -51,7 +52,6 @@ MAX_INTERVAL = 60.0  # seconds
 DEFAULT_EVERY = 10.0  # seconds between polls of a vendor that declares no timing
 GONE = ("vendor_not_found", "vendor_expired")  # the vendor no longer knows the job: it will never finish
 LATE_MAX_INTERVAL = 3600.0  # seconds: the slowest late poll of a job the relay failed
-SUCCESS_WITHOUT_OUTPUT = "success_without_output"
 """Job flag: the vendor said success but gave no output URL (the adapters' reading, issue 20); polling
 goes on for the URL, and the deadline fails the job with ``no_output``."""
 
@@ -154,15 +154,17 @@ class Poller:
             return
         if outcome in ("answered", "failed", "error"):
             await self._finish(job, now)
-        elif outcome == "callback_lost":
-            await self._finish(job, now, soon=True)  # no callback coming: keep looking at the base pace
+        elif outcome in ("callback_lost", "awaiting_output"):
+            # no callback coming, or a success still without its URL: keep looking at the base pace
+            await self._finish(job, now, soon=True)
         elif outcome == "not_configured":
             await self.store.finish_poll(job.id, next_poll_at=None)
 
     async def _ask(self, job: Job, now: float) -> str:
         """Ask the vendor about ``job`` once and record its answer (a transient failure resubmits the
         job instead). Returns what happened: ``answered``, ``callback_lost`` (answered, and the vendor
-        says it gave up calling back), ``failed`` (the vendor says the job failed), ``error`` (no usable
+        says it gave up calling back), ``awaiting_output`` (the vendor says success but gives no output
+        URL yet), ``failed`` (the vendor says the job failed), ``error`` (no usable
         answer: unreachable, unreadable, about another job), ``gone`` (the vendor no longer knows the
         job; recorded as its failure), ``resubmitted`` or ``not_configured``."""
         adapter = ADAPTERS[job.vendor]
@@ -229,7 +231,9 @@ class Poller:
         await self._record(job, raw, update, None)
         if update.state is JobState.FAILED:
             return "failed"
-        return "callback_lost" if adapter.callback_lost(update) else "answered"
+        if adapter.callback_lost(update):
+            return "callback_lost"
+        return "awaiting_output" if update.awaiting_output else "answered"
 
     async def _give_up(self, job: Job, now: float) -> None:
         """Fail ``job`` at its deadline: ``vendor_timeout`` when its submit's outcome stayed unknown,
@@ -238,7 +242,7 @@ class Poller:
         seconds = self.settings.job_timeout
         if OUTCOME_UNKNOWN in job.flags:  # the submit's answer never came, nor a callback
             error = JobError("vendor_timeout", f"submit outcome unknown and no callback within {seconds:g} s")
-        elif SUCCESS_WITHOUT_OUTPUT in job.flags:
+        elif SUCCESS_WITHOUT_OUTPUT_FLAG in job.flags:
             error = JobError(
                 "no_output", f"the vendor reported success but no output URL within {seconds:g} s"
             )
@@ -275,7 +279,10 @@ class Poller:
             return
         outcome = await self._ask(job, now)
         after = await self.store.get_job(job.id)
-        keep_looking = outcome in ("answered", "callback_lost", "error") and after.status is JobState.FAILED
+        keep_looking = (
+            outcome in ("answered", "callback_lost", "awaiting_output", "error")
+            and after.status is JobState.FAILED
+        )
         next_at = self._late_poll_at(job, now) if keep_looking else None
         await self.store.finish_poll(job.id, next_poll_at=next_at, late=True)
 

@@ -78,6 +78,8 @@ def render(report: StatsReport) -> None:
             details.add_row(
                 v["vendor"], f"estimated for {guess['jobs']} jobs", guess["unit"], f"{guess['total']:g}"
             )
+        for anomaly in v["payload_anomalies"]:
+            details.add_row(v["vendor"], "payload anomaly (jobs)", anomaly["field"], str(anomaly["count"]))
     if details.rows:
         console.print(details)
 

@@ -23,7 +23,7 @@ from typing import IO
 
 import httpx
 
-from dispatch.model import JobState, JobUpdate
+from dispatch.model import JobState, JobUpdate, Output
 from dispatch.store.records import RawMessage
 from fixtures.harness import wait_until
 from receiver.database import SyncStore, migrate, open_store
@@ -213,7 +213,10 @@ def seed_succeeded_jobs(store: SyncStore, count: int, vendor: str = "apixo") -> 
         for n in range(count):
             job = store.create_job(vendor, {"input": {}}, reference=f"seed-{n}", token_hash=None)
             result = store.record_message(
-                job.id, "callback", RawMessage({}, b"{}"), JobUpdate(JobState.SUCCEEDED, "success")
+                job.id,
+                "callback",
+                RawMessage({}, b"{}"),
+                JobUpdate(JobState.SUCCEEDED, "success", outputs=(Output("https://cdn.example.com/a.png"),)),
             )
             event_ids.extend(result.event_ids)
     assert len(event_ids) == count, f"seeding produced {len(event_ids)} events for {count} jobs"

@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 import math
 import pkgutil
-import re
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -28,6 +28,7 @@ from dispatch.model import JobState, JobUpdate
 from fixtures import payload, payload_names
 from receiver.settings import Settings, load_settings, unknown_variables
 from receiver.vendors import ADAPTERS, polled_vendors
+from receiver.vendors._fields import web_url
 from receiver.vendors.base import SubmitResult, VendorAdapter, check_job_id
 from tests.properties import JSON_VALUES, check_parsers, check_submit_response
 
@@ -106,7 +107,6 @@ def test_every_vendor_module_is_registered() -> None:
 
 
 NEW_VENDOR = """
-import re
 from typing import Any, ClassVar
 from pydantic import BaseModel
 from receiver.vendors.base import AdapterBase
@@ -122,7 +122,6 @@ class Adapter(AdapterBase):
     params_example: ClassVar[dict[str, Any]] = {"image": "https://example.com/a.png"}
     credential_setting: ClassVar[str] = "apixo_api_key"
     base_url_setting: ClassVar[str] = "apixo_base_url"
-    job_id_pattern: ClassVar[re.Pattern[str]] = re.compile(r"[a-z0-9]{1,16}")
 
 
 ADAPTER = Adapter()
@@ -209,7 +208,6 @@ def test_attributes_are_consistent(adapter: VendorAdapter) -> None:
     """Settings exist, a synchronous vendor has no callback fields nor polling, timings are positive."""
     assert adapter.credential_setting in Settings.model_fields
     assert adapter.base_url_setting in Settings.model_fields
-    assert isinstance(adapter.job_id_pattern, re.Pattern)
     if adapter.synchronous:
         assert (adapter.reserved_fields, adapter.poll_timing) == (frozenset(), None)
     else:
@@ -287,21 +285,55 @@ def test_submit_request_refuses_another_model(adapter: VendorAdapter) -> None:
         adapter.submit_request(Other(), callback_url=None, job_id="job_01")
 
 
-HOSTILE_JOB_IDS = ["", "../../x?probe=1", "a/b", "x" * 600, "task 1", "id\n", "%2e%2e", "#frag"]
+UNUSABLE_JOB_IDS = ["", "x" * 513, "id\n", "a\x00b", "a\x7fb", "a\x85b"]
+OPAQUE_JOB_IDS = [
+    "3f2b9c1e-8d4a-4e6f-9b1c-2a3d4e5f6a7b",
+    "8123456789",
+    "job.2026.01",
+    "a/../b",
+    "x?y=1",
+    "../../x?probe=1#frag",
+    "%2e%2e",
+    "..",
+    "task 1",
+    "tâche-画像",
+    "x" * 512,
+]
 
 
 @EVERY_ADAPTER
-@pytest.mark.parametrize("job_id", HOSTILE_JOB_IDS)
-def test_hostile_job_ids_are_refused(adapter: VendorAdapter, job_id: str) -> None:
-    """A vendor job id without the documented shape is refused before it can reach a status URL."""
-    with pytest.raises(PayloadError, match="does not have the documented shape"):
+@pytest.mark.parametrize("job_id", UNUSABLE_JOB_IDS, ids=["empty", "513", "newline", "nul", "del", "c1"])
+def test_unusable_job_ids_are_refused(adapter: VendorAdapter, job_id: str) -> None:
+    """An empty vendor job id, one over 512 characters or one with a control character is refused."""
+    with pytest.raises(PayloadError, match=f"^{adapter.name} job id: "):
         check_job_id(adapter, job_id)
 
 
+@EVERY_ADAPTER
+@pytest.mark.parametrize("job_id", OPAQUE_JOB_IDS)
+def test_any_other_job_id_is_accepted_and_stays_inside_the_status_url(
+    adapter: VendorAdapter, job_id: str
+) -> None:
+    """Vendor job ids are opaque: any other id is accepted, and a status request carries it whole as one
+    percent-encoded path segment or query value, so a poll never leaves the vendor's status path."""
+    assert check_job_id(adapter, job_id) == job_id
+    request = adapter.status_request(job_id)
+    if request is None:
+        return
+    fixed = adapter.status_request("ID").path  # type: ignore[union-attr]
+    if request.query:
+        assert request.path == fixed and list(request.query.values()) == [job_id]
+        return
+    prefix, _, suffix = fixed.partition("ID")
+    assert request.path.startswith(prefix) and request.path.endswith(suffix)
+    segment = request.path[len(prefix) : len(request.path) - len(suffix)]
+    assert not set(segment) & set("/?#") and segment.strip(".") and unquote(segment) == job_id
+
+
 @by_fixture(SUBMITS + MESSAGES)
-def test_fixture_job_ids_have_the_documented_shape(adapter: VendorAdapter, name: str) -> None:
-    """Every vendor job id in the fixtures passes the adapter's own check, and its status request is a
-    path without dot segments, query or fragment injected by the id."""
+def test_fixture_job_ids_are_accepted(adapter: VendorAdapter, name: str) -> None:
+    """Every vendor job id in the fixtures passes the check, and its status request is a path without
+    dot segments, query or fragment injected by the id."""
     raw = payload(adapter.name, name)
     job_id = (
         adapter.parse_submit_response(200, raw, {}).vendor_job_id
@@ -344,7 +376,9 @@ def test_callback_and_status_fixtures_have_a_known_state(adapter: VendorAdapter,
     update = parse_fixture(adapter, name)
     assert update is not None and update.state is not None and update.raw_state
     if update.state is JobState.SUCCEEDED:
-        assert update.outputs and all(o.url for o in update.outputs) and update.error is None
+        assert all(web_url(o.url) for o in update.outputs) and update.error is None
+        # only a documented success without its URL yet (LTX: completed and assetUrl out of sync)
+        assert update.outputs or "no_asset" in name
     elif update.state is JobState.FAILED:
         assert update.error is not None and update.error.code and not update.outputs
     else:
@@ -429,16 +463,28 @@ def test_every_cost_field_appears_in_a_fixture() -> None:
 
 
 @by_fixture(COST_FIXTURES)
-@pytest.mark.parametrize("bad", ["10", True, [1], {"amount": 1}])
-def test_a_non_numeric_cost_is_a_payload_error_naming_the_field(
+@pytest.mark.parametrize("bad", ["ten", True, [1], {"amount": 1}])
+def test_an_unreadable_cost_is_left_out_as_an_anomaly_naming_the_field(
     adapter: VendorAdapter, name: str, bad: Any
 ) -> None:
-    """A cost that is not a JSON number is refused like any mistyped field (the cost is never guessed)."""
+    """A cost that is not a number is never guessed: it is left out (``cost`` is ``None``) and recorded
+    as an anomaly at the cost field, and the message still parses."""
     assert adapter.cost_field is not None
     data = with_path(json.loads(payload(adapter.name, name)), adapter.cost_field, bad)
-    with pytest.raises(PayloadError) as caught:
-        parse_fixture(adapter, name, json.dumps(data).encode())
-    assert caught.value.details == {"field": adapter.cost_field}
+    update = parse_fixture(adapter, name, json.dumps(data).encode())
+    assert update is not None and update.cost is None
+    assert [a.path for a in update.anomalies] == [adapter.cost_field]
+
+
+@by_fixture(COST_FIXTURES)
+@pytest.mark.parametrize("given", ["10", 10.0, 10.5])
+def test_a_cost_is_read_from_a_float_or_numeric_string(adapter: VendorAdapter, name: str, given: Any) -> None:
+    """A cost sent as a float or a numeric string (where the page gives an integer) is read as a number."""
+    assert adapter.cost_field is not None
+    data = with_path(json.loads(payload(adapter.name, name)), adapter.cost_field, given)
+    update = parse_fixture(adapter, name, json.dumps(data).encode())
+    assert update is not None and update.cost is not None and update.anomalies == ()
+    assert update.cost.amount * (1000 if update.cost.unit == "compute_seconds" else 1) == float(given)
 
 
 @by_fixture(COST_FIXTURES)

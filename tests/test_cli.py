@@ -10,7 +10,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from dispatch.model import JobState, JobUpdate, event_id
+from dispatch.model import JobState, JobUpdate, Output, event_id
 from dispatch.store.records import RawMessage
 from dispatch.store.schema import MIGRATIONS
 from receiver.cli import cli
@@ -38,7 +38,10 @@ def seed_job(db: str) -> tuple[str, str]:
         job = store.create_job("apixo", {"input": {}}, reference="cli-1", token_hash=None)
         store.mark_submitted(job.id, "task_1")
         store.record_message(
-            job.id, "callback", RawMessage({}, b"{}"), JobUpdate(JobState.SUCCEEDED, "success")
+            job.id,
+            "callback",
+            RawMessage({}, b"{}"),
+            JobUpdate(JobState.SUCCEEDED, "success", outputs=(Output("https://cdn.example.com/a.png"),)),
         )
     finally:
         store.close()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from dispatch.model import JobState, JobUpdate
+from dispatch.model import JobState, JobUpdate, Output
 from dispatch.store.records import RawMessage
 from receiver.cli import cli
 from receiver.database import open_store
@@ -125,7 +125,10 @@ def test_stats_and_prune(db: str) -> None:
         for n in range(3):
             job = store.create_job("apixo", {}, reference=None, token_hash=str(n) * 64)
             state = JobState.SUCCEEDED if n else JobState.FAILED
-            store.record_message(job.id, "callback", RawMessage({}, b"{}"), JobUpdate(state, "x"))
+            outputs = (Output("https://file.apixo.ai/a.jpg"),) if n else ()
+            store.record_message(
+                job.id, "callback", RawMessage({}, b"{}"), JobUpdate(state, "x", outputs=outputs)
+            )
     finally:
         store.close()
     apixo = {v["vendor"]: v for v in json.loads(ok(db, "stats", "--json"))["vendors"]}["apixo"]

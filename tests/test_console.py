@@ -6,6 +6,7 @@ operations layer. The browser suite (``test_console_browser.py``) drives the sam
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import tomllib
 from collections.abc import Iterator
@@ -17,12 +18,13 @@ from typing import Any
 import httpx
 import pytest
 
+from dispatch.model import JobState, JobUpdate, Output
 from dispatch.store.face import RunnerStore
 from dispatch.store.records import RawMessage
 from dispatch.store.sql import parse_page_key
 from fixtures.harness import wait_until
 from receiver.console.search import JobQuery, find_jobs
-from receiver.database import open_runner
+from receiver.database import open_runner, open_store
 from receiver.demo import DEMO_JOBS
 from receiver.fakes.config import FakeConfig, source_image
 from receiver.fakes.examples import payload
@@ -536,3 +538,50 @@ def test_templates_have_no_inline_script_style_or_handler() -> None:
         for match in inline.finditer(path.read_text())
     ]
     assert offending == []
+
+
+def test_anomalies_show_and_only_http_urls_are_outputs_or_links(tmp_path: Path) -> None:
+    """A vendor message's unusable fields are listed on the job (API and console page) and flagged; a
+    ``javascript:`` result URL is left out of the outputs, never delivered to a subscriber, and an output
+    that is not http(s) already stored (older data) is shown as text, never as a link."""
+    with relay_env(tmp_path) as env:
+        env.subscribe("main", event_types=["job.succeeded"])
+        source = env.ok(env.client.post("/v1/sources", json={"vendor": "apixo"}), 201)
+        urls = ["javascript:alert(1)", "https://file.apixo.ai/ok.jpg"]
+        data = {
+            "taskId": "task_js1",
+            "state": "success",
+            "costTime": "41s",
+            "resultJson": json.dumps({"resultUrls": urls}),
+        }
+        answer = httpx.post(source["callback_url"], json={"code": 200, "message": "success", "data": data})
+        assert answer.status_code == 200, answer.text
+        (listed,) = [
+            j for j in env.ok(env.client.get("/v1/jobs"), 200)["data"] if j["source_id"] == source["id"]
+        ]
+        job = env.job(listed["id"])
+        assert job["status"] == "succeeded" and [o["url"] for o in job["outputs"]] == [urls[1]]
+        assert "payload_anomaly" in job["flags"]
+        assert job["anomalies"] == [
+            {"path": "data.costTime", "seen": '"41s"'},
+            {"path": "data.resultJson.resultUrls[0]", "seen": '"javascript:alert(1)"'},
+        ]
+        (delivered,) = env.sub_log.wait_for(1, "main")
+        assert b"javascript:" not in delivered.body and urls[1] in delivered.body.decode()
+        settings = load_settings(database_url=env.database_url, secret_key=TEST_SECRET_KEY)
+        store = open_store(settings)
+        try:  # an output stored before outputs were checked
+            old = store.create_job("apixo", {}, reference="old", token_hash=None)
+            bad = (Output("javascript:alert(2)"), Output("https://file.apixo.ai/fine.jpg"))
+            store.record_message(
+                old.id, "callback", RawMessage({}, b"{}"), JobUpdate(JobState.SUCCEEDED, outputs=bad)
+            )
+        finally:
+            store.close()
+        with sign_in(env.relay.url) as client:
+            page = client.get(f"/console/jobs/{job['id']}").text
+            stored = client.get(f"/console/jobs/{old.id}").text
+        assert "Vendor fields left out (2)" in page and "data.resultJson.resultUrls[0]" in page
+        assert "payload_anomaly" in page and 'href="javascript:' not in page
+        assert "javascript:alert(2)" in stored and 'href="javascript:' not in stored
+        assert 'href="https://file.apixo.ai/fine.jpg"' in stored

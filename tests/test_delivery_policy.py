@@ -15,7 +15,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from dispatch.errors import StoreUnavailable
-from dispatch.model import JobState, JobUpdate, event_id, parse_iso
+from dispatch.model import JobState, JobUpdate, Output, event_id, parse_iso
 from dispatch.store.face import RunnerStore
 from dispatch.store.records import RawMessage
 from dispatch.store.runner import StoreRunner
@@ -257,6 +257,11 @@ def test_runner_reports_store_unavailable_for_a_full_database(store: SQLiteStore
     pages = store.conn.execute("PRAGMA page_count").fetchone()[0]
     store.conn.execute(f"PRAGMA max_page_count = {pages}")
     with pytest.raises(StoreUnavailable):
-        store.record_message(job.id, "callback", RawMessage({}, b"x" * 50_000), JobUpdate(JobState.SUCCEEDED))
+        store.record_message(
+            job.id,
+            "callback",
+            RawMessage({}, b"x" * 50_000),
+            JobUpdate(JobState.SUCCEEDED, outputs=(Output("https://cdn.example.com/a.png"),)),
+        )
     store.conn.execute("PRAGMA max_page_count = 1000000")
     assert store.list_inbound(job_id=job.id) == [] and store.get_job(job.id).status is JobState.QUEUED

@@ -106,13 +106,11 @@ def test_unparseable_callback_is_stored_and_answered_422(env: RelayEnv) -> None:
     """Garbage on a valid callback URL is kept with its error and answered 422; the job is untouched."""
     job = env.submit("apixo", {"input": {"image_urls": [source_image("lost")]}})
     url = env.callback_url("generateTask")
-    response = httpx.post(
-        url, content=b'{"code": 200, "data": {"taskId": "task_1", "state": "success", "resultJson": "{nope"}}'
-    )
+    response = httpx.post(url, content=b'{"code": 200, "data": {"taskId": "task_1", "state": ["success"]}}')
     assert response.status_code == 422
-    assert "resultJson" in response.json()["error"]["message"]
+    assert "data.state" in response.json()["error"]["message"]
     stored = env.ok(env.client.get("/v1/inbound", params={"job_id": job["id"]}), 200)["data"]
-    assert stored[0]["verdict"] == "invalid" and "resultJson" in stored[0]["error"]
+    assert stored[0]["verdict"] == "invalid" and "data.state" in stored[0]["error"]
     assert env.job(job["id"])["status"] == "queued"
 
 

@@ -6,9 +6,11 @@ import hashlib
 import hmac
 import itertools
 import json
+import re
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,9 +73,10 @@ class Env:
         )
 
 
-@pytest.fixture(scope="module")
-def env() -> Iterator[Env]:
-    app = create_fake_vendors(CONFIG)
+@contextmanager
+def fakes_running(config: FakeConfig) -> Iterator[Env]:
+    """The fake vendors with ``config`` and a recording receiver, each on a loopback port."""
+    app = create_fake_vendors(config)
     receiver_app, log = create_subscriber()
     with (
         serve_in_thread(app) as server,
@@ -81,6 +84,12 @@ def env() -> Iterator[Env]:
         httpx.Client(base_url=server.url, timeout=5) as client,
     ):
         yield Env(client, fake_state_of(app), receiver.url, log)
+
+
+@pytest.fixture(scope="module")
+def env() -> Iterator[Env]:
+    with fakes_running(CONFIG) as started:
+        yield started
 
 
 def _bodies(deliveries: list[Delivery]) -> list[Any]:
@@ -171,7 +180,8 @@ def test_dreamina_record_then_one_completed_callback(env: Env) -> None:
     name, url = env.hook("dreamina")
     body = {"jobid": DREAMINA_SOURCE_JOB, "imageIndex": 2, "upscaleResolution": "2k", "replyUrl": url}
     record = env.fake.post("/v1/dreamina/images/upscale", json=body, headers=USEAPI).json()
-    assert record["jobid"].split("-")[0].endswith("I") and record["jobid"].endswith("-bot:dreamina")
+    # seed 001's upscale id form: "j0302140630123456789I-u12345-US:<email>:dreamina"
+    assert re.fullmatch(r"j\d{19}I-u12345-US:demo@example\.com:dreamina", record["jobid"]), record["jobid"]
     assert (record["type"], record["status"], record["code"]) == ("upscale", "created", 200)
     assert record["request"] == {"jobid": DREAMINA_SOURCE_JOB, "imageIndex": 2, "resolution": "2k"}
     assert record["response"] == {"forecastCost": 0}

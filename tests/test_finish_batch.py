@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dispatch.model import JobState, JobUpdate, now_ms
+from dispatch.model import JobState, JobUpdate, Output, now_ms
 from dispatch.store.records import Attempt, RawMessage
 
 RAW = RawMessage({"content-type": "application/json"}, b"{}", "127.0.0.1:1")
@@ -21,7 +21,12 @@ def test_a_batch_records_each_attempt_and_skips_a_lost_lease(store: Any) -> None
     for n in range(3):
         store.create_subscriber(f"https://hooks.example.com/{n}")
     job = store.create_job("apixo", {"input": {}}, reference=None, token_hash=None)
-    store.record_message(job.id, "callback", RAW, JobUpdate(JobState.SUCCEEDED))
+    store.record_message(
+        job.id,
+        "callback",
+        RAW,
+        JobUpdate(JobState.SUCCEEDED, outputs=(Output("https://cdn.example.com/a.png"),)),
+    )
     now = now_ms() + 1
     work = store.claim_due_deliveries("w1", now=now, limit=10, lease_ms=60_000)
     assert len(work) == 3

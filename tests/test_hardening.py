@@ -185,13 +185,26 @@ def test_status_requests_stay_on_the_documented_path(vendor: str, job_id: str) -
 
 
 @pytest.mark.parametrize("vendor", ASYNC_VENDORS)
-def test_source_callback_with_a_path_in_its_job_id_is_refused(env: RelayEnv, vendor: str) -> None:
-    """A vendor job id shaped like a path is a 422 before any job (or poll) exists."""
+def test_source_callback_with_a_path_in_its_job_id_is_opaque(env: RelayEnv, vendor: str) -> None:
+    """A vendor job id shaped like a path is an opaque id (issue 20): the source's job is created with
+    it, verbatim, and its status request stays one segment (or query value) of the documented path; an
+    id with a control character is a 422 that creates nothing."""
     source = env.ok(env.client.post("/v1/sources", json={"vendor": vendor}), 201)
-    response = post(env, source["callback_url"], vendor, body_for(vendor, "../../../x?probe=1"))
-    assert response.status_code == 422 and "documented shape" in response.json()["error"]["message"]
+    hostile = f"../../../x{vendor}?probe=1#f"
+    response = post(env, source["callback_url"], vendor, body_for(vendor, hostile))
+    assert response.status_code == 200, response.text
     jobs = env.ok(env.client.get("/v1/jobs", params={"limit": 500}), 200)["data"]
-    assert [j for j in jobs if j["source_id"] == source["id"]] == []
+    assert [j["vendor_job_id"] for j in jobs if j["source_id"] == source["id"]] == [hostile]
+    request = ADAPTERS[vendor].status_request(hostile)
+    assert request is not None
+    url = httpx.URL("https://vendor.example" + request.path, params=request.query)
+    raw_path = url.raw_path.decode("ascii").partition("?")[0]
+    prefix = STATUS_PREFIXES[vendor]
+    assert raw_path.startswith(prefix) and raw_path.count("/") == prefix.count("/")
+    refused = post(env, source["callback_url"], vendor, body_for(vendor, "x\ny"))
+    assert refused.status_code == 422 and "control character" in refused.json()["error"]["message"]
+    jobs = env.ok(env.client.get("/v1/jobs", params={"limit": 500}), 200)["data"]
+    assert len([j for j in jobs if j["source_id"] == source["id"]]) == 1
 
 
 def test_a_source_creates_at_most_the_hourly_cap_of_jobs(tmp_path: Path) -> None:

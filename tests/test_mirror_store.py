@@ -144,11 +144,15 @@ def test_complete_mirror_refuses_another_shape(store: Any) -> None:
         store.complete_mirror(other, [])
 
 
-def test_a_job_without_outputs_is_not_held(store: Any) -> None:
-    """A succeeded job with no outputs has nothing to copy: its event is emitted at once."""
+def test_a_success_without_outputs_is_not_held(store: Any) -> None:
+    """A vendor success without outputs is not a success yet: the job stays running (flagged), nothing
+    is held for copying and no job.succeeded is emitted."""
     store.mirror_hold = True
     job_id = _succeed(store)
-    assert [e.type for e in store.iter_job_events(job_id)] == ["job.queued", "job.succeeded"]
+    assert [e.type for e in store.iter_job_events(job_id)] == ["job.queued", "job.running"]
+    job = store.get_job(job_id)
+    assert job.status is JobState.RUNNING and "success_without_output" in job.flags
+    assert store.claim_due_mirrors(now=now_ms(), limit=10, lease_ms=60_000) == []
 
 
 def test_retention_drops_finished_copies_and_keeps_pending_ones(store: Any) -> None:

@@ -25,7 +25,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from dispatch.model import Cost, JobError, JobState, JobUpdate, now_ms
+from dispatch.model import Anomaly, Cost, JobError, JobState, JobUpdate, Output, now_ms
 from dispatch.secretbox import SecretBox
 from dispatch.store.records import RawMessage
 from dispatch.store.sqlite import SQLiteStore
@@ -57,10 +57,13 @@ def _finished(store: Any, vendor: str, kind: str, update: JobUpdate, *, submit: 
 def _seed(store: Any) -> dict[str, str]:
     """APIXO: 5 succeeded (4 by callback, 1 by poll), 3 failed (callback, timeout, submit refused), 1
     running, 2 queued (one retrying its submit, one with an unknown submit outcome); 2 duplicate, 1
-    stale and 1 rejected callback, and a poll repeating a state. Artnex: 3 answered by the submit."""
-    ok = JobUpdate(JobState.SUCCEEDED, "success", cost=Cost(2.5, "usd"))
+    stale and 1 rejected callback, and a poll repeating a state; payload anomalies at ``data.costTime``
+    (the running job twice, one succeeded job once) and ``data.createTime`` (one job). Artnex: 3 answered
+    by the submit."""
+    out = (Output("https://file.apixo.ai/a.jpg"),)
+    ok = JobUpdate(JobState.SUCCEEDED, "success", outputs=out, cost=Cost(2.5, "usd"))
     ids = {f"ok{n}": _finished(store, "apixo", "callback", ok) for n in range(4)}
-    polled = JobUpdate(JobState.SUCCEEDED, "success", cost=Cost(1.5, "usd"))
+    polled = JobUpdate(JobState.SUCCEEDED, "success", outputs=out, cost=Cost(1.5, "usd"))
     ids["polled"] = _finished(store, "apixo", "poll", polled)
     ids["bad"] = _finished(
         store, "apixo", "callback", JobUpdate(JobState.FAILED, "fail", error=JobError("ImageFormatIncorrect"))
@@ -73,6 +76,11 @@ def _seed(store: Any) -> dict[str, str]:
     running = store.create_job("apixo", {}, reference=None, token_hash=None)
     store.mark_submitted(running.id, "task_r")
     store.record_message(running.id, "callback", RAW, JobUpdate(JobState.RUNNING, "running"))
+    odd = (Anomaly("data.costTime", '"41s"'), Anomaly("data.createTime", '"soon"'))
+    store.record_message(running.id, "poll", RAW, JobUpdate(JobState.RUNNING, "running", anomalies=odd))
+    again = (Anomaly("data.costTime", '"42s"'),)  # a second costTime deviation of the same job
+    store.record_message(running.id, "poll", RAW, JobUpdate(JobState.RUNNING, "running", anomalies=again))
+    store.record_message(ids["ok0"], "poll", RAW, replace(ok, anomalies=odd[:1]))
     retrying = store.create_job("apixo", {}, reference=None, token_hash=None, submit=True)
     store.retry_submit_at(retrying.id, now_ms() + HOUR, "rate_limited: HTTP 429 from APIXO")
     unknown = store.create_job("apixo", {}, reference=None, token_hash=None, submit=True)
@@ -92,7 +100,8 @@ def _seed(store: Any) -> dict[str, str]:
     for n, code in enumerate((None, None, "content_policy")):
         state = JobState.FAILED if code else JobState.SUCCEEDED
         cost = None if code else Cost(4.0 + n, "credits")
-        update = JobUpdate(state, "x", error=JobError(code) if code else None, cost=cost)
+        got = () if code else (Output("https://cdn.artnex.ai/a.jpg"),)
+        update = JobUpdate(state, "x", outputs=got, error=JobError(code) if code else None, cost=cost)
         ids[f"artnex{n}"] = _finished(store, "artnex", "response", update)
     return ids
 
@@ -156,6 +165,12 @@ def test_each_vendor_gets_exact_counts_outcome_paths_errors_and_cost(store: Any)
     assert artnex["cost"] == [
         {"unit": "credits", "total": 9.0, "jobs": 2, "resubmits": 0.0, "unreceived": 0.0}
     ]
+    # jobs per anomalous field: the running job counts once for its two costTime deviations
+    assert apixo["payload_anomalies"] == [
+        {"field": "data.costTime", "count": 2},
+        {"field": "data.createTime", "count": 1},
+    ]
+    assert artnex["payload_anomalies"] == []
 
 
 def test_an_applied_terminal_update_records_cost_path_and_turnaround(store: Any) -> None:
@@ -176,7 +191,7 @@ def test_an_applied_terminal_update_records_cost_path_and_turnaround(store: Any)
 def test_percentiles_are_percentile_cont_on_both_engines(store: Any) -> None:
     """p50/p95/p99 interpolate like Postgres' percentile_cont: the same seconds on SQLite and Postgres,
     and on Postgres the same as percentile_cont itself."""
-    ok = JobUpdate(JobState.SUCCEEDED, "success")
+    ok = JobUpdate(JobState.SUCCEEDED, "success", outputs=(Output("https://cdn.example.com/a.png"),))
     small = [_finished(store, "dreamina", "callback", ok) for _ in range(7)]
     _set_turnarounds(store, small, [1000, 2000, 3000, 4000, 5000, 10000, 60000])
     rnd = random.Random(13)
@@ -371,7 +386,17 @@ def test_the_cli_prints_the_same_report_as_json_and_as_tables(seeded: str) -> No
     assert [v["vendor"] for v in json.loads(one.output)["vendors"]] == ["artnex"]
     table = runner.invoke(cli, ["--database", seeded, "stats"], env=env, terminal_width=240)
     assert table.exit_code == 0, table.output
-    for text in ("ltxstudio", "62.5%", "16.7%", "lost callbacks", "rate_limited", "spent on 5 jobs", "11.5"):
+    for text in (
+        "ltxstudio",
+        "62.5%",
+        "16.7%",
+        "lost callbacks",
+        "rate_limited",
+        "spent on 5 jobs",
+        "11.5",
+        "payload anomaly",
+        "data.costTime",
+    ):
         assert text in table.output, text
     bad = runner.invoke(cli, ["--database", seeded, "stats", "--since", "yesterday"], env=env)
     assert bad.exit_code != 0 and "not an ISO-8601 time" in bad.output

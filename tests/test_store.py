@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 
 from dispatch.errors import Conflict, NotFound
 from dispatch.model import (
+    Anomaly,
     DeliveryStatus,
     EventType,
     InboundKind,
@@ -30,6 +32,10 @@ from dispatch.store.runner import StoreRunner
 from dispatch.store.sqlite import SQLiteStore
 
 RAW = RawMessage({"content-type": "application/json"}, b"{}", "127.0.0.1:1")
+
+
+SUCCESS = JobUpdate(JobState.SUCCEEDED, outputs=(Output("https://cdn.example.com/a.png"),))
+"""A vendor success with its output URL."""
 
 
 def _job(store: SQLiteStore) -> str:
@@ -55,6 +61,7 @@ def test_migrations_are_recorded_and_wal_is_on(store: SQLiteStore) -> None:
         "010_source_counts_claim_index",
         "011_partial_job_indexes",
         "012_costs_as_billed",
+        "013_payload_anomalies",
     ]
     if store.sql.name == "sqlite":
         assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -95,7 +102,7 @@ def test_conflicting_terminal_is_flagged(store: SQLiteStore) -> None:
     """Succeeded after failed leaves the job failed and flags the conflict."""
     jid = _job(store)
     store.record_message(jid, "callback", RAW, JobUpdate(JobState.FAILED))
-    result = store.record_message(jid, "callback", RAW, JobUpdate(JobState.SUCCEEDED))
+    result = store.record_message(jid, "callback", RAW, SUCCESS)
     job = store.get_job(jid)
     assert result.verdict == "conflict"
     assert job.status is JobState.FAILED and "conflict" in job.flags
@@ -124,7 +131,7 @@ def test_secret_is_encrypted_at_rest(store: SQLiteStore) -> None:
     sub, secret = store.create_subscriber("http://127.0.0.1:1/h")
     stored = store.conn.execute("SELECT secret FROM subscribers").fetchone()[0]
     assert secret.startswith("whsec_") and secret not in stored
-    store.record_message(_job(store), "callback", RAW, JobUpdate(JobState.SUCCEEDED))
+    store.record_message(_job(store), "callback", RAW, SUCCESS)
     work = store.claim_due_deliveries("w1", now=now_ms() + 1, limit=10, lease_ms=1000)
     assert work[0].secrets == (secret,)
     assert secret not in repr(sub)
@@ -133,7 +140,7 @@ def test_secret_is_encrypted_at_rest(store: SQLiteStore) -> None:
 def test_claim_lease_finish_and_reclaim_after_expiry(store: SQLiteStore) -> None:
     """A claimed delivery is invisible until its lease expires; the old worker then loses it."""
     store.create_subscriber("http://127.0.0.1:1/h")
-    store.record_message(_job(store), "callback", RAW, JobUpdate(JobState.SUCCEEDED))
+    store.record_message(_job(store), "callback", RAW, SUCCESS)
     now = now_ms() + 1
     first = store.claim_due_deliveries("w1", now=now, limit=10, lease_ms=1000)
     assert len(first) == 1
@@ -149,7 +156,7 @@ def test_claim_lease_finish_and_reclaim_after_expiry(store: SQLiteStore) -> None
 def test_failed_attempts_retry_then_dead_then_manual_retry(store: SQLiteStore) -> None:
     """A failure schedules a retry; no next time makes it dead; retry makes it due again."""
     store.create_subscriber("http://127.0.0.1:1/h")
-    store.record_message(_job(store), "callback", RAW, JobUpdate(JobState.SUCCEEDED))
+    store.record_message(_job(store), "callback", RAW, SUCCESS)
     now = now_ms() + 1
     (work,) = store.claim_due_deliveries("w", now=now, limit=1, lease_ms=1000)
     retrying = store.finish_attempt(work.delivery_id, "w", _attempt(1, 500), next_attempt_at=now + 5000)
@@ -171,11 +178,11 @@ def test_failed_attempts_retry_then_dead_then_manual_retry(store: SQLiteStore) -
 def test_first_attempts_are_claimed_before_retries(store: SQLiteStore) -> None:
     """Fresh deliveries come before older retries that are due at the same time."""
     store.create_subscriber("http://127.0.0.1:1/h")
-    store.record_message(_job(store), "callback", RAW, JobUpdate(JobState.SUCCEEDED))
+    store.record_message(_job(store), "callback", RAW, SUCCESS)
     now = now_ms() + 1
     (old,) = store.claim_due_deliveries("w", now=now, limit=1, lease_ms=10)
     store.finish_attempt(old.delivery_id, "w", _attempt(1, 500), next_attempt_at=now)
-    store.record_message(_job(store), "callback", RAW, JobUpdate(JobState.SUCCEEDED))
+    store.record_message(_job(store), "callback", RAW, SUCCESS)
     first = store.claim_due_deliveries("w", now=now_ms() + 1, limit=1, lease_ms=1000)
     assert first[0].attempts == 0 and first[0].delivery_id != old.delivery_id
 
@@ -183,7 +190,7 @@ def test_first_attempts_are_claimed_before_retries(store: SQLiteStore) -> None:
 def test_replay_creates_new_generation_with_same_event(store: SQLiteStore) -> None:
     """Replay adds a delivery of the same event id as the next generation."""
     sub, _ = store.create_subscriber("http://127.0.0.1:1/h")
-    result = store.record_message(_job(store), "callback", RAW, JobUpdate(JobState.SUCCEEDED))
+    result = store.record_message(_job(store), "callback", RAW, SUCCESS)
     (replayed,) = store.replay_event(result.event_ids[0])
     (again,) = store.replay_event(result.event_ids[0], sub.id)
     assert (replayed.event_id, replayed.generation, again.generation) == (result.event_ids[0], 1, 2)
@@ -228,7 +235,8 @@ def test_a_vendor_saying_expired_flags_the_job(store: SQLiteStore) -> None:
     """An update whose extra says ``expired: true`` (Apiframe) records vendor_expired on the job, once."""
     job = store.create_job("apiframe", {}, reference=None, token_hash="e" * 64)
     raw = RawMessage({}, b'{"expired": true}', "vendor")
-    update = JobUpdate(JobState.SUCCEEDED, "COMPLETED", extra={"expired": True})
+    out = (Output("https://cdn2.apiframe.ai/images/a.png"),)
+    update = JobUpdate(JobState.SUCCEEDED, "COMPLETED", outputs=out, extra={"expired": True})
     store.record_message(job.id, "poll", raw, update)
     store.record_message(job.id, "poll", raw, update)
     assert store.get_job(job.id).flags == ("vendor_expired",)
@@ -293,7 +301,7 @@ def test_prune_deletes_delivered_history_and_keeps_state_work_and_dead_letters(s
     job = store.create_job("apixo", {}, reference=None, token_hash="p" * 64)
     store.mark_submitted(job.id, "task_p")  # job.queued
     done = store.record_message(
-        job.id, "callback", RawMessage({}, b"{}"), JobUpdate(JobState.SUCCEEDED, "success")
+        job.id, "callback", RawMessage({}, b"{}"), replace(SUCCESS, raw_state="success")
     )
     for work in store.claim_due_deliveries("w1", now=now_ms(), limit=10, lease_ms=60_000):
         store.finish_attempt(work.delivery_id, "w1", _attempt(1, 200), next_attempt_at=None)
@@ -326,7 +334,7 @@ def test_operations_snapshot_counts_due_dead_and_disabled(store: SQLiteStore) ->
     store.create_subscriber("http://127.0.0.1:1/h")
     off, _ = store.create_subscriber("http://127.0.0.1:2/h", enabled=False)
     for _ in range(3):
-        store.record_message(_job(store), "callback", RAW, JobUpdate(JobState.SUCCEEDED))
+        store.record_message(_job(store), "callback", RAW, SUCCESS)
     created = max(d.created_at for d in store.list_deliveries(limit=10) if d.subscriber_id != off.id)
     later = created + 2500
     snap = store.operations_snapshot(later)
@@ -348,7 +356,7 @@ def test_finish_attempt_says_once_when_it_disabled_the_subscriber(store: SQLiteS
     later failure for the already-disabled subscriber reports nothing new."""
     sub, _ = store.create_subscriber("https://hooks.example.com/gone")
     job = store.create_job("apixo", {}, reference=None, token_hash="g" * 64)
-    store.record_message(job.id, "callback", RawMessage({}, b"{}"), JobUpdate(JobState.SUCCEEDED, "ok"))
+    store.record_message(job.id, "callback", RawMessage({}, b"{}"), replace(SUCCESS, raw_state="ok"))
     (work,) = store.claim_due_deliveries("w1", now=now_ms(), limit=10, lease_ms=60_000)
     first = store.finish_attempt(work.delivery_id, "w1", _attempt(1, 410), next_attempt_at=None)
     assert first.subscriber_disabled == "endpoint answered 410 Gone"
@@ -359,3 +367,50 @@ def test_finish_attempt_says_once_when_it_disabled_the_subscriber(store: SQLiteS
     )
     second = store.finish_attempt(again.id, "w1", _attempt(1, 410), next_attempt_at=None)
     assert second.subscriber_disabled is None and "subscriber_disabled" not in second.to_json()
+
+
+# -- payload anomalies and successes without output (issue 20) ------------------------------------
+
+
+def test_anomalies_are_kept_once_each_bounded_and_flagged(store: SQLiteStore) -> None:
+    """An update's anomalies are stored on the job with flag ``payload_anomaly``; the same ones again are
+    not repeated, at most 20 are kept, and ``to_json`` lists them as ``{"path", "seen"}``."""
+    jid = _job(store)
+    first = (Anomaly("credits_used", '"lots"'), Anomaly("request_id", "[1]"))
+    store.record_message(jid, "poll", RAW, JobUpdate(JobState.RUNNING, "processing", anomalies=first))
+    store.record_message(jid, "poll", RAW, JobUpdate(JobState.RUNNING, "processing", anomalies=first[:1]))
+    job = store.get_job(jid)
+    assert job.flags == ("payload_anomaly",) and job.anomalies == first
+    assert job.to_json()["anomalies"] == [
+        {"path": "credits_used", "seen": '"lots"'},
+        {"path": "request_id", "seen": "[1]"},
+    ]
+    many = tuple(Anomaly(f"f{n}", str(n)) for n in range(30))
+    store.record_message(jid, "poll", RAW, JobUpdate(JobState.RUNNING, "processing", anomalies=many))
+    job = store.get_job(jid)
+    assert len(job.anomalies) == 20 and job.anomalies[:2] == first and job.flags == ("payload_anomaly",)
+    clean = _job(store)
+    store.record_message(clean, "poll", RAW, JobUpdate(JobState.RUNNING, "processing"))
+    assert store.get_job(clean).anomalies == () and store.get_job(clean).flags == ()
+    assert store.conn.execute("SELECT anomalies FROM jobs WHERE id = ?", (clean,)).fetchone()[0] is None
+
+
+def test_a_success_without_output_keeps_the_job_running_until_the_url_comes(store: SQLiteStore) -> None:
+    """A vendor success without outputs is not a success: the job stays running with flag
+    ``success_without_output`` and no job.succeeded; the later success with the URL succeeds it once."""
+    store.create_subscriber("http://127.0.0.1:1/h")
+    jid = _job(store)
+    early = store.record_message(jid, "callback", RAW, JobUpdate(JobState.SUCCEEDED, "success", progress=100))
+    job = store.get_job(jid)
+    assert job.status is JobState.RUNNING and "success_without_output" in job.flags
+    assert early.verdict == "applied" and event_id(jid, "job.succeeded") not in early.event_ids
+    assert store.record_message(jid, "poll", RAW, JobUpdate(JobState.SUCCEEDED, "success")).event_ids == ()
+    done = store.record_message(jid, "poll", RAW, replace(SUCCESS, raw_state="success"))
+    assert done.event_ids == (event_id(jid, "job.succeeded"),)
+    job = store.get_job(jid)
+    assert job.status is JobState.SUCCEEDED and [o.url for o in job.outputs] == [
+        "https://cdn.example.com/a.png"
+    ]
+    late = store.record_message(jid, "callback", RAW, JobUpdate(JobState.SUCCEEDED, "success"))
+    assert late.verdict == "stale" and late.event_ids == ()
+    assert [e.type for e in store.iter_job_events(jid)] == ["job.running", "job.progress", "job.succeeded"]

@@ -375,7 +375,7 @@ def test_submit_http_200_with_error_envelope_is_an_upstream_error(
         b'{"code":200,"message":"success","data":{}}',
         b'{"code":200,"message":"success"}',
         b'{"code":"400","message":"bad"}',
-        b'{"message":"success","data":{"taskId":7}}',
+        b'{"message":"success","data":{"taskId":[7]}}',
         b'{"code":true,"data":{"taskId":""}}',
     ],
 )
@@ -555,37 +555,24 @@ MALFORMED = [
     (body({"code": 200, "data": None}), "data: missing"),
     (body({"data": {"state": "processing"}}), "data.taskId: missing"),
     (
-        body({"data": {"taskId": 12345678, "state": "processing"}}),
-        "data.taskId: expected a string, got number",
+        body({"data": {"taskId": ["task_1"], "state": "processing"}}),
+        "data.taskId: expected a string, got array",
     ),
+    (
+        body({"data": {"taskId": "task\n1", "state": "processing"}}),
+        "data.taskId: contains a control character",
+    ),
+    (body({"data": {"taskId": "t" * 513, "state": "processing"}}), "data.taskId: longer than 512 characters"),
     (body({"data": {"taskId": "task_1"}}), "data.state: missing"),
     (envelope(state=1), "data.state: expected a string, got number"),
     (envelope(state=""), "data.state: must not be empty"),
-    (envelope(state="processing", createTime="1767965610929"), "data.createTime: expected an integer"),
-    (envelope(state="processing", createTime=1767965610.929), "data.createTime: expected an integer"),
-    (envelope(state="processing", createTime=True), "data.createTime: expected an integer"),
-    (envelope(state="processing", createTime=10**20), "data.createTime: epoch milliseconds out of range"),
-    (envelope(state="failed", completeTime=-(10**20)), "data.completeTime: epoch milliseconds out of range"),
-    (envelope(state="processing", costTime="41s"), "data.costTime: expected an integer"),
-    (envelope(state="failed", failCode=2043), "data.failCode: expected a string"),
-    (envelope(state="failed", failMsg=["x"]), "data.failMsg: expected a string"),
-    (envelope(state="success"), "data.resultJson: expected a JSON string on a success task, got null"),
-    (success({"resultUrls": ["https://file.apixo.ai/a.jpg"]}), "data.resultJson: expected a JSON string"),
-    (success("not json"), "data.resultJson: is not JSON"),
-    (success("[" * 100_000), "data.resultJson: is not JSON"),
-    (success('["https://file.apixo.ai/a.jpg"]'), "data.resultJson: expected a JSON object"),
-    (success('"https://file.apixo.ai/a.jpg"'), "data.resultJson: expected a JSON object"),
-    (success("{}"), "data.resultJson: resultUrls: expected a non-empty array"),
-    (success('{"resultUrls": []}'), "data.resultJson: resultUrls: expected a non-empty array"),
-    (success('{"resultUrls": "https://file.apixo.ai/a.jpg"}'), "data.resultJson: resultUrls"),
-    (success('{"resultUrls": [7]}'), "data.resultJson: resultUrls"),
-    (success('{"resultUrls": [""]}'), "data.resultJson: resultUrls"),
 ]
 
 
 @pytest.mark.parametrize(("raw", "message"), MALFORMED)
 def test_malformed_callbacks_are_payload_errors(raw: bytes, message: str) -> None:
-    """Empty, non-UTF-8, non-JSON, non-object bodies and missing or mistyped fields raise PayloadError."""
+    """Empty, non-UTF-8, non-JSON, non-object bodies and a missing or unusable ``data``, task id or state
+    (what carries the outcome) raise PayloadError."""
     with pytest.raises(PayloadError) as caught:
         ADAPTER.parse_callback(raw, {})
     assert message in caught.value.message
@@ -602,8 +589,142 @@ def test_malformed_status_answers_are_payload_errors(raw: bytes, message: str) -
 def test_payload_error_details_name_the_field() -> None:
     """A field error carries ``{"field": path}`` in ``details`` for the inbound record."""
     with pytest.raises(PayloadError) as caught:
-        ADAPTER.parse_callback(success("nope"), {})
-    assert caught.value.details == {"field": "data.resultJson"}
+        ADAPTER.parse_callback(envelope(state=["success"]), {})
+    assert caught.value.details == {"field": "data.state"}
+
+
+# --- liberal reading (issue 20) -------------------------------------------------------------------
+
+URL_A, URL_B = "https://file.apixo.ai/a.jpg", "https://file.apixo.ai/b.png"
+
+AUXILIARY_LEFT_OUT = [
+    (envelope(state="processing", createTime="soon"), "data.createTime", '"soon"'),
+    (envelope(state="processing", createTime=True), "data.createTime", "true"),
+    (envelope(state="processing", createTime=10**20), "data.createTime", "100000000000000000000"),
+    (envelope(state="failed", completeTime=-(10**20)), "data.completeTime", "-100000000000000000000"),
+    (envelope(state="processing", costTime="41s"), "data.costTime", '"41s"'),
+    (envelope(state="processing", costTime=[1]), "data.costTime", "[1]"),
+    (envelope(state="failed", failCode={"c": 1}), "data.failCode", '{"c":1}'),
+    (envelope(state="failed", failMsg=["x"]), "data.failMsg", '["x"]'),
+]
+
+
+@pytest.mark.parametrize(("raw", "path", "seen"), AUXILIARY_LEFT_OUT)
+def test_an_unusable_auxiliary_field_is_left_out_as_an_anomaly(raw: bytes, path: str, seen: str) -> None:
+    """A time, cost or failure text that cannot be used no longer fails the message: it is left out and
+    recorded as an anomaly with its path and what was seen, and the state still counts."""
+    for update in (ADAPTER.parse_callback(raw, {}), ADAPTER.parse_status(200, raw)):
+        assert update.state is not None and update.vendor_job_id == "task_1"
+        assert [(a.path, a.seen) for a in update.anomalies] == [(path, seen)]
+
+
+@pytest.mark.parametrize(
+    ("fields", "created", "cost_ms"),
+    [
+        ({"createTime": 1767965610929, "costTime": 41388}, STATUS_CREATED, 41388),
+        ({"createTime": 1767965610929.0, "costTime": 41388.5}, STATUS_CREATED, 41388.5),
+        ({"createTime": "1767965610929", "costTime": "41388"}, STATUS_CREATED, 41388),
+    ],
+)
+def test_numbers_are_read_as_integers_floats_or_numeric_strings(
+    fields: dict[str, Any], created: datetime, cost_ms: float
+) -> None:
+    """``createTime`` and ``costTime`` (seed 003 integers) are read whether integer, float or numeric
+    string, without an anomaly; a fractional ``costTime`` keeps its fraction."""
+    update = ADAPTER.parse_callback(success(json.dumps({"resultUrls": [URL_A]}), **fields), {})
+    assert update.created_at == created and update.extra["costTime"] == cost_ms
+    assert update.cost == PRICE and update.compute_ms == round(cost_ms) and update.anomalies == ()
+    assert [o.url for o in update.outputs] == [URL_A]
+
+
+@pytest.mark.parametrize(
+    "result_json",
+    [
+        json.dumps({"resultUrls": [URL_A, URL_B]}),  # the page's JSON string, several URLs
+        {"resultUrls": [URL_A, URL_B]},  # already an object
+        json.dumps({"resultUrls": [URL_A, URL_B], "seed": 1}),  # a key beside resultUrls
+        json.dumps([URL_A, URL_B]),  # the array alone
+    ],
+)
+def test_result_json_as_a_string_or_an_object_keeps_every_url(result_json: Any) -> None:
+    """``resultJson`` as a JSON string or an object gives one output per URL, in order."""
+    for update in (
+        ADAPTER.parse_callback(success(result_json), {}),
+        ADAPTER.parse_status(200, success(result_json)),
+    ):
+        assert update.state is JobState.SUCCEEDED
+        assert [(o.url, o.mime_type) for o in update.outputs] == [(URL_A, "image/jpeg"), (URL_B, "image/png")]
+        assert update.anomalies == ()
+
+
+@pytest.mark.parametrize(
+    ("result_json", "anomalies"),
+    [
+        ("", []),
+        (None, []),
+        ("{}", [("data.resultJson.resultUrls", "null")]),
+        ('{"resultUrls": []}', []),
+        ("not json", [("data.resultJson", '"not json"')]),
+        ("[" * 100_000, [("data.resultJson", '"' + "[" * 118 + "…")]),
+        (
+            '{"resultUrls": [7, ""]}',
+            [("data.resultJson.resultUrls[0]", "7"), ("data.resultJson.resultUrls[1]", '""')],
+        ),
+        (
+            '{"resultUrls": ["javascript:alert(1)", "/rel.jpg"]}',
+            [
+                ("data.resultJson.resultUrls[0]", '"javascript:alert(1)"'),
+                ("data.resultJson.resultUrls[1]", '"/rel.jpg"'),
+            ],
+        ),
+    ],
+)
+def test_a_success_without_a_usable_url_has_no_output(
+    result_json: Any, anomalies: list[tuple[str, str]]
+) -> None:
+    """A success whose ``resultJson`` is ``""``, absent, unreadable or holds no ``http(s)`` URL is a
+    success without output (``outputs == ()``), what could not be used listed as anomalies."""
+    update = ADAPTER.parse_callback(success(result_json), {})
+    assert update.state is JobState.SUCCEEDED and update.outputs == () and update.awaiting_output
+    assert [(a.path, a.seen) for a in update.anomalies] == anomalies
+
+
+def test_only_http_urls_are_kept_beside_bad_ones() -> None:
+    """Of several result URLs, the ``http(s)`` ones are kept and the others left out as anomalies."""
+    raw = success(json.dumps({"resultUrls": ["data:image/png;base64,AAAA", URL_A]}))
+    update = ADAPTER.parse_callback(raw, {})
+    assert [o.url for o in update.outputs] == [URL_A]
+    assert [a.path for a in update.anomalies] == ["data.resultJson.resultUrls[0]"]
+
+
+@pytest.mark.parametrize(
+    "task_id",
+    ["3f2b9c1e-8d4a-4e6f-9b1c-2a3d4e5f6a7b", "8123456789", "task.2026.01", "a/../b", "x?y=1", "tâche-画像"],
+)
+def test_task_ids_are_opaque_in_submit_answers_callbacks_and_status_urls(task_id: str) -> None:
+    """Any task id shape is read from the submit answer and the callback, and the status request keeps it
+    whole as the ``taskId`` query value (httpx encodes it)."""
+    answer = body({"code": 200, "message": "success", "data": {"taskId": task_id}})
+    assert ADAPTER.parse_submit_response(200, answer, {}).vendor_job_id == task_id
+    callback = body({"code": 200, "data": {"taskId": task_id, "state": "processing"}})
+    assert ADAPTER.parse_callback(callback, {}).vendor_job_id == task_id
+    request = ADAPTER.status_request(task_id)
+    assert request is not None
+    assert (request.path, request.query) == ("/api/v1/statusTask/image-upscaler", {"taskId": task_id})
+
+
+def test_a_numeric_task_id_is_read_as_its_digits() -> None:
+    """A JSON integer task id is read as its decimal text."""
+    answer = body({"code": 200, "message": "success", "data": {"taskId": 12345678}})
+    assert ADAPTER.parse_submit_response(200, answer, {}).vendor_job_id == "12345678"
+    callback = body({"data": {"taskId": 12345678, "state": "processing"}})
+    assert ADAPTER.parse_callback(callback, {}).vendor_job_id == "12345678"
+
+
+def test_a_numeric_fail_code_is_kept_as_text() -> None:
+    """A ``failCode`` sent as a number still names the failure."""
+    update = ADAPTER.parse_callback(envelope(state="failed", failCode=2043), {})
+    assert update.error == JobError("2043", None) and update.anomalies == ()
 
 
 # --- robustness ---------------------------------------------------------------------------------

@@ -349,19 +349,79 @@ def test_http_200_with_success_false_is_an_upstream_error() -> None:
         (body({"image_url": RESULT_URL}), "success: missing"),
         (body({"success": "true", "image_url": RESULT_URL}), "success: expected a boolean, got string"),
         (body({"success": 1, "image_url": RESULT_URL}), "success: expected a boolean, got number"),
-        (body({"success": True}), "image_url: missing"),
-        (body({"success": True, "image_url": ""}), "image_url: must not be empty"),
-        (body({"success": True, "image_url": ["a"]}), "image_url: expected a string, got array"),
-        (body({"success": True, "image_url": RESULT_URL, "request_id": 7}), "request_id: expected a string"),
-        (body({"success": True, "image_url": RESULT_URL, "credits_used": "100"}), "credits_used: expected"),
-        (body({"success": True, "image_url": RESULT_URL, "credits_used": True}), "credits_used: expected"),
     ],
 )
 def test_malformed_2xx_bodies_are_payload_errors(raw: bytes, message: str) -> None:
-    """A 2xx body that is empty, not JSON, not an object or has a missing or mistyped field: PayloadError."""
+    """A 2xx body that is empty, not JSON, not an object or has no usable ``success``: PayloadError."""
     with pytest.raises(PayloadError) as caught:
         FIXED.parse_submit_response(200, raw, {})
     assert message in caught.value.message
+
+
+# --- liberal reading (issue 20, finding 4) --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fields", "request_id", "cost", "anomalies"),
+    [
+        ({"request_id": "req_ups_abc123xyz", "credits_used": 100.0}, "req_ups_abc123xyz", 100.0, []),
+        ({"request_id": "req.ups.abc123", "credits_used": 100}, "req.ups.abc123", 100.0, []),
+        (
+            {"request_id": "3f2b9c1e-8d4a-4e6f-9b1c-2a3d4e5f6a7b", "credits_used": "100"},
+            "3f2b9c1e-8d4a-4e6f-9b1c-2a3d4e5f6a7b",
+            100.0,
+            [],
+        ),
+        ({"request_id": 42, "credits_used": 99.5}, "42", 99.5, []),
+        ({"request_id": "a/../b", "credits_used": "lots"}, "a/../b", None, [("credits_used", '"lots"')]),
+        (
+            {"request_id": ["x"], "credits_used": True},
+            None,
+            None,
+            [("request_id", '["x"]'), ("credits_used", "true")],
+        ),
+        ({"request_id": "r\nx"}, None, None, [("request_id", '"r\\nx"')]),
+        ({}, None, None, []),
+    ],
+)
+def test_a_success_with_an_image_url_succeeds_whatever_the_auxiliary_fields(
+    fields: dict[str, Any], request_id: str | None, cost: float | None, anomalies: list[tuple[str, str]]
+) -> None:
+    """A 200 ``success: true`` with an ``image_url`` succeeds with that URL whatever ``credits_used`` or
+    ``request_id`` look like: a float or numeric cost is read, an opaque id is kept, and what cannot be
+    used is left out as an anomaly."""
+    result = FIXED.parse_submit_response(200, body({"success": True, "image_url": RESULT_URL, **fields}), {})
+    update = result.update
+    assert update is not None and update.state is JobState.SUCCEEDED
+    assert [o.url for o in update.outputs] == [RESULT_URL]
+    assert result.vendor_job_id == update.vendor_job_id == request_id
+    assert update.cost == (None if cost is None else Cost(cost, "credits"))
+    assert [(a.path, a.seen) for a in update.anomalies] == anomalies
+
+
+@pytest.mark.parametrize(
+    ("image_url", "anomalies"),
+    [
+        (None, []),
+        ("", []),
+        (["a"], [("image_url", '["a"]')]),
+        ("javascript:alert(1)", [("image_url", '"javascript:alert(1)"')]),
+        ("data:image/png;base64,AAAA", [("image_url", '"data:image/png;base64,AAAA"')]),
+        ("upscaled.jpg", [("image_url", '"upscaled.jpg"')]),
+    ],
+)
+def test_a_success_without_a_usable_image_url_has_no_output(
+    image_url: Any, anomalies: list[tuple[str, str]]
+) -> None:
+    """``success: true`` without an ``http(s)`` ``image_url`` is a success without output: nothing that
+    is not an http(s) URL is ever kept as an output."""
+    data: dict[str, Any] = {"success": True, "request_id": "req_1", "credits_used": 100}
+    if image_url is not None:
+        data["image_url"] = image_url
+    update = FIXED.parse_submit_response(200, body(data), {}).update
+    assert update is not None and update.state is JobState.SUCCEEDED
+    assert update.outputs == () and update.awaiting_output
+    assert [(a.path, a.seen) for a in update.anomalies] == anomalies
 
 
 # --- robustness ---------------------------------------------------------------------------------

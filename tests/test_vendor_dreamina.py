@@ -384,11 +384,12 @@ def test_unknown_dimensions_are_none(width: int | None, height: int | None) -> N
 
 
 @pytest.mark.parametrize("response", [None, {}, {"forecastCost": 0}, {"images": []}, {"images": None}])
-def test_completed_without_images_stays_running(response: dict[str, Any] | None) -> None:
-    """A ``completed`` record without any image is not a success: the job stays running, raw state kept."""
+def test_completed_without_images_is_a_success_without_output(response: dict[str, Any] | None) -> None:
+    """A ``completed`` record without any image is a success without output (the relay keeps such a job
+    running and polls for the URL), raw state kept, no anomaly."""
     update = ADAPTER.parse_callback(record(response=response, updated="2026-03-02T14:07:02.456Z"), {})
-    assert (update.state, update.raw_state, update.progress) == (JobState.RUNNING, "completed", None)
-    assert (update.outputs, update.completed_at) == ((), None)
+    assert (update.state, update.raw_state, update.progress) == (JobState.SUCCEEDED, "completed", None)
+    assert update.outputs == () and update.awaiting_output and update.anomalies == ()
 
 
 def test_created_job_has_no_outputs_or_completion_time() -> None:
@@ -438,42 +439,14 @@ MALFORMED: list[tuple[bytes, str]] = [
     (body({"jobid": UPSCALE_ID}), "status: missing"),
     (body({"status": 1}), "status: expected a string, got number"),
     (body({"status": {"type": "completed"}}), "status: expected a string, got object"),
-    (record(jobid=5), "jobid: expected a string, got number"),
-    (record(type=[]), "type: expected a string, got array"),
-    (record(created="yesterday"), "created: expected an ISO-8601 time, got 'yesterday'"),
-    (record(created=1772460390), "created: expected a string, got number"),
-    (record(updated="2026-13-01T00:00:00Z"), "updated: expected an ISO-8601 time"),
-    (record(updated="0001-01-01T00:00:00+05:00"), "updated: expected an ISO-8601 time"),
-    (record(response="done"), "response: expected an object, got string"),
-    (record(response={"images": {}}), "response.images: expected an array, got object"),
-    (record(response={"images": ["https://x.test/a"]}), "response.images[0]: expected an object, got string"),
-    (record(response={"images": [{"width": 1}]}), "response.images[0].imageUrl: missing"),
-    (
-        record(response={"images": [image(), image(imageUrl=5)]}),
-        "response.images[1].imageUrl: expected a string",
-    ),
-    (
-        record(response={"images": [image(width="3840")]}),
-        "response.images[0].width: expected an integer, got string",
-    ),
-    (record(response={"images": [image(height=2160.0)]}), "response.images[0].height: expected an integer"),
-    (
-        record(response={"images": [image(width=True)]}),
-        "response.images[0].width: expected an integer, got boolean",
-    ),
-    (
-        record(response={"images": [image(format=1)]}),
-        "response.images[0].format: expected a string, got number",
-    ),
-    (record(status="failed", error=2043), "error: expected a string, got number"),
-    (record(status="failed", errorDetails={"a": 1}), "errorDetails: expected a string, got object"),
-    (record(replyRef=7), "replyRef: expected a string, got number"),
+    (record(jobid=[5]), "jobid: expected a string, got array"),
+    (record(jobid="j1\u0085x"), "jobid: contains a control character"),
 ]
 
 
 @pytest.mark.parametrize(("raw", "message"), MALFORMED)
 def test_malformed_callback_is_a_payload_error(raw: bytes, message: str) -> None:
-    """A malformed callback body raises :class:`PayloadError` whose message names what is wrong."""
+    """A callback body without a usable ``status`` or job id raises :class:`PayloadError` naming it."""
     with pytest.raises(PayloadError) as caught:
         ADAPTER.parse_callback(raw, {})
     assert message in caught.value.message
@@ -490,8 +463,84 @@ def test_malformed_status_is_a_payload_error(raw: bytes, message: str) -> None:
 def test_payload_error_details_name_the_field() -> None:
     """A field error carries the field's dotted path in ``details``."""
     with pytest.raises(PayloadError) as caught:
-        ADAPTER.parse_callback(record(response={"images": [image(width="wide")]}), {})
-    assert caught.value.details == {"field": "response.images[0].width"}
+        ADAPTER.parse_callback(body({"jobid": UPSCALE_ID, "status": ["completed"]}), {})
+    assert caught.value.details == {"field": "status"}
+
+
+# --- liberal reading (issue 20) -------------------------------------------------------------------
+
+AUXILIARY_LEFT_OUT: list[tuple[bytes, list[tuple[str, str]]]] = [
+    (record(type=[]), [("type", "[]")]),
+    (record(created="yesterday"), [("created", '"yesterday"')]),
+    (record(created=1772460390), [("created", "1772460390")]),
+    (record(updated="2026-13-01T00:00:00Z"), [("updated", '"2026-13-01T00:00:00Z"')]),
+    (record(updated="0001-01-01T00:00:00+05:00"), [("updated", '"0001-01-01T00:00:00+05:00"')]),
+    (record(response="done"), [("response", '"done"')]),
+    (record(response={"images": {}}), [("response.images", "{}")]),
+    (record(response={"images": ["https://x.test/a"]}), [("response.images[0]", '"https://x.test/a"')]),
+    (record(response={"images": [{"width": 1}]}), [("response.images[0].imageUrl", "null")]),
+    (record(response={"images": [image(), image(imageUrl=5)]}), [("response.images[1].imageUrl", "5")]),
+    (
+        record(response={"images": [image(imageUrl="javascript:x()")]}),
+        [("response.images[0].imageUrl", '"javascript:x()"')],
+    ),
+    (record(response={"images": [image(width="wide")]}), [("response.images[0].width", '"wide"')]),
+    (record(response={"images": [image(height=2160.5)]}), [("response.images[0].height", "2160.5")]),
+    (record(response={"images": [image(width=True)]}), [("response.images[0].width", "true")]),
+    (record(response={"images": [image(format=1)]}), [("response.images[0].format", "1")]),
+    (record(response={"images": [image()], "forecastCost": "free"}), [("response.forecastCost", '"free"')]),
+    (record(status="failed", error=["x"]), [("error", '["x"]')]),
+    (record(status="failed", errorDetails={"a": 1}), [("errorDetails", '{"a":1}')]),
+    (record(replyRef=7), [("replyRef", "7")]),
+]
+
+
+@pytest.mark.parametrize(("raw", "anomalies"), AUXILIARY_LEFT_OUT)
+def test_an_unusable_auxiliary_field_is_left_out_as_an_anomaly(
+    raw: bytes, anomalies: list[tuple[str, str]]
+) -> None:
+    """A type, time, image entry, size, format, cost or error field that cannot be used (or an image
+    URL that is not ``http(s)``) no longer fails the message: it is left out and recorded as an anomaly
+    with its path and what was seen; the state still counts."""
+    for update in (ADAPTER.parse_callback(raw, {}), ADAPTER.parse_status(200, raw)):
+        assert update.state is not None
+        assert [(a.path, a.seen) for a in update.anomalies] == anomalies
+
+
+def test_numbers_are_read_as_floats_or_numeric_strings() -> None:
+    """``width``/``height`` as ``3840.0``/``"2160"`` and ``forecastCost`` as ``"0.5"`` are read, no anomaly."""
+    raw = record(response={"images": [image(width=3840.0, height="2160")], "forecastCost": "0.5"})
+    update = ADAPTER.parse_callback(raw, {})
+    assert (update.outputs[0].width, update.outputs[0].height) == (3840, 2160)
+    assert update.cost == Cost(0.5, "credits") and update.anomalies == ()
+
+
+def test_a_numeric_error_is_kept_as_the_code() -> None:
+    """An ``error`` sent as a number still names the failure."""
+    update = ADAPTER.parse_callback(record(status="failed", error=2043), {})
+    assert update.error == JobError("2043", "2043") and update.anomalies == ()
+
+
+@pytest.mark.parametrize(
+    ("job_id", "segment"),
+    [
+        ("3f2b9c1e-8d4a-4e6f-9b1c-2a3d4e5f6a7b", "3f2b9c1e-8d4a-4e6f-9b1c-2a3d4e5f6a7b"),
+        ("8123456789", "8123456789"),
+        ("dreamina.2026.01", "dreamina.2026.01"),
+        ("a/../b", "a%2F..%2Fb"),
+        ("x?y=1#z%41", "x%3Fy%3D1%23z%2541"),
+        ("tâche-画像", "t%C3%A2che-%E7%94%BB%E5%83%8F"),
+        (UPSCALE_ID, UPSCALE_ID),
+    ],
+)
+def test_job_ids_are_opaque_and_one_path_segment(job_id: str, segment: str) -> None:
+    """Any ``jobid`` is read from the submit answer and the callback, and the status path carries it as
+    one percent-encoded segment, ``:`` and ``@`` kept as in useapi's own examples."""
+    answer = body({"jobid": job_id, "type": "upscale", "status": "created"})
+    assert ADAPTER.parse_submit_response(200, answer, {}).vendor_job_id == job_id
+    assert ADAPTER.parse_callback(answer, {}).vendor_job_id == job_id
+    request = ADAPTER.status_request(job_id)
+    assert request is not None and request.path == f"/v1/dreamina/images/{segment}"
 
 
 # --- upstream errors ----------------------------------------------------------------------------

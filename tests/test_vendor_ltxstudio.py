@@ -225,7 +225,7 @@ def test_submit_polled_active_gives_a_running_update() -> None:
     [
         (body({"generationId": "gen_xyz789abc012"}), "jobId: missing"),
         (body({"jobId": ""}), "jobId: must not be empty"),
-        (body({"jobId": 42}), "jobId: expected a string, got number"),
+        (body({"jobId": {"id": 42}}), "jobId: expected a string, got object"),
     ],
 )
 def test_submit_response_without_job_id_is_a_payload_error(raw: bytes, message: str) -> None:
@@ -270,10 +270,11 @@ def test_callback_completed_is_succeeded_with_the_asset() -> None:
     assert update.error is None and update.created_at is None and update.completed_at is None
 
 
-def test_callback_completed_without_asset_stays_running() -> None:
-    """``completed`` without ``assetUrl`` is not a success: the job stays running, raw state kept."""
+def test_callback_completed_without_asset_is_a_success_without_output() -> None:
+    """``completed`` without ``assetUrl`` is a success without output (the relay keeps such a job
+    running and polls for the URL), raw state kept."""
     assert ADAPTER.parse_callback(payload("ltxstudio", "callback_completed_no_asset"), {}) == JobUpdate(
-        state=JobState.RUNNING,
+        state=JobState.SUCCEEDED,
         raw_state="completed",
         vendor_job_id=JOB_ID,
         progress=100,
@@ -291,10 +292,11 @@ def test_callback_completed_without_asset_stays_running() -> None:
         {"expirationDateString": "1748919477350", "asset": {"mimeType": "image/png"}},
     ],
 )
-def test_completed_with_empty_artifact_stays_running(artifact: dict[str, Any] | None) -> None:
-    """A missing, null or empty ``assetUrl`` leaves a ``completed`` job running with no outputs."""
+def test_completed_with_empty_artifact_has_no_output(artifact: dict[str, Any] | None) -> None:
+    """A missing, null or empty ``assetUrl`` makes ``completed`` a success without output, no anomaly."""
     update = ADAPTER.parse_callback(job(type="completed", artifact=artifact), {})
-    assert (update.state, update.raw_state, update.outputs) == (JobState.RUNNING, "completed", ())
+    assert (update.state, update.raw_state, update.outputs) == (JobState.SUCCEEDED, "completed", ())
+    assert update.awaiting_output and update.anomalies == ()
 
 
 def test_completed_artifact_without_expiry_or_mime_has_unknowns() -> None:
@@ -350,54 +352,138 @@ MALFORMED: list[tuple[bytes, str]] = [
     (body({"status": {}}), "status.type: missing"),
     (body({"status": {"type": 3}}), "status.type: expected a string, got number"),
     (body({"status": {"type": ""}}), "status.type: must not be empty"),
-    (job(type="active", progress="45"), "status.progress: expected a number, got string"),
-    (job(type="active", progress=True), "status.progress: expected a number, got boolean"),
-    (job(type="active", progress=150), "status.progress: expected a percentage 0-100, got 150"),
-    (job(type="active", progress=-1), "status.progress: expected a percentage 0-100"),
-    (b'{"status": {"type": "active", "progress": NaN}}', "status.progress: expected a percentage 0-100"),
-    (job(type="failed", message=["x"]), "status.message: expected a string, got array"),
-    (job(type="completed", artifact=[]), "status.artifact: expected an object, got array"),
-    (
-        job(type="completed", artifact={"assetUrl": 7}),
-        "status.artifact.assetUrl: expected a string, got number",
-    ),
-    (
-        job(type="completed", artifact={"assetUrl": "https://x.test/a", "expirationDateString": "soon"}),
-        "status.artifact.expirationDateString: expected epoch milliseconds as a digit string, got 'soon'",
-    ),
-    (
-        job(type="completed", artifact={"assetUrl": "https://x.test/a", "expirationDateString": "-1"}),
-        "status.artifact.expirationDateString: expected epoch milliseconds",
-    ),
-    (
-        job(type="completed", artifact={"assetUrl": "https://x.test/a", "expirationDateString": "١٢٣"}),
-        "status.artifact.expirationDateString: expected epoch milliseconds",
-    ),
-    (
-        job(
-            type="completed", artifact={"assetUrl": "https://x.test/a", "expirationDateString": 1748919477350}
-        ),
-        "status.artifact.expirationDateString: expected a string, got number",
-    ),
-    (
-        job(type="completed", artifact={"assetUrl": "https://x.test/a", "expirationDateString": "9" * 17}),
-        "status.artifact.expirationDateString: epoch milliseconds out of range",
-    ),
-    (
-        job(type="completed", artifact={"assetUrl": "https://x.test/a", "expirationDateString": "9" * 16}),
-        "status.artifact.expirationDateString: epoch milliseconds out of range",
-    ),
-    (
-        job(type="completed", artifact={"assetUrl": "https://x.test/a", "asset": "image/png"}),
-        "status.artifact.asset: expected an object, got string",
-    ),
-    (
-        job(type="completed", artifact={"assetUrl": "https://x.test/a", "asset": {"mimeType": 1}}),
-        "status.artifact.asset.mimeType: expected a string, got number",
-    ),
-    (body({"status": {"type": "active"}, "jobId": 12}), "jobId: expected a string, got number"),
-    (body({"status": {"type": "active"}, "replyRef": {}}), "replyRef: expected a string, got object"),
+    (body({"status": {"type": "active"}, "jobId": ["x"]}), "jobId: expected a string, got array"),
+    (body({"status": {"type": "active"}, "jobId": "x\u007fy"}), "jobId: contains a control character"),
 ]
+
+
+ASSET = "https://x.test/a"
+AUXILIARY_LEFT_OUT: list[tuple[bytes, str, str]] = [
+    (job(type="active", progress="a lot"), "status.progress", '"a lot"'),
+    (job(type="active", progress=True), "status.progress", "true"),
+    (job(type="active", progress=150), "status.progress", "150"),
+    (job(type="active", progress=-1), "status.progress", "-1"),
+    (b'{"status": {"type": "active", "progress": NaN}}', "status.progress", "NaN"),
+    (job(type="failed", message=["x"]), "status.message", '["x"]'),
+    (job(type="completed", artifact=[]), "status.artifact", "[]"),
+    (job(type="completed", artifact={"assetUrl": 7}), "status.artifact.assetUrl", "7"),
+    (
+        job(type="completed", artifact={"assetUrl": "javascript:alert(1)"}),
+        "status.artifact.assetUrl",
+        '"javascript:alert(1)"',
+    ),
+    (
+        job(type="completed", artifact={"assetUrl": ASSET, "expirationDateString": "soon"}),
+        "status.artifact.expirationDateString",
+        '"soon"',
+    ),
+    (
+        job(type="completed", artifact={"assetUrl": ASSET, "expirationDateString": "-1"}),
+        "status.artifact.expirationDateString",
+        '"-1"',
+    ),
+    (
+        job(type="completed", artifact={"assetUrl": ASSET, "expirationDateString": "١٢٣"}),
+        "status.artifact.expirationDateString",
+        '"١٢٣"',
+    ),
+    (
+        job(type="completed", artifact={"assetUrl": ASSET, "expirationDateString": "9" * 17}),
+        "status.artifact.expirationDateString",
+        '"' + "9" * 17 + '"',
+    ),
+    (
+        job(type="completed", artifact={"assetUrl": ASSET, "expirationDateString": "9" * 16}),
+        "status.artifact.expirationDateString",
+        '"' + "9" * 16 + '"',
+    ),
+    (
+        job(type="completed", artifact={"assetUrl": ASSET, "expirationDateString": {"ms": 1}}),
+        "status.artifact.expirationDateString",
+        '{"ms":1}',
+    ),
+    (
+        job(type="completed", artifact={"assetUrl": ASSET, "asset": "image/png"}),
+        "status.artifact.asset",
+        '"image/png"',
+    ),
+    (
+        job(type="completed", artifact={"assetUrl": ASSET, "asset": {"mimeType": 1}}),
+        "status.artifact.asset.mimeType",
+        "1",
+    ),
+    (body({"status": {"type": "active"}, "replyRef": {}}), "replyRef", "{}"),
+]
+
+
+@pytest.mark.parametrize(("raw", "path", "seen"), AUXILIARY_LEFT_OUT)
+def test_an_unusable_auxiliary_field_is_left_out_as_an_anomaly(raw: bytes, path: str, seen: str) -> None:
+    """A progress, message, expiry or asset field that cannot be used (or an asset URL that is not
+    ``http(s)``) no longer fails the message: it is left out and recorded as an anomaly, the state kept."""
+    for update in (ADAPTER.parse_callback(raw, {}), ADAPTER.parse_status(200, raw)):
+        assert update.state is not None
+        assert [(a.path, a.seen) for a in update.anomalies] == [(path, seen)]
+
+
+@pytest.mark.parametrize(
+    "expiry",
+    [
+        "1748919477350",
+        1748919477350,
+        1748919477350.0,
+        "2025-06-03T02:57:57.350Z",
+        "2025-06-03T04:57:57.350+02:00",
+    ],
+)
+def test_expiry_is_read_as_epoch_ms_or_iso_8601(expiry: Any) -> None:
+    """``expirationDateString`` as the page's epoch-ms digit string, a number of ms or an ISO-8601 time
+    gives the same ``expires_at``, without an anomaly."""
+    update = ADAPTER.parse_callback(
+        job(type="completed", artifact={"assetUrl": ASSET, "expirationDateString": expiry}), {}
+    )
+    assert update.outputs == (Output(ASSET, None, expires_at=EXPIRES),) and update.anomalies == ()
+
+
+def test_an_unreadable_expiry_gives_a_null_expiry_and_keeps_the_success() -> None:
+    """An expiry that is neither epoch ms nor ISO 8601 gives ``expires_at: None`` and an anomaly; the
+    output is still delivered."""
+    update = ADAPTER.parse_callback(
+        job(type="completed", artifact={"assetUrl": ASSET, "expirationDateString": "tomorrow"}), {}
+    )
+    assert update.state is JobState.SUCCEEDED and update.outputs == (Output(ASSET, None, expires_at=None),)
+    assert [a.path for a in update.anomalies] == ["status.artifact.expirationDateString"]
+
+
+@pytest.mark.parametrize(("progress", "read"), [(100.0, 100), ("50", 50), (" 45.6 ", 46)])
+def test_progress_is_read_as_a_number_or_numeric_string(progress: Any, read: int) -> None:
+    """``progress`` is read as an integer, float or numeric string, without an anomaly."""
+    update = ADAPTER.parse_callback(job(type="active", progress=progress), {})
+    assert update.progress == read and update.anomalies == ()
+
+
+@pytest.mark.parametrize(
+    ("job_id", "segment"),
+    [
+        ("3f2b9c1e-8d4a-4e6f-9b1c-2a3d4e5f6a7b", "3f2b9c1e-8d4a-4e6f-9b1c-2a3d4e5f6a7b"),
+        ("8123456789", "8123456789"),
+        ("ltx.2026.01", "ltx.2026.01"),
+        ("a/../b", "a%2F..%2Fb"),
+        ("x?y=1#z%41", "x%3Fy%3D1%23z%2541"),
+        ("tâche-画像", "t%C3%A2che-%E7%94%BB%E5%83%8F"),
+        ("..", "%2E%2E"),
+        (JOB_ID, JOB_ID),
+    ],
+)
+def test_job_ids_are_opaque_and_one_path_segment(job_id: str, segment: str) -> None:
+    """Any job id is read from the submit answer and the callback, and the status path carries it as one
+    percent-encoded segment, ``:`` and ``@`` kept as useapi shows them (RFC 3986 pchar)."""
+    assert ADAPTER.parse_submit_response(200, body({"jobId": job_id}), {}).vendor_job_id == job_id
+    assert (
+        ADAPTER.parse_callback(body({"status": {"type": "active"}, "jobId": job_id}), {}).vendor_job_id
+        == job_id
+    )
+    request = ADAPTER.status_request(job_id)
+    assert request is not None and request.path == f"/v1/ltxstudio/assets/{segment}"
 
 
 @pytest.mark.parametrize(("raw", "message"), MALFORMED)

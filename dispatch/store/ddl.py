@@ -340,6 +340,24 @@ def costs_sql(engine: Engine) -> tuple[str, ...]:
     )
 
 
+ANOMALIES_SQL = (
+    # migration 013: the auxiliary vendor fields each job's messages had to leave out (JSON list of
+    # {"path", "seen"}, NULL when none: most jobs), and an index of the few jobs that have some, for
+    # the per-vendor, per-field counts of vendor analytics (dispatch.store.stats)
+    "ALTER TABLE jobs ADD COLUMN anomalies TEXT",
+    "CREATE INDEX IF NOT EXISTS idx_jobs_anomalies ON jobs (vendor, created_at) WHERE anomalies IS NOT NULL",
+)
+
+ANOMALY_FIELDS_SQL: dict[Engine, str] = {
+    # (vendor, field, jobs) of jobs in a window ({where}: a WHERE on jobs' own columns) whose messages
+    # had an anomaly at that field
+    "sqlite": "SELECT j.vendor AS vendor, json_extract(a.value, '$.path') AS field, COUNT(DISTINCT j.id) AS n"
+    " FROM (SELECT id, vendor, anomalies FROM jobs {where}) j, json_each(j.anomalies) a GROUP BY 1, 2",
+    "postgres": "SELECT j.vendor AS vendor, a.value ->> 'path' AS field, COUNT(DISTINCT j.id) AS n"
+    " FROM (SELECT id, vendor, anomalies FROM jobs {where}) j"
+    " CROSS JOIN LATERAL jsonb_array_elements(j.anomalies::jsonb) AS a(value) GROUP BY 1, 2",
+}
+
 ERROR_CODE_SQL: dict[Engine, str] = {
     "sqlite": "json_extract(error, '$.code')",
     "postgres": "(error::jsonb ->> 'code')",

@@ -15,6 +15,7 @@ from dispatch.costs import Charge, charge_of, submit_number, totals, with_charge
 from dispatch.errors import NotFound, TooManyRequests
 from dispatch.events import event_body
 from dispatch.model import (
+    Anomaly,
     Cost,
     EventType,
     InboundKind,
@@ -37,7 +38,7 @@ _JOB_COLUMNS = (
     " created_at, updated_at, submitted_at, completed_at, source_id, poll_at, poll_attempts, deadline_at,"
     " callback_count, submit_at, submit_attempts, submit_error, resubmits, previous_vendor_job_ids,"
     " idempotency_key, cost_amount, cost_unit, outcome_via, turnaround_ms, charges, cost_resubmits,"
-    " cost_superseded, estimate_amount, estimate_unit, compute_ms"
+    " cost_superseded, estimate_amount, estimate_unit, compute_ms, anomalies"
 )
 
 _JOB_COLUMN_NAMES = tuple(name.strip() for name in _JOB_COLUMNS.split(","))
@@ -84,6 +85,7 @@ def _job(row: Any) -> Job:
         estimate_amount=row["estimate_amount"],
         estimate_unit=row["estimate_unit"],
         compute_ms=row["compute_ms"],
+        anomalies=tuple(Anomaly(a["path"], a["seen"]) for a in json.loads(row["anomalies"] or "[]")),
     )
 
 
@@ -123,6 +125,17 @@ RELAY_OUTCOMES = {"submit_error": "submit", "timeout": "timeout"}
 EXPIRED_FLAG = "vendor_expired"
 """Job flag: the vendor said its results are gone (Apiframe's ``expired: true``, adapters put it in
 ``JobUpdate.extra["expired"]``); the output URLs no longer work."""
+
+PAYLOAD_ANOMALY_FLAG = "payload_anomaly"
+"""Job flag: a vendor message had an auxiliary field that deviated from the vendor's page and was
+left out (``JobUpdate.anomalies``); which ones is in ``Job.anomalies``."""
+
+SUCCESS_WITHOUT_OUTPUT_FLAG = "success_without_output"
+"""Job flag: the vendor said the job succeeded but gave no usable output URL. That is not a success
+yet: the job stays running (polled again for the URL) until a message with the URL succeeds it."""
+
+MAX_ANOMALIES = 20
+"""At most this many distinct ``(path, seen)`` anomalies are kept per job (the first ones)."""
 
 
 class JobVerbs:
@@ -380,6 +393,9 @@ class JobVerbs:
         else:
             error_code = job.error.code if job.error else None
             reopenable = failed_by_relay(job.status, error_code, job.outcome_via)
+            awaiting = update.awaiting_output
+            if awaiting:  # a success without an output URL is not a success yet: still running
+                update = replace(update, state=JobState.RUNNING)
             step = transition(job.status, job.progress, update, reopenable=reopenable)
             verdict = step.verdict
             flags = list(job.flags)
@@ -389,6 +405,14 @@ class JobVerbs:
                 flags.append(AFTER_RELAY_TIMEOUT)  # a success after the relay failed the job itself
             if update.extra.get("expired") is True and EXPIRED_FLAG not in flags:
                 flags.append(EXPIRED_FLAG)
+            if awaiting and not job.status.terminal and SUCCESS_WITHOUT_OUTPUT_FLAG not in flags:
+                flags.append(SUCCESS_WITHOUT_OUTPUT_FLAG)
+            if update.anomalies:
+                if PAYLOAD_ANOMALY_FLAG not in flags:
+                    flags.append(PAYLOAD_ANOMALY_FLAG)
+                anomalies = _merge_anomalies(job.anomalies, update.anomalies)
+                if anomalies != job.anomalies:
+                    changes["anomalies"] = anomalies
             if flags != list(job.flags):
                 changes["flags"] = tuple(flags)
             if verdict == APPLIED:
@@ -627,6 +651,18 @@ def charged(
     return changes
 
 
+def _merge_anomalies(known: tuple[Anomaly, ...], new: tuple[Anomaly, ...]) -> tuple[Anomaly, ...]:
+    """``known`` followed by those of ``new`` not yet in it, at most :data:`MAX_ANOMALIES` in all (a
+    vendor repeating the same deviation in every poll adds it once)."""
+    merged = list(known)
+    for anomaly in new:
+        if len(merged) >= MAX_ANOMALIES:
+            break
+        if anomaly not in merged:
+            merged.append(anomaly)
+    return tuple(merged)
+
+
 def _column_value(name: str, value: Any) -> Any:
     """A Job attribute's value as its ``jobs`` column stores it (JSON text for the structured ones)."""
     convert = _COLUMN_CONVERSIONS.get(name)
@@ -650,6 +686,8 @@ _COLUMN_CONVERSIONS: dict[str, Callable[[Any], Any]] = {
     "flags": lambda flags: _json_text(list(flags)),
     "previous_vendor_job_ids": lambda ids: _json_text(list(ids)),
     "charges": lambda charges: _json_text([c.to_json() for c in charges]),
+    # NULL for the (many) jobs without any: the stats' partial index holds only the others
+    "anomalies": lambda found: _json_text([a.to_json() for a in found]) if found else None,
     "params": json.dumps,  # a client's JSON: integers of any size, which orjson refuses
 }
 _JOB_CONVERSIONS = tuple(

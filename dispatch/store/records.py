@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from dispatch.costs import Charge
-from dispatch.model import DeliveryStatus, JobError, JobState, Output, iso_ms
+from dispatch.model import Anomaly, DeliveryStatus, JobError, JobState, Output, iso_ms
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,8 @@ class Job:
     estimate_amount: float | None = None  # a forecast cost (Dreamina), in ``estimate_unit``
     estimate_unit: str | None = None
     compute_ms: int | None = None  # how long the vendor computed, when it says (APIXO ``costTime``)
+    # auxiliary vendor fields that deviated and were left out, oldest first, at most MAX_ANOMALIES
+    anomalies: tuple[Anomaly, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -88,6 +90,7 @@ class Job:
             "charges": [c.to_json() for c in self.charges],
             "compute_ms": self.compute_ms,
             "outcome_via": self.outcome_via,
+            "anomalies": [a.to_json() for a in self.anomalies],
         }
 
 

@@ -13,6 +13,7 @@ from sqlite_utils import Database
 
 from dispatch.model import now_ms
 from dispatch.store.ddl import (
+    ANOMALIES_SQL,
     CLAIM_INDEX_SQL,
     IDEMPOTENCY_SQL,
     PARTIAL_INDEX_SQL,
@@ -245,6 +246,12 @@ def _m012_costs_as_billed(db: Database) -> None:
         db.execute(sql)
 
 
+def _m013_payload_anomalies(db: Database) -> None:
+    # vendor fields left out of a job's messages (dispatch.model.Anomaly), counted by vendor analytics
+    for sql in ANOMALIES_SQL:
+        db.execute(sql)
+
+
 MIGRATIONS: list[tuple[str, Callable[[Database], None]]] = [
     ("001_initial", _m001_initial),
     ("002_polling_sources_recovery", _m002_polling_sources_recovery),
@@ -258,6 +265,7 @@ MIGRATIONS: list[tuple[str, Callable[[Database], None]]] = [
     ("010_source_counts_claim_index", _m010_source_counts_claim_index),
     ("011_partial_job_indexes", _m011_partial_job_indexes),
     ("012_costs_as_billed", _m012_costs_as_billed),
+    ("013_payload_anomalies", _m013_payload_anomalies),
 ]
 
 

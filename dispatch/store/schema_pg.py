@@ -16,6 +16,7 @@ import psycopg
 
 from dispatch.model import now_ms
 from dispatch.store.ddl import (
+    ANOMALIES_SQL,
     CLAIM_INDEX_SQL,
     IDEMPOTENCY_SQL,
     PARTIAL_INDEX_SQL,
@@ -82,6 +83,12 @@ def _m012_costs_as_billed(conn: psycopg.Connection[Any]) -> None:
         conn.execute(sql)
 
 
+def _m013_payload_anomalies(conn: psycopg.Connection[Any]) -> None:
+    # vendor fields left out of a job's messages (dispatch.model.Anomaly), counted by vendor analytics
+    for sql in ANOMALIES_SQL:
+        conn.execute(sql)
+
+
 MIGRATIONS: list[tuple[str, Callable[[psycopg.Connection[Any]], None]]] = [
     ("001_initial", _m001_initial),
     ("002_polling_sources_recovery", _included_in_001),
@@ -95,6 +102,7 @@ MIGRATIONS: list[tuple[str, Callable[[psycopg.Connection[Any]], None]]] = [
     ("010_source_counts_claim_index", _m010_source_counts_claim_index),
     ("011_partial_job_indexes", _m011_partial_job_indexes),
     ("012_costs_as_billed", _m012_costs_as_billed),
+    ("013_payload_anomalies", _m013_payload_anomalies),
 ]
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from dispatch.model import JobState, iso_ms
 from dispatch.state import RELAY_DECIDED_VIA, RELAY_FAILURES
-from dispatch.store.ddl import ERROR_CODE_SQL, NOTABLE_VERDICTS_SQL
+from dispatch.store.ddl import ANOMALY_FIELDS_SQL, ERROR_CODE_SQL, NOTABLE_VERDICTS_SQL
 from dispatch.store.sql import Conn, Dialect
 
 PERCENTILES = (("p50", 50), ("p95", 95), ("p99", 99))
@@ -100,6 +100,8 @@ class VendorStats:
     ``cost``: what the vendor billed, per unit, with what of it went to resubmits and to results
     nobody received (:class:`CostTotal`); ``cost_estimate``: its forecasts per unit; ``submits``: submit
     attempts sent (``attempts``, every retry counted) and jobs submitted anew (``resubmits``).
+    ``payload_anomalies``: ``(field, jobs)`` of the vendor fields its messages had to leave out
+    (:class:`dispatch.model.Anomaly`), most jobs first.
     """
 
     vendor: str
@@ -114,6 +116,7 @@ class VendorStats:
     cost: tuple[CostTotal, ...] = ()
     cost_estimate: tuple[EstimateTotal, ...] = ()
     submits: dict[str, int] = field(default_factory=lambda: {"attempts": 0, "resubmits": 0})
+    payload_anomalies: tuple[tuple[str, int], ...] = ()
 
     @property
     def total(self) -> int:
@@ -142,7 +145,7 @@ class VendorStats:
         "lost_callback_share": 0.2, "duplicate_callbacks": 3, "stale_callbacks": 0,
         "signature_rejections": 0, "submit_errors": [], "cost": [{"unit": "usd", "total": 0.12, "jobs":
         10, "resubmits": 0.02, "unreceived": 0.03}], "cost_estimate": [], "submits": {"attempts": 13,
-        "resubmits": 2}}``."""
+        "resubmits": 2}, "payload_anomalies": [{"field": "data.costTime", "count": 2}]}``."""
         return {
             "vendor": self.vendor,
             "jobs": {**self.jobs, "total": self.total},
@@ -158,6 +161,7 @@ class VendorStats:
             "cost": [c.to_json() for c in self.cost],
             "cost_estimate": [e.to_json() for e in self.cost_estimate],
             "submits": dict(self.submits),
+            "payload_anomalies": [{"field": name, "count": n} for name, n in self.payload_anomalies],
         }
 
 
@@ -192,7 +196,8 @@ class StatsVerbs:
         (unix ms, either ``None``: unbounded) and inbound messages received in it, for one ``vendor``
         or every vendor that has any: four aggregate queries over indexes of migration 008 and one
         over the window's jobs (spend, :meth:`_spend`), then the percentiles (three index reads per
-        vendor, or one ranking of a small window's rows).
+        vendor, or one ranking of a small window's rows), and the anomalous fields of the few jobs
+        that have any (their partial index, migration 013).
 
         Example: ``vendor_stats(since=None, until=None, vendor="apixo")`` →
         ``StatsReport(None, None, (VendorStats("apixo", jobs={"queued": 0, ...}, ...),))``.
@@ -256,6 +261,14 @@ class StatsVerbs:
                     row["verdict"], "signature_rejections"
                 )
                 e[key] += n
+
+        anomalous = f"{where} AND anomalies IS NOT NULL" if where else "WHERE anomalies IS NOT NULL"
+        anomalies: dict[str, dict[str, int]] = {}
+        listed = ANOMALY_FIELDS_SQL["sqlite" if self.sql.name == "sqlite" else "postgres"]
+        for row in self.conn.execute(listed.format(where=anomalous), args).fetchall():
+            _add(anomalies, row["vendor"], row["field"] or "", int(row["n"]))
+        for name, fields in anomalies.items():
+            entry(name)["payload_anomalies"] = _top(fields)
 
         for name, codes in failures.items():
             entry(name)["failure_codes"] = _top(codes)[:TOP_FAILURE_CODES]

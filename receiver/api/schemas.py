@@ -75,7 +75,9 @@ class Job(Answer):
     params: dict[str, Any] = Field(description="The vendor params as validated and stored.")
     sequence: int = Field(ge=0, description="How many events the job has emitted.")
     flags: list[str] = Field(
-        description="e.g. `submit_outcome_unknown`, `conflict`; `after_relay_timeout`: the vendor's success"
+        description="e.g. `submit_outcome_unknown`, `conflict`, `payload_anomaly` (a vendor field was left"
+        " out: see `anomalies`), `success_without_output` (the vendor said success without a usable"
+        " output URL: the job stays running until one comes); `after_relay_timeout`: the vendor's success"
         " came after the relay had failed the job itself (`timeout`, `vendor_timeout`, `outcome_unknown`,"
         " `no_output`), the one move out of `failed` (a vendor's own failure stays final)."
     )
@@ -111,6 +113,18 @@ class Job(Answer):
         description="How the terminal state arrived: `callback`, `poll`, the submit's `response`, the"
         " relay's own `submit` failure or `timeout` (`reprocess`: an operator re-ran a callback)."
     )
+    anomalies: list[PayloadAnomaly] = Field(
+        description="Auxiliary vendor fields that deviated from the vendor's page and were left out"
+        " instead of failing the job (flag `payload_anomaly`), first ones first, at most 20."
+    )
+
+
+class PayloadAnomaly(Answer):
+    """One vendor field left out: its path in the vendor's body and what was there (JSON text, cut at
+    120 characters), e.g. ``{"path": "credits_used", "seen": "\"lots\""}``."""
+
+    path: str
+    seen: str
 
 
 class JobCost(Answer):
@@ -387,6 +401,15 @@ class VendorStats(Answer):
     cost: list[StatsCost]
     cost_estimate: list[StatsEstimate]
     submits: StatsSubmits
+    payload_anomalies: list[FieldCount] = Field(
+        description="Vendor fields its messages had to leave out (flag `payload_anomaly`): how many jobs"
+        " per field path, most first."
+    )
+
+
+class FieldCount(Answer):
+    field: str
+    count: int = Field(ge=1)
 
 
 class StatsReport(Answer):

@@ -27,6 +27,7 @@ from receiver.api.common import Resources, read_body
 from receiver.console.session import COOKIE_NAME, SESSION_SECONDS, Session, Sessions
 from receiver.mirror_types import IMAGE_TYPES
 from receiver.throttle import AuthThrottle
+from receiver.vendors._fields import web_url
 
 TEMPLATES = Path(__file__).parent / "templates"
 MAX_FORM_BYTES = 65_536
@@ -145,7 +146,8 @@ def _escape_surrogates(text: str) -> str:
 def make_environment() -> jinja2.Environment:
     """The console's Jinja2 environment: autoescaped HTML templates from ``templates/``, with the
     filters ``time`` (unix ms → UTC text), ``iso`` (unix ms → ISO-8601), ``pretty`` (JSON body →
-    indented) and ``tojson_pretty``."""
+    indented) and ``tojson_pretty``, and the test ``web_url`` (an ``http(s)`` URL: only those are
+    rendered as links)."""
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
         autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
@@ -157,6 +159,7 @@ def make_environment() -> jinja2.Environment:
     env.filters["iso"] = iso_ms
     env.filters["pretty"] = _pretty
     env.filters["tojson_pretty"] = _json
+    env.tests["web_url"] = lambda value: web_url(value) is not None
     env.globals["urlencode"] = lambda pairs: urlencode([(k, v) for k, v in pairs.items() if v])
     env.globals["image_types"] = IMAGE_TYPES  # a mirrored copy of another type is a download, never an <img>
     return env

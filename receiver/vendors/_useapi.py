@@ -62,7 +62,7 @@ class UseapiAdapter(AdapterBase):
     """A useapi.net image upscale API: asynchronous, Bearer token, unsigned ``replyUrl`` callbacks, no
     idempotency key (a re-sent submit starts a second job).
 
-    A subclass sets ``name``, ``params_model``, ``params_example``, ``job_id_pattern``, ``submit_path``,
+    A subclass sets ``name``, ``params_model``, ``params_example``, ``submit_path``,
     ``status_path`` (with a ``{job_id}`` placeholder) and implements :meth:`parse_job` and
     :meth:`submit_result`; :meth:`submit_timeout` is optional.
     """
@@ -121,8 +121,11 @@ class UseapiAdapter(AdapterBase):
         return self.submit_result(load_object(body))
 
     def status_request(self, vendor_job_id: str) -> VendorRequest:
-        """``GET <status_path>`` with the job id verbatim: its ``:`` and ``@`` stay unencoded, as in
-        useapi's own examples."""
+        """``GET <status_path>`` with the job id as one path segment (:func:`path_segment`): its ``:``
+        and ``@`` stay unencoded, as in useapi's own examples ("must be passed unencoded in the GET
+        path", VENDORS.md §1, §2; legal in a segment per RFC 3986 §3.3), every other reserved or
+        non-ASCII character is percent-encoded (``a/../b`` → ``a%2F..%2Fb``), so the request never
+        leaves the status path."""
         return VendorRequest("GET", self.status_path.format(job_id=path_segment(vendor_job_id, safe=":@")))
 
     def parse_callback(self, body: bytes, headers: Mapping[str, str]) -> JobUpdate:

@@ -18,7 +18,13 @@ v2 OpenAPI document and the webhook verifier of the official Node SDK (``apifram
   ``extra["expired"] = True``.
 - ``X-Webhook-Signature: sha256=<hex HMAC-SHA256(key=SHA-256(api key) raw bytes, msg=raw body)>``.
 - Cost: ``creditCost`` (integer credits, AF-OAS ``Job.creditCost``; ``0`` once a failed job is refunded)
-  → ``Cost(10.0, "credits")``; a non-integer is a :class:`PayloadError`.
+  → ``Cost(10.0, "credits")``; a float or numeric string is read too, anything else left out.
+- Read liberally (issue 20): ``progress`` as an integer, a float (``100.0``) or a numeric string; the
+  ``result`` as a URL string, or ``{"images": [...]}`` whose entries are URL strings or objects with a
+  ``url``. Only ``jobId``/``id``, ``status`` and the result URLs carry the outcome; any other field that
+  cannot be used is left out as an anomaly (``JobUpdate.anomalies``), and so is a result URL that is not
+  ``http(s)``. A ``COMPLETED`` job without any usable URL has no output yet (the relay polls for it).
+- The job id is opaque (a UUID on the page) and goes into ``GET /v2/jobs/{id}`` percent-encoded.
 - A polled job showing ``webhookStatus: "failed"`` means Apiframe gave up on its webhook: see
   :meth:`ApiframeAdapter.callback_lost`.
 """
@@ -27,7 +33,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar, Literal, Self
 from urllib.parse import urlsplit
@@ -181,24 +186,33 @@ _STATES = {
 _FAILURE_CODES = {"FAILED": "vendor_failed", "CANCELLED": "cancelled"}
 
 
-def _result_urls(result: Any) -> tuple[list[str], str | None]:
-    """``(image URLs, gridUrl)`` from a ``result`` that is a URL string or ``{"images": [...]}``."""
-    if isinstance(result, str) and result:
-        return [result], None
-    if isinstance(result, dict):
-        images = result.get("images")
-        grid = result.get("gridUrl")
-        if (
-            isinstance(images, list)
-            and images
-            and all(isinstance(url, str) and url for url in images)
-            and (grid is None or isinstance(grid, str))
-        ):
-            return list(images), grid
-    raise f.invalid(
-        "result",
-        f'expected an image URL string or {{"images": [URL, ...]}} on a COMPLETED job, got {f.json_kind(result)}',
-    )
+def _result_urls(result: Any, notes: f.Notes) -> tuple[list[str], str | None]:
+    """``(image URLs, gridUrl)`` from a ``result`` that is a URL string (AF-JOB2, the webhook example)
+    or ``{"images": [...], "gridUrl"?}`` (seed:002, AF-JOB) whose entries are URL strings or objects
+    with a ``url``. Entries that are neither, and URLs that are not ``http(s)``, are left out with an
+    anomaly; an absent ``result`` gives ``[]`` (no output yet). Never raises."""
+    if result is None or result == "":
+        return [], None
+    if isinstance(result, str):
+        url = notes.url(result, "result")
+        return ([url] if url else []), None
+    if not isinstance(result, dict):
+        notes.add("result", result)
+        return [], None
+    grid = notes.read(f.text, result, "gridUrl", at="result")
+    images = result.get("images")
+    if isinstance(images, str):
+        images = [images]
+    if not isinstance(images, list):
+        notes.add("result.images", images)
+        return [], grid
+    urls = []
+    for index, image in enumerate(images):
+        value = image.get("url") if isinstance(image, dict) else image
+        url = notes.url(value, f"result.images[{index}]" + (".url" if isinstance(image, dict) else ""))
+        if url is not None:
+            urls.append(url)
+    return urls, grid
 
 
 def _job_update(obj: dict[str, Any], id_key: str) -> JobUpdate:
@@ -206,25 +220,27 @@ def _job_update(obj: dict[str, Any], id_key: str) -> JobUpdate:
 
     Outputs carry ``expires_at=None``: no Apiframe body states when its URLs expire and the documented
     retentions disagree (VENDORS.md §6). ``event``, ``model``, ``creditCost``, ``webhookStatus`` and
-    ``expired`` are copied to ``extra`` when present, so ``{"expired": true}`` gives
-    ``extra["expired"] is True`` (the CDN assets are purged; ``result`` URLs may 404).
+    ``expired`` are copied to ``extra`` when present (``None`` when unusable), so ``{"expired": true}`` gives
+    ``extra["expired"] is True`` (the CDN assets are purged; ``result`` URLs may 404). Raises
+    :class:`PayloadError` when the id or ``status`` is missing or mistyped.
     """
-    vendor_job_id = f.text(obj, id_key, required=True)
+    notes = f.Notes()
+    vendor_job_id = f.job_id(obj, id_key, required=True)
     raw_state = f.text(obj, "status", required=True)
     state = _STATES.get(raw_state)
-    progress = f.percent(obj, "progress", whole=True)
-    message = f.text(obj, "error")
-    created_at = f.iso_time(obj, "createdAt")
-    completed_at = f.iso_time(obj, "completedAt")
-    credit_cost = f.integer(obj, "creditCost")
+    progress = notes.read(f.percent, obj, "progress")
+    message = notes.read(f.text, obj, "error")
+    created_at = notes.read(f.iso_time, obj, "createdAt")
+    completed_at = notes.read(f.iso_time, obj, "completedAt")
+    credit_cost = notes.read(f.number, obj, "creditCost")
     extra: dict[str, Any] = {
         key: value
         for key, value in (
-            ("event", f.text(obj, "event")),
-            ("model", f.text(obj, "model")),
+            ("event", notes.read(f.text, obj, "event")),
+            ("model", notes.read(f.text, obj, "model")),
             ("creditCost", credit_cost),
-            ("webhookStatus", f.text(obj, "webhookStatus")),
-            ("expired", f.boolean(obj, "expired")),
+            ("webhookStatus", notes.read(f.text, obj, "webhookStatus")),
+            ("expired", notes.read(f.boolean, obj, "expired")),
         )
         if key in obj
     }
@@ -232,7 +248,7 @@ def _job_update(obj: dict[str, Any], id_key: str) -> JobUpdate:
     outputs: tuple[Output, ...] = ()
     error: JobError | None = None
     if state is JobState.SUCCEEDED:
-        urls, grid = _result_urls(obj.get("result"))
+        urls, grid = _result_urls(obj.get("result"), notes)
         if grid is not None:
             extra["gridUrl"] = grid
         outputs = tuple(Output(url, mime_from_url(url), expires_at=None) for url in urls)
@@ -251,6 +267,7 @@ def _job_update(obj: dict[str, Any], id_key: str) -> JobUpdate:
         completed_at=completed_at,
         extra=extra,
         cost=f.cost(credit_cost, "credits"),
+        anomalies=notes.anomalies,
     )
 
 
@@ -290,10 +307,6 @@ class ApiframeAdapter(AdapterBase):
     signs_callbacks: ClassVar[bool] = True
     credential_setting: ClassVar[str] = "apiframe_api_key"
     base_url_setting: ClassVar[str] = "apiframe_base_url"
-    # a UUID: "GET /v2/jobs/{id} (id = UUID; 400 if not a UUID)" [VENDORS.md §3, AF-OAS]
-    job_id_pattern: ClassVar[re.Pattern[str]] = re.compile(
-        r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
-    )
     # "poll every 2-3 s for image jobs" [AF-JOB2]; the SDK grows 2 s x1.5 up to 5 s: 60 s, then 3 s
     poll_timing: ClassVar[PollTiming | None] = PollTiming(first=60.0, every=3.0)
     cost_field: ClassVar[str | None] = "creditCost"
@@ -327,8 +340,8 @@ class ApiframeAdapter(AdapterBase):
         if not is_success(status_code):
             raise _upstream(status_code, body, headers)
         obj = load_object(body)
-        vendor_job_id = f.text(obj, "jobId", required=True)
-        raw_state = f.text(obj, "status")
+        vendor_job_id = f.job_id(obj, "jobId", required=True)
+        raw_state = f.Notes().read(f.text, obj, "status")
         state = _STATES.get(raw_state) if raw_state is not None else None
         update = None
         if state in (JobState.QUEUED, JobState.RUNNING):
@@ -336,7 +349,8 @@ class ApiframeAdapter(AdapterBase):
         return SubmitResult(vendor_job_id, update)
 
     def status_request(self, vendor_job_id: str) -> VendorRequest:
-        """``GET /v2/jobs/{id}``."""
+        """``GET /v2/jobs/{id}``, the id percent-encoded as one path segment (:func:`path_segment`:
+        ``a/../b`` → ``/v2/jobs/a%2F..%2Fb``)."""
         return VendorRequest("GET", f"/v2/jobs/{path_segment(vendor_job_id)}")
 
     def parse_callback(self, body: bytes, headers: Mapping[str, str]) -> JobUpdate:

@@ -15,9 +15,16 @@ https://apixo.ai/docs/api-reference/response-format.
 - Status answers and callbacks share one envelope ``{code, message, data: {taskId, state, resultJson?,
   failCode?, failMsg?, createTime?, completeTime?, costTime?}}``. The envelope's ``code``/``message`` say
   200/"success" even for a failed task, so only ``data`` decides the outcome. ``resultJson`` is a JSON
-  *string* ``'{"resultUrls": [URL]}'``; times are epoch **milliseconds**; result URLs expire 24 h after
+  *string* ``'{"resultUrls": [URL]}'`` on the page; it is also read as an object, and every URL of
+  ``resultUrls`` becomes an output. A success whose ``resultJson`` is ``""``, absent or unreadable has
+  no output yet (``JobUpdate(state=SUCCEEDED, outputs=())``: the relay keeps polling for it). Times are
+  epoch **milliseconds** (integers, floats or digit strings are read); result URLs expire 24 h after
   completion. ``pending → queued``, ``processing → running``, ``success → succeeded``,
   ``failed → failed`` (code ``failCode``, opaque and possibly with spaces such as ``"Unknown error"``).
+- The task id is opaque (the page shows ``task_12345678``; a UUID or a number works the same) and goes
+  into the status URL as an encoded query value.
+- What carries the outcome (``data.taskId``, ``data.state``, the result URLs, ``failCode``) is read
+  strictly; every other field best-effort: a value that cannot be used is left out as an anomaly.
 - Cost: "Image Upscaler is billed per submitted image at ``$0.01 / image``" whatever the options
   (seed:003 "Billing"), and no body reports a price: every task costs :data:`PRICE`, ``Cost(0.01,
   "usd")``, a resubmitted job once per task. ``costTime`` is not a cost but the task's compute time in
@@ -32,7 +39,6 @@ https://apixo.ai/docs/api-reference/response-format.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Annotated, Any, ClassVar, Literal
@@ -152,40 +158,49 @@ _STATES = {
 }
 
 
-def _result_urls(data: dict[str, Any]) -> list[str]:
-    """``json.loads(data.resultJson)["resultUrls"]``: a non-empty list of URL strings."""
+def _result_urls(data: dict[str, Any], notes: f.Notes) -> list[str]:
+    """The output URLs of a success: ``resultJson`` (a JSON string, or already an object) holding
+    ``{"resultUrls": [URL, ...]}``, every ``http(s)`` URL kept in order. ``""``, absent or ``null``
+    gives ``[]`` (no output yet); what cannot be read, or a URL that is not ``http(s)``, is left out
+    with an anomaly in ``notes``. Never raises."""
     raw = data.get("resultJson")
-    if not isinstance(raw, str):
-        raise f.invalid(
-            "data.resultJson", f"expected a JSON string on a success task, got {f.json_kind(raw)}"
-        )
-    try:
-        parsed = json.loads(raw)
-    except (ValueError, RecursionError):
-        raise f.invalid("data.resultJson", f"is not JSON: {raw[:60]!r}") from None
-    if not isinstance(parsed, dict):
-        raise f.invalid(
-            "data.resultJson", f'expected a JSON object {{"resultUrls": [...]}}, got {f.json_kind(parsed)}'
-        )
-    urls = parsed.get("resultUrls")
-    if not isinstance(urls, list) or not urls or not all(isinstance(url, str) and url for url in urls):
-        raise f.invalid("data.resultJson", "resultUrls: expected a non-empty array of URL strings")
-    return urls
+    path = "data.resultJson"
+    if raw is None or raw == "":
+        return []
+    parsed: Any = raw
+    if isinstance(raw, str):
+        try:
+            parsed = json.loads(raw)
+        except (ValueError, RecursionError):
+            notes.add(path, raw)
+            return []
+    if isinstance(parsed, dict):
+        path, parsed = f"{path}.resultUrls", parsed.get("resultUrls")
+    if isinstance(parsed, str):  # a single URL where an array was documented
+        parsed = [parsed]
+    if not isinstance(parsed, list):
+        notes.add(path, parsed)
+        return []
+    urls = [notes.url(url, f"{path}[{index}]") for index, url in enumerate(parsed)]
+    return [url for url in urls if url is not None]
 
 
 def _job_update(obj: dict[str, Any]) -> JobUpdate:
     """One normalized update from a status answer or callback body (same envelope). ``cost`` is the
     task's :data:`PRICE` (it was submitted, so it is billed); ``costTime`` (the task's compute time in
-    **milliseconds**, seed:003) is kept in ``extra`` as sent and is ``compute_ms`` (``41388``)."""
+    **milliseconds**, seed:003) is kept in ``extra`` as read and is ``compute_ms`` (``41388``). Raises
+    :class:`PayloadError` when ``data``, ``data.taskId`` or ``data.state`` is missing or mistyped; any
+    other field that cannot be used is left out (``JobUpdate.anomalies``)."""
+    notes = f.Notes()
     data = f.obj(obj, "data", required=True)
-    task_id = f.text(data, "taskId", at="data", required=True)
+    task_id = f.job_id(data, "taskId", at="data", required=True)
     raw_state = f.text(data, "state", at="data", required=True)
     state = _STATES.get(raw_state)
-    created_at = f.epoch_ms(data, "createTime", at="data")
-    completed_at = f.epoch_ms(data, "completeTime", at="data")
-    cost_ms = f.integer(data, "costTime", at="data")
-    fail_code = f.text(data, "failCode", at="data")
-    fail_message = f.text(data, "failMsg", at="data")
+    created_at = notes.read(f.epoch_ms, data, "createTime", at="data")
+    completed_at = notes.read(f.epoch_ms, data, "completeTime", at="data")
+    cost_ms = notes.read(f.number, data, "costTime", at="data")
+    fail_code = _fail_code(data, notes)
+    fail_message = notes.read(f.text, data, "failMsg", at="data")
     extra: dict[str, Any] = {} if cost_ms is None else {"costTime": cost_ms}
 
     outputs: tuple[Output, ...] = ()
@@ -198,7 +213,8 @@ def _job_update(obj: dict[str, Any]) -> JobUpdate:
                 expires_at = completed_at + RESULT_TTL
             except OverflowError:
                 expires_at = None
-        outputs = tuple(Output(url, mime_from_url(url), expires_at=expires_at) for url in _result_urls(data))
+        urls = _result_urls(data, notes)
+        outputs = tuple(Output(url, mime_from_url(url), expires_at=expires_at) for url in urls)
         progress = 100
     elif state is JobState.FAILED:
         error = JobError(fail_code or "vendor_failed", fail_message)
@@ -213,8 +229,18 @@ def _job_update(obj: dict[str, Any]) -> JobUpdate:
         completed_at=completed_at,
         extra=extra,
         cost=PRICE,
-        compute_ms=cost_ms,
+        compute_ms=None if cost_ms is None or not 0 <= cost_ms < 2**53 else round(cost_ms),
+        anomalies=notes.anomalies,
     )
+
+
+def _fail_code(data: dict[str, Any], notes: f.Notes) -> str | None:
+    """``failCode`` as text (opaque: ``"Unknown error"``; a number is read as its digits); another type
+    is left out as an anomaly, so the failure keeps the relay's ``vendor_failed``."""
+    code = data.get("failCode")
+    if isinstance(code, int | float) and not isinstance(code, bool):
+        return str(code)
+    return notes.read(f.text, data, "failCode", at="data")
 
 
 def _error_text(body: bytes) -> str | None:
@@ -261,8 +287,6 @@ class ApixoAdapter(AdapterBase):
     # seed 003 "HTTP errors": 500 "Retry with backoff", 502 "Retry with backoff", 504 "Retry or use
     # callback mode" (429 "Retry with exponential backoff" is retried for every vendor)
     submit_retry_statuses: ClassVar[frozenset[int]] = frozenset({500, 502, 504})
-    # ``task_<id>`` ("taskId": "task_12345678") [VENDORS.md §4, seed 003]
-    job_id_pattern: ClassVar[re.Pattern[str]] = re.compile(r"task_[A-Za-z0-9_\-]{1,128}")
     # seed:003 "Latency and polling": "Normal workloads | 10s-15s after task creation | 5s-10s", "8k or
     # high-concurrency workloads | ... | If polling, use 10s or longer": first poll 12 s after the task is
     # created, then every 10 s (both rows at once) for the first minute (the seed's example task completes
@@ -288,26 +312,28 @@ class ApixoAdapter(AdapterBase):
         self, status_code: int, body: bytes, headers: Mapping[str, str]
     ) -> SubmitResult:
         """``{"code": 200, "message": "success", "data": {"taskId": "task_12345678"}}`` →
-        ``SubmitResult("task_12345678", None)``.
+        ``SubmitResult("task_12345678", None)``; the id is opaque (a UUID, ``"8123456789"`` or
+        ``12345`` → ``"12345"`` work the same).
 
         Raises :class:`UpstreamError` for a non-2xx status, or for a 2xx envelope without ``taskId``
         whose ``code`` is not 200 (mapped like an HTTP status); :class:`PayloadError` for any other 2xx
-        body without ``data.taskId``.
+        body without a usable ``data.taskId`` (not a string or integer, over 512 characters, control
+        characters).
         """
         if not is_success(status_code):
             raise upstream_error(status_code, _error_text(body), headers)
         obj = load_object(body)
         data = obj.get("data")
-        task_id = data.get("taskId") if isinstance(data, dict) else None
-        if isinstance(task_id, str) and task_id:
-            return SubmitResult(task_id, None)
+        if isinstance(data, dict) and data.get("taskId") not in (None, ""):
+            return SubmitResult(f.job_id(data, "taskId", at="data", required=True), None)
         envelope_error = _envelope_error(obj, headers)
         if envelope_error is not None:
             raise envelope_error
         raise f.invalid("data.taskId", "missing from the submit response (expected a non-empty string)")
 
     def status_request(self, vendor_job_id: str) -> VendorRequest:
-        """``GET /api/v1/statusTask/image-upscaler?taskId=<id>``."""
+        """``GET /api/v1/statusTask/image-upscaler?taskId=<id>`` (seed:003), the id percent-encoded as
+        one query value by httpx (``x?y=1`` → ``taskId=x%3Fy%3D1``, ``a/../b`` → ``taskId=a%2F..%2Fb``)."""
         return VendorRequest("GET", STATUS_PATH, query={"taskId": vendor_job_id})
 
     def parse_callback(self, body: bytes, headers: Mapping[str, str]) -> JobUpdate:

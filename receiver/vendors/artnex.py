@@ -14,7 +14,12 @@ https://docs.artnex.app/api/overview and https://docs.artnex.app/api/authenticat
   ("The scale value is outside the supported range", seed:004 Error codes) is reported against
   ``params.scale``.
 - Cost: ``credits_used`` (integer credits, seed:004 "100 credits per request") → ``Cost(100.0,
-  "credits")``; a non-integer is a :class:`PayloadError`.
+  "credits")``; ``100.0`` and ``"100"`` are read too.
+- What carries the outcome is ``success`` and ``image_url`` (seed:004 marks both required): a 200 with
+  ``success: true`` and an ``http(s)`` ``image_url`` succeeds whatever ``credits_used`` or
+  ``request_id`` look like (issue 20, finding 4). ``request_id`` is an opaque id (``req_ups_abc123xyz``,
+  ``req.ups.1``, a UUID); a ``credits_used`` or ``request_id`` that cannot be used is left out as an
+  anomaly. ``success: true`` without a usable ``image_url`` is a success without output.
 """
 
 from __future__ import annotations
@@ -141,8 +146,6 @@ class ArtnexAdapter(AdapterBase):
     synchronous: ClassVar[bool] = True
     credential_setting: ClassVar[str] = "artnex_api_key"
     base_url_setting: ClassVar[str] = "artnex_base_url"
-    # the response's ``request_id`` (``req_…``); Artnex has no status endpoint, so it is only stored
-    job_id_pattern: ClassVar[re.Pattern[str]] = re.compile(r"[A-Za-z0-9_\-]{1,128}")
     cost_field: ClassVar[str | None] = "credits_used"
 
     def __init__(self, clock: Callable[[], datetime] = utcnow) -> None:
@@ -161,7 +164,9 @@ class ArtnexAdapter(AdapterBase):
         """The outcome. ``200 {"success": true, "image_url": "https://…/upscaled.jpg", "request_id":
         "req_ups_abc123xyz", "credits_used": 100}`` → ``SubmitResult("req_ups_abc123xyz", update)`` with
         ``update`` succeeded, progress 100, one ``image/jpeg`` output expiring 24 h from now,
-        ``completed_at`` now, ``extra={"credits_used": 100}``, ``cost=Cost(100.0, "credits")``.
+        ``completed_at`` now, ``extra={"credits_used": 100.0}``, ``cost=Cost(100.0, "credits")``. A
+        ``credits_used`` or ``request_id`` that cannot be used is left out (``update.anomalies``); without
+        a usable ``image_url`` the update is succeeded without outputs.
 
         Raises :class:`UpstreamError` for a non-2xx status or ``success: false`` (code = the body's
         snake_case ``error``, e.g. ``invalid_scale``, whose message and details name ``params.scale``;
@@ -180,19 +185,27 @@ class ArtnexAdapter(AdapterBase):
             raise f.invalid("success", "missing")
         if not success:
             raise _error(status_code, data, body, headers)
-        image_url = f.text(data, "image_url", required=True)
-        request_id = f.text(data, "request_id")
-        credits_used = f.integer(data, "credits_used")
+        notes = f.Notes()
+        raw_url = data.get("image_url")
+        image_url = None if raw_url is None or raw_url == "" else notes.url(raw_url, "image_url")
+        request_id = notes.read(f.job_id, data, "request_id")
+        credits_used = notes.read(f.number, data, "credits_used")
         now = self._clock()
+        outputs = (
+            ()
+            if image_url is None
+            else (Output(image_url, mime_from_url(image_url), expires_at=now + RESULT_TTL),)
+        )
         update = JobUpdate(
             state=JobState.SUCCEEDED,
             raw_state="success",
             vendor_job_id=request_id,
             progress=100,
-            outputs=(Output(image_url, mime_from_url(image_url), expires_at=now + RESULT_TTL),),
+            outputs=outputs,
             completed_at=now,
             extra={} if credits_used is None else {"credits_used": credits_used},
             cost=f.cost(credits_used, "credits"),
+            anomalies=notes.anomalies,
         )
         return SubmitResult(request_id, update)
 

@@ -2,8 +2,8 @@
 
 An adapter is pure: it builds vendor requests and parses vendor bodies; it never does I/O. The
 submitter (:mod:`receiver.submit`) sends what it builds with httpx, and the ingest pipeline
-(:mod:`receiver.ingest`) stores what it parses. Vendor bodies are read with the strict field readers
-of :mod:`receiver.vendors._fields`.
+(:mod:`receiver.ingest`) stores what it parses. Vendor bodies are read with the field readers of
+:mod:`receiver.vendors._fields`: strict for what carries the outcome, best-effort (anomalies) for the rest.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from pydantic import BaseModel
 from dispatch.errors import PayloadError, UpstreamError
 from dispatch.model import Cost, JobUpdate
 from dispatch.retry import parse_retry_after
+from receiver.vendors._fields import opaque_id
 
 _Params = TypeVar("_Params", bound=BaseModel)
 
@@ -84,8 +85,6 @@ class VendorAdapter(Protocol):
         submit_retry_statuses: HTTP statuses of a submit answer the vendor's page says to retry
             (APIXO's 500, 502, 504: "Retry with backoff"): sent again from the outbox with backoff
             like a 429, although the vendor has no idempotency key. Other 5xx stay ambiguous.
-        job_id_pattern: the documented shape of the vendor's job id (full match); an id of any other
-            shape is refused before it is stored or put into a status URL (:func:`check_job_id`).
         poll_timing: when the polling fallback asks about a job (:class:`PollTiming`), or ``None`` for a
             vendor without a status endpoint (Artnex). The polled vendors are those with a timing.
         cost_field: dotted path of the vendor's own report of what it bills in its bodies
@@ -106,7 +105,6 @@ class VendorAdapter(Protocol):
     credential_setting: ClassVar[str]
     base_url_setting: ClassVar[str]
     default_base_url: ClassVar[str | None]
-    job_id_pattern: ClassVar[re.Pattern[str]]
     transient_fail_codes: ClassVar[frozenset[str]]
     submit_retry_statuses: ClassVar[frozenset[int]]
     poll_timing: ClassVar[PollTiming | None]
@@ -161,14 +159,14 @@ class AdapterBase:
     callbacks, no reserved fields, not synchronous, no idempotency key, no transient failure codes or
     retryable submit statuses, no status endpoint (``poll_timing = None``), no cost report or price. A vendor
     module subclasses it and sets ``name``, ``params_model``, ``params_example``, ``credential_setting``,
-    ``base_url_setting``, ``job_id_pattern`` and whatever differs from these defaults."""
+    ``base_url_setting`` and whatever differs from these defaults. Vendor job ids are opaque
+    (:func:`check_job_id`)."""
 
     name: ClassVar[str]
     params_model: ClassVar[type[BaseModel]]
     params_example: ClassVar[dict[str, Any]]
     credential_setting: ClassVar[str]
     base_url_setting: ClassVar[str]
-    job_id_pattern: ClassVar[re.Pattern[str]]
     # the base URL when RELAY_<BASE_URL_SETTING> is unset, for a vendor whose settings are not
     # Settings fields (receiver.settings.Settings.vendor_base_url)
     default_base_url: ClassVar[str | None] = None
@@ -252,30 +250,35 @@ def upstream_error(
     )
 
 
-MAX_JOB_ID_LENGTH = 512
-
-
 def path_segment(value: str, *, safe: str = "") -> str:
-    """``value`` percent-encoded as exactly one URL path segment: ``/``, ``?``, ``#`` and ``%`` are
-    always encoded, and a segment of dots (``.``, ``..``) is encoded too, so that no URL normaliser
-    reads it as "this" or "parent" folder. ``safe`` keeps characters a vendor shows unencoded
-    (useapi's ``:`` and ``@``). Example: ``path_segment("../x?y")`` → ``"..%2Fx%3Fy"``;
-    ``path_segment("..")`` → ``"%2E%2E"``."""
+    """``value`` percent-encoded (UTF-8) as exactly one URL path segment, so a vendor job id never
+    leaves the status path it is put in: everything but RFC 3986's unreserved characters
+    (``A-Z a-z 0-9 - . _ ~``) and ``safe`` is encoded, so ``/``, ``?``, ``#`` and ``%`` always are,
+    and a segment of only dots (``.``, ``..``) is encoded too (``%2E``), so that no URL normaliser
+    reads it as "this" or "parent" folder (RFC 3986 §5.2.4).
+
+    ``safe`` keeps characters a vendor's own examples show unencoded: useapi's job ids contain ``:``
+    and ``@`` and its pages interpolate them raw into ``GET …/assets/{jobId}`` (VENDORS.md §1, §2), and
+    both are legal in a segment (RFC 3986 §3.3: ``pchar = unreserved / pct-encoded / sub-delims / ":" /
+    "@"``). The other sub-delims (``!$&'()*+,;=``) are legal too but encoded: servers give ``;`` and
+    ``+`` meanings of their own. Example: ``path_segment("../x?y")`` → ``"..%2Fx%3Fy"``;
+    ``path_segment("..")`` → ``"%2E%2E"``; ``path_segment("US:a@b.c:dreamina", safe=":@")`` →
+    ``"US:a@b.c:dreamina"``; ``path_segment("tâche")`` → ``"t%C3%A2che"``."""
     segment = quote(value, safe=safe)
     return segment.replace(".", "%2E") if set(segment) <= {"."} else segment
 
 
 def check_job_id(adapter: VendorAdapter, value: str) -> str:
-    """``value`` when it has the vendor's documented job id shape, else :class:`PayloadError`.
+    """``value`` when it can serve as ``adapter``'s vendor job id, else :class:`PayloadError`.
 
-    Example: ``check_job_id(ApixoAdapter(), "task_12345678")`` → ``"task_12345678"``;
-    ``check_job_id(ApixoAdapter(), "../../x?probe=1")`` raises ``PayloadError("apixo job id
-    '../../x?probe=1' does not have the documented shape")``. Vendor job ids end up in status-poll
-    URLs sent with the relay's credentials, so they are checked before any use.
+    Vendor job ids are opaque (issue 20, "Vendor job ids are opaque"): any non-empty string of at most
+    512 characters without control characters is accepted, stored and used, whatever its shape (a
+    UUID, a number, ``a.b.c``, ``a/../b``, ``x?y=1``, non-ASCII); status URLs carry it percent-encoded
+    as one path segment (:func:`path_segment`) or query value, so it cannot leave the status path.
+    Example: ``check_job_id(ApixoAdapter(), "a/../b")`` → ``"a/../b"``; ``check_job_id(ApixoAdapter(),
+    "x" * 513)`` raises ``PayloadError("apixo job id: longer than 512 characters (513)")``.
     """
-    if len(value) > MAX_JOB_ID_LENGTH or not adapter.job_id_pattern.fullmatch(value):
-        raise PayloadError(f"{adapter.name} job id {value[:100]!r} does not have the documented shape")
-    return value
+    return opaque_id(value, f"{adapter.name} job id")
 
 
 def load_json(body: bytes) -> Any:

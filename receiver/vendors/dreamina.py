@@ -15,14 +15,19 @@ Normalization (VENDORS.md §6): ``created`` → running; ``completed`` → succe
 ``failed`` → failed (code from ``error`` such as ``"fail_code: 2043"``, message ``errorDetails``);
 any other word → unknown state. Cost: ``response.forecastCost`` (seed:001) is useapi's credit *forecast*
 (``0`` in the examples), not a bill → ``Cost(0.0, "credits", estimate=True)``; no body says what was
-billed. A non-numeric value is a :class:`PayloadError`.
+billed; a non-numeric value is left out as an anomaly.
 Polling: seed:001's example polls every 10 s; so does the polling fallback, 10 s after the submit and
 then every 10 s for the first minute, then backing off (``poll_timing``).
+
+Read liberally (issue 20): only ``status``, the job id and each image's ``imageUrl`` (which must be
+``http(s)``) carry the outcome; numbers (``width``, ``height``, ``forecastCost``) are read as integers,
+floats or numeric strings, and any field that cannot be used is left out as an anomaly. A ``completed``
+record without any usable image URL is succeeded without outputs (the relay keeps polling for it). The
+job id is opaque and goes into the status path percent-encoded except ``:`` and ``@``.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
@@ -84,16 +89,12 @@ class DreaminaAdapter(UseapiAdapter):
     poll_timing: ClassVar[PollTiming | None] = PollTiming(first=10.0, every=10.0, steady_for=60.0)
     submit_path: ClassVar[str] = SUBMIT_PATH
     status_path: ClassVar[str] = STATUS_PATH
-    # ``j<digits><letter>-u<digits>-<region>:<address>:dreamina`` or ``...-bot:dreamina`` (VENDORS.md §2)
-    job_id_pattern: ClassVar[re.Pattern[str]] = re.compile(
-        r"j[0-9]{6,32}[A-Za-z]?-u[0-9]+-[A-Za-z0-9._+\-@:]{1,400}"
-    )
 
     def submit_result(self, data: dict[str, Any]) -> SubmitResult:
         """A 2xx body is the new job record (``{"jobid": "j…I-…:dreamina", "type": "upscale", "status":
         "created", ...}``) → ``SubmitResult(vendor_job_id=jobid, update=<running update>)``. Raises
         :class:`PayloadError` for a body without ``jobid`` or ``status`` (``jobid: missing``)."""
-        vendor_job_id = f.text(data, "jobid", required=True)
+        vendor_job_id = f.job_id(data, "jobid", required=True)
         return SubmitResult(vendor_job_id, parse_job(data))
 
     def parse_job(self, data: Mapping[str, Any]) -> JobUpdate:
@@ -104,35 +105,34 @@ class DreaminaAdapter(UseapiAdapter):
 def parse_job(data: Mapping[str, Any]) -> JobUpdate:
     """Normalize a Dreamina job record (submit response, status response or callback).
 
-    ``status`` is required; ``jobid``, ``type``, ``created``/``updated`` (ISO-8601), ``response.images``,
-    ``response.forecastCost``, ``error`` and ``errorDetails`` are optional but must have their documented
-    types. ``created_at`` is ``created``; ``completed_at`` is ``updated`` once the job is terminal. A
-    ``completed`` record without any image stays running (like LTX's out-of-sync ``completed``). ``cost``
-    is ``response.forecastCost`` in credits as an ``estimate`` (useapi's forecast, seed:001), whatever
-    the state. ``extra``
+    ``status`` is required and ``jobid`` must be a usable id when present; ``type``,
+    ``created``/``updated`` (ISO-8601), ``response.images``, ``response.forecastCost``, ``error`` and
+    ``errorDetails`` are read best-effort (a value that cannot be used is left out and listed in
+    ``JobUpdate.anomalies``). ``created_at`` is ``created``; ``completed_at`` is ``updated`` once the
+    job is terminal. A ``completed`` record without any usable image is ``succeeded`` without outputs
+    (like LTX's out-of-sync ``completed``: the relay keeps the job running). ``cost`` is
+    ``response.forecastCost`` in credits as an ``estimate`` (useapi's forecast, seed:001), whatever the
+    state. ``extra``
     keeps ``type`` and ``replyRef`` when present. Raises :class:`PayloadError` naming the field, e.g.
-    ``response.images[0].width: expected an integer, got string``.
+    ``status: missing``.
     """
+    notes = f.Notes()
     raw_state = f.text(data, "status", required=True)
-    vendor_job_id = f.text(data, "jobid")
-    created_at = f.iso_time(data, "created")
-    updated_at = f.iso_time(data, "updated")
-    response = f.obj(data, "response")
-    outputs = () if response is None else _outputs(response)
-    forecast = None if response is None else f.number(response, "forecastCost", at="response")
-    cost = None if forecast is None else Cost(forecast, "credits", estimate=True)  # a forecast, not a bill
-    error_text = f.text(data, "error")
-    error_details = f.text(data, "errorDetails")
-    extra = {key: value for key in ("type", "replyRef") if (value := f.text(data, key)) is not None}
-
+    vendor_job_id = f.job_id(data, "jobid")
+    created_at = notes.read(f.iso_time, data, "created")
+    updated_at = notes.read(f.iso_time, data, "updated")
+    response = notes.read(f.obj, data, "response")
     state = _STATES.get(raw_state)
+    outputs = () if response is None or state is not JobState.SUCCEEDED else _outputs(response, notes)
+    forecast = None if response is None else notes.read(f.number, response, "forecastCost", at="response")
+    error_text = _error_text(data, notes)
+    error_details = notes.read(f.text, data, "errorDetails")
+    extra = {key: value for key in ("type", "replyRef") if (value := notes.read(f.text, data, key))}
+
     progress: int | None = None
     error: JobError | None = None
-    if state is JobState.SUCCEEDED:
-        if outputs:
-            progress = 100
-        else:
-            state = JobState.RUNNING
+    if state is JobState.SUCCEEDED and outputs:
+        progress = 100
     elif state is JobState.FAILED:
         error = JobError(_error_code(error_text), error_details or error_text)
     return JobUpdate(
@@ -140,33 +140,51 @@ def parse_job(data: Mapping[str, Any]) -> JobUpdate:
         raw_state=raw_state,
         vendor_job_id=vendor_job_id,
         progress=progress,
-        outputs=outputs if state is JobState.SUCCEEDED else (),
+        outputs=outputs,
         error=error,
         created_at=created_at,
         completed_at=updated_at if state is not None and state.terminal else None,
         extra=extra,
-        cost=cost,
+        cost=None if forecast is None else Cost(forecast, "credits", estimate=True),  # a forecast, not a bill
+        anomalies=notes.anomalies,
     )
 
 
-def _outputs(response: Mapping[str, Any]) -> tuple[Output, ...]:
+def _outputs(response: Mapping[str, Any], notes: f.Notes) -> tuple[Output, ...]:
     """``response.images[*]`` as outputs (``format`` ``"jpeg"`` → ``image/jpeg``; unknown formats →
-    ``None``). Raises :class:`PayloadError` for a malformed entry."""
-    images = f.array(response, "images", at="response")
+    ``None``). An entry that is not an object or has no ``http(s)`` ``imageUrl`` is left out with an
+    anomaly, and so is a mistyped ``width``, ``height`` or ``format`` (the output keeps ``None``)."""
+    images = notes.read(f.array, response, "images", at="response")
     if images is None:
         return ()
     outputs = []
-    for path, image in f.objects(images, at="response.images"):
-        fmt = f.text(image, "format", at=path)
+    for index, image in enumerate(images):
+        path = f"response.images[{index}]"
+        if not isinstance(image, dict):
+            notes.add(path, image)
+            continue
+        url = notes.url(image.get("imageUrl"), f"{path}.imageUrl")
+        if url is None:
+            continue
+        fmt = notes.read(f.text, image, "format", at=path)
         outputs.append(
             Output(
-                url=f.text(image, "imageUrl", at=path, required=True),
+                url=url,
                 mime_type=None if fmt is None else _MIME_TYPES.get(fmt.lower()),
-                width=f.dimension(image, "width", at=path),
-                height=f.dimension(image, "height", at=path),
+                width=notes.read(f.dimension, image, "width", at=path),
+                height=notes.read(f.dimension, image, "height", at=path),
             )
         )
     return tuple(outputs)
+
+
+def _error_text(data: Mapping[str, Any], notes: f.Notes) -> str | None:
+    """The record's ``error`` (``"fail_code: 2043"``); a number is read as its digits, another type is
+    left out as an anomaly."""
+    error = data.get("error")
+    if isinstance(error, int | float) and not isinstance(error, bool):
+        return str(error)
+    return notes.read(f.text, data, "error")
 
 
 def _error_code(error: str | None) -> str:

@@ -13,13 +13,20 @@ The callback (to ``replyUrl``) and ``GET /v1/ltxstudio/assets/{jobId}`` both car
      "jobId": "email:demo@example.com:8b45…-type:image", "replyRef": "job_…"}
 
 Normalization (VENDORS.md §6): ``active`` → running; ``completed`` with ``artifact.assetUrl`` →
-succeeded; ``completed`` without it → still running (the docs warn the two can be out of sync);
-``failed`` → failed (``vendor_failed``, message ``status.message``); any other word → unknown state.
+succeeded; ``completed`` without it (the docs warn the two can be out of sync) → succeeded without
+outputs, which the relay keeps running and polls again for the URL; ``failed`` → failed
+(``vendor_failed``, message ``status.message``); any other word → unknown state.
+
+Read liberally (issue 20): the model is "all fields optional", so only ``status.type``, the job id and
+``assetUrl`` (which must be ``http(s)``) carry the outcome; ``progress`` is read as an integer, float or
+numeric string, ``expirationDateString`` as epoch milliseconds (the page's digit string, or a number)
+or an ISO-8601 time, and any field that cannot be used is left out as an anomaly (an expiry that is
+neither gives ``expires_at: null``). The job id is opaque and goes into the status path
+percent-encoded except ``:`` and ``@`` (see :meth:`UseapiAdapter.status_request`).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -72,11 +79,6 @@ class LtxStudioAdapter(UseapiAdapter):
     }
     submit_path: ClassVar[str] = SUBMIT_PATH
     status_path: ClassVar[str] = STATUS_PATH
-    # ``email:<address>-job:<uuid>-type:image`` (VENDORS.md §1: the docs obfuscate the middle, so the
-    # address part is any run of address characters, ``:`` and ``@``)
-    job_id_pattern: ClassVar[re.Pattern[str]] = re.compile(
-        r"email:[A-Za-z0-9._+\-@:]{1,400}-type:(?:image|video)"
-    )
 
     def submit_timeout(self, params: BaseModel) -> float | None:
         """With ``pollForResult: n`` useapi holds the answer for up to 3 s per attempt ("each attempt waits
@@ -94,7 +96,7 @@ class LtxStudioAdapter(UseapiAdapter):
         if data.get("status") is not None:
             update = parse_job(data)
             return SubmitResult(update.vendor_job_id, update)
-        return SubmitResult(f.text(data, "jobId", required=True))
+        return SubmitResult(f.job_id(data, "jobId", required=True))
 
     def parse_job(self, data: Mapping[str, Any]) -> JobUpdate:
         """See :func:`parse_job`."""
@@ -104,25 +106,27 @@ class LtxStudioAdapter(UseapiAdapter):
 def parse_job(data: Mapping[str, Any]) -> JobUpdate:
     """Normalize an LTX job model (callback, status response or polled submit response).
 
-    ``status`` and ``status.type`` are required; everything else is optional but must have its documented
-    type. ``extra`` keeps ``replyRef`` and ``generationId`` when present. Raises :class:`PayloadError`
-    naming the field, e.g. ``status.progress: expected a number, got string``.
+    ``status`` and ``status.type`` are required, and ``jobId`` must be a usable id when present;
+    every other field is read best-effort (a value that cannot be used is left out and listed in
+    ``JobUpdate.anomalies``). ``extra`` keeps ``replyRef`` and ``generationId`` when present. A
+    ``completed`` model without a usable ``assetUrl`` is ``succeeded`` without outputs (the relay
+    keeps such a job running). Raises :class:`PayloadError` naming the field, e.g. ``status.type:
+    missing``.
     """
+    notes = f.Notes()
     status = f.obj(data, "status", required=True)
     raw_state = f.text(status, "type", at="status", required=True)
-    progress = f.percent(status, "progress", at="status")
-    message = f.text(status, "message", at="status")
-    output = _artifact_output(status)
-    vendor_job_id = f.text(data, "jobId")
-    extra = {key: value for key in ("replyRef", "generationId") if (value := f.text(data, key)) is not None}
+    progress = notes.read(f.percent, status, "progress", at="status")
+    message = notes.read(f.text, status, "message", at="status")
+    vendor_job_id = f.job_id(data, "jobId")
+    extra = {key: value for key in ("replyRef", "generationId") if (value := notes.read(f.text, data, key))}
 
     state = _STATES.get(raw_state)
     outputs: tuple[Output, ...] = ()
     error: JobError | None = None
     if state is JobState.SUCCEEDED:
-        if output is None:
-            state = JobState.RUNNING
-        else:
+        output = _artifact_output(status, notes)
+        if output is not None:
             progress, outputs = 100, (output,)
     elif state is JobState.FAILED:
         error = JobError("vendor_failed", message)
@@ -134,23 +138,29 @@ def parse_job(data: Mapping[str, Any]) -> JobUpdate:
         outputs=outputs,
         error=error,
         extra=extra,
+        anomalies=notes.anomalies,
     )
 
 
-def _artifact_output(status: Mapping[str, Any]) -> Output | None:
-    """``status.artifact`` as an :class:`Output`, or ``None`` when there is no ``assetUrl`` yet. Its
-    ``expirationDateString`` is epoch **milliseconds** as a digit string (``"1748919477350"`` →
-    ``2025-06-03T02:57:57.350Z``)."""
-    artifact = f.obj(status, "artifact", at="status")
+def _artifact_output(status: Mapping[str, Any], notes: f.Notes) -> Output | None:
+    """``status.artifact`` as an :class:`Output`, or ``None`` when there is no usable ``assetUrl``
+    (absent: no anomaly; not ``http(s)``: an anomaly). Its ``expirationDateString`` is epoch
+    **milliseconds** as a digit string (``"1748919477350"`` → ``2025-06-03T02:57:57.350Z``); a number of
+    milliseconds or an ISO-8601 time is read too, anything else gives ``expires_at=None`` and an
+    anomaly."""
+    at = "status.artifact"
+    artifact = notes.read(f.obj, status, "artifact", at="status")
     if artifact is None:
         return None
-    at = "status.artifact"
-    url = f.text(artifact, "assetUrl", at=at)
-    expires_at = f.epoch_ms_text(artifact, "expirationDateString", at=at)
-    asset = f.obj(artifact, "asset", at=at)
-    mime_type = None if asset is None else f.text(asset, "mimeType", at=f"{at}.asset")
+    raw_url = artifact.get("assetUrl")
+    if raw_url is None or raw_url == "":
+        return None
+    url = notes.url(raw_url, f"{at}.assetUrl")
     if url is None:
         return None
+    expires_at = notes.read(f.epoch_ms_or_iso, artifact, "expirationDateString", at=at)
+    asset = notes.read(f.obj, artifact, "asset", at=at)
+    mime_type = None if asset is None else notes.read(f.text, asset, "mimeType", at=f"{at}.asset")
     return Output(url=url, mime_type=mime_type, expires_at=expires_at)
 
 
