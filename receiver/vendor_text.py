@@ -28,7 +28,7 @@ from dataclasses import replace
 from typing import Any, TypeVar
 
 from dispatch.errors import RelayError
-from dispatch.model import JobError, JobUpdate, Output
+from dispatch.model import Anomaly, JobError, JobUpdate, Output
 from receiver.vendors.base import SubmitResult, VendorAdapter
 
 _UNSAFE = re.compile("[\x00\ud800-\udfff]")
@@ -71,8 +71,9 @@ def _output(output: Output) -> Output:
 
 def clean_update(update: JobUpdate) -> JobUpdate:
     """``update`` with every text :func:`clean_text`-ed: ``raw_state``, ``vendor_job_id``, each
-    output's ``url`` and ``mime_type``, the error's ``code`` and ``message``, ``extra`` at any depth
-    and the cost's unit. Example: an APIXO success whose ``resultJson`` holds
+    output's ``url`` and ``mime_type``, the error's ``code`` and ``message``, ``extra`` at any depth,
+    the cost's unit and each anomaly's ``path`` and ``seen`` (a deviating field's value, as sent).
+    Example: an APIXO success whose ``resultJson`` holds
     ``{"resultUrls": ["https://x/\\ud800.png"]}`` gives the output URL ``"https://x/\\ufffd.png"``."""
     error = update.error
     if error is not None:
@@ -88,6 +89,7 @@ def clean_update(update: JobUpdate) -> JobUpdate:
         error=error,
         extra=clean_value(update.extra) if update.extra else update.extra,
         cost=cost,
+        anomalies=tuple(Anomaly(clean_text(a.path), clean_text(a.seen)) for a in update.anomalies),
     )
 
 

@@ -15,7 +15,7 @@ import psycopg
 from cryptography.fernet import Fernet
 
 from dispatch.costs import Charge
-from dispatch.model import Cost, JobError, JobState, JobUpdate
+from dispatch.model import Cost, JobError, JobState, JobUpdate, Output
 from dispatch.secretbox import SecretBox
 from dispatch.store import schema_pg
 from dispatch.store.postgres import PostgresStore
@@ -108,7 +108,16 @@ def test_a_late_success_moves_the_spend_out_of_unreceived(store: Any) -> None:
     store.record_message(job.id, "poll", RAW, timeout)
     assert _spend(store, "apixo")["cost"][0]["unreceived"] == 0.01
     store.record_message(
-        job.id, "callback", RAW, JobUpdate(JobState.SUCCEEDED, "success", "task_1", cost=USD)
+        job.id,
+        "callback",
+        RAW,
+        JobUpdate(
+            JobState.SUCCEEDED,
+            "success",
+            "task_1",
+            outputs=(Output("https://file.apixo.ai/a.jpg"),),
+            cost=USD,
+        ),
     )
     assert store.get_job(job.id).status is JobState.SUCCEEDED
     assert _spend(store, "apixo")["cost"] == [
@@ -182,7 +191,7 @@ def test_migration_012_on_postgres_turns_old_costs_into_durations_estimates_and_
                 conn.execute("INSERT INTO _migrations VALUES (%s, now())", (name,))
             for job_id, vendor, amount, unit in OLD_JOBS:
                 conn.execute(INSERT_OLD.replace("?", "%s"), (job_id, vendor, f"v_{job_id}", amount, unit))
-            assert schema_pg.migrate(conn) == ["012_costs_as_billed"]
+            assert schema_pg.migrate(conn) == ["012_costs_as_billed", "013_payload_anomalies"]
         store = PostgresStore.open(url, SecretBox(Fernet.generate_key()))
         try:
             _check_migrated(store)

@@ -512,7 +512,7 @@ def test_numbers_are_read_as_floats_or_numeric_strings() -> None:
     raw = record(response={"images": [image(width=3840.0, height="2160")], "forecastCost": "0.5"})
     update = ADAPTER.parse_callback(raw, {})
     assert (update.outputs[0].width, update.outputs[0].height) == (3840, 2160)
-    assert update.cost == Cost(0.5, "credits") and update.anomalies == ()
+    assert update.cost == Cost(0.5, "credits", estimate=True) and update.anomalies == ()
 
 
 def test_a_numeric_error_is_kept_as_the_code() -> None:

@@ -88,10 +88,10 @@ def lost_apixo_job(env: RelayEnv) -> tuple[dict[str, Any], str]:
 def test_lone_surrogate_inside_apixo_result_json_is_replaced_and_delivered(
     tmp_path: Path, mirror: bool
 ) -> None:
-    """``resultJson`` holding ``{"resultUrls": ["…/up\\ud800.png?\\u0000"]}`` (escapes inside the
-    nested JSON text): the callback is 200 ``applied``, the output URL carries U+FFFD in their
-    place, every read of the job works, and ``job.succeeded`` reaches the subscriber (after the copy,
-    with mirroring on)."""
+    """``resultJson`` holding ``{"resultUrls": ["…/up\\ud800.png"], "note": "\\u0000\\udfff"}``
+    (escapes inside the nested JSON text): the callback is 200 ``applied``, the output URL carries
+    U+FFFD in the surrogate's place, every read of the job works, and ``job.succeeded`` reaches the
+    subscriber (after the copy, with mirroring on)."""
     fake = FakeConfig(callback_delay=0.02, apixo_retry_scale=0.001, apixo_allow_http=True, serve_assets=True)
     overrides: dict[str, Any] = {}
     if mirror:
@@ -100,7 +100,9 @@ def test_lone_surrogate_inside_apixo_result_json_is_replaced_and_delivered(
         env.subscribe()
         job, url = lost_apixo_job(env)
         asset = f"{env.vendors.url}/_fake/assets/{FAR_FUTURE_MS}/file.apixo.ai/t1/up"
-        inner = '{"resultUrls": ["' + asset + '\\ud800.png?q=\\u0000"]}'  # JSON text with the escapes
+        # JSON text with the escapes: a lone surrogate in the URL, NUL and another one in a field beside
+        # it (a URL with a control character is no URL: it is left out as an anomaly, issue 20)
+        inner = '{"resultUrls": ["' + asset + '\\ud800.png"], "note": "\\u0000\\udfff"}'
         body = apixo_callback(job["vendor_job_id"], inner)
         assert b"\\\\ud800" in body  # the escape sits inside the nested JSON string, not the outer one
         answer = httpx.post(url, content=body, headers={"Content-Type": "application/json"})
@@ -113,7 +115,7 @@ def test_lone_surrogate_inside_apixo_result_json_is_replaced_and_delivered(
         delivered = env.sub_log.by_event_id()[eid][0]
         assert delivered.verified is True and delivered.contract_error is None, delivered.contract_error
         output = delivered.json["data"]["outputs"][0]
-        assert output["url"] == asset + "\ufffd.png?q=\ufffd"
+        assert output["url"] == asset + "\ufffd.png"
         if mirror:
             assert output["mirror"] is not None, output
         with console_client(env) as console:
